@@ -1,0 +1,159 @@
+// `sdql generate`: one request through the engine, straight to image files, with a progress bar.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { extname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Engine } from '../diffusion/engine.ts';
+import { DiffusionError } from '../diffusion/errors.ts';
+import { encodeImage, type ImageFormat } from '../diffusion/image.ts';
+import { inspectModelFolder } from '../diffusion/model-folder.ts';
+import { DEFAULTS, resolveRequest, type StepProgress } from '../diffusion/pipeline.ts';
+import { SCHEDULER_NAMES } from '../diffusion/schedulers/index.ts';
+
+export const GENERATE_HELP = `Usage: sdql generate --model <folder or id> --prompt <text> [options]
+
+Runs one generation on this machine and writes the images (no server needed).
+
+Options:
+  --model <folder|id>       a model folder, or the id of a folder in SDQL_MODELS_DIR
+  --prompt <text>           what to draw
+  --negative-prompt <text>  what to steer away from
+  --seed <n>                0 to 4294967295; image i uses seed + i (random when left out)
+  --steps <n>               denoising steps, 1 to 150 (default ${DEFAULTS.steps})
+  --scheduler <name>        ${SCHEDULER_NAMES.join(', ')} (default ${DEFAULTS.scheduler})
+  --guidance-scale <x>      classifier-free guidance scale (default ${DEFAULTS.guidanceScale})
+  --guidance-rescale <x>    0 to 1 (default 0)
+  --eta <x>                 DDIM's eta (default 0)
+  --size <W>x<H>            image size (default: the model's native size, or the init image's)
+  --num-images <n>          1 to 16 (default 1)
+  --init <image>            PNG, JPEG or WebP init image: img2img
+  --strength <x>            img2img strength in (0, 1] (default ${DEFAULTS.strength})
+  -o, --output <file>       .png, .jpg or .webp (default out.png); several images get -0, -1, … suffixes
+`;
+
+const FORMATS: Record<string, ImageFormat> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp' };
+
+export async function generateCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      prompt: { type: 'string' },
+      'negative-prompt': { type: 'string' },
+      seed: { type: 'string' },
+      steps: { type: 'string' },
+      scheduler: { type: 'string' },
+      'guidance-scale': { type: 'string' },
+      'guidance-rescale': { type: 'string' },
+      eta: { type: 'string' },
+      size: { type: 'string' },
+      'num-images': { type: 'string' },
+      init: { type: 'string' },
+      strength: { type: 'string' },
+      output: { type: 'string', short: 'o', default: 'out.png' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(GENERATE_HELP);
+    return 0;
+  }
+  if (!values.model || values.prompt === undefined) {
+    process.stderr.write(`--model and --prompt are required\n\n${GENERATE_HELP}`);
+    return 2;
+  }
+  const format = FORMATS[extname(values.output).toLowerCase()];
+  if (!format) {
+    process.stderr.write(`--output must end in .png, .jpg or .webp, got ${values.output}\n`);
+    return 2;
+  }
+  const number = (name: string, text: string | undefined) => {
+    if (text === undefined) return undefined;
+    const n = Number(text);
+    if (text.trim() === '' || !Number.isFinite(n)) throw new DiffusionError('BAD_USER_INPUT', `--${name} must be a number, got "${text}"`);
+    return n;
+  };
+  const size = values.size?.match(/^(\d+)x(\d+)$/i);
+  if (values.size && !size) {
+    process.stderr.write(`--size must look like 512x512, got ${values.size}\n`);
+    return 2;
+  }
+
+  const engine = new Engine();
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    const model = await inspectModelFolder(resolveModelDir(values.model));
+    const request = await resolveRequest(model, {
+      prompt: values.prompt,
+      negativePrompt: values['negative-prompt'],
+      seed: number('seed', values.seed),
+      steps: number('steps', values.steps),
+      scheduler: values.scheduler?.toUpperCase(),
+      guidanceScale: number('guidance-scale', values['guidance-scale']),
+      guidanceRescale: number('guidance-rescale', values['guidance-rescale']),
+      eta: number('eta', values.eta),
+      width: size ? Number(size[1]) : undefined,
+      height: size ? Number(size[2]) : undefined,
+      numImages: number('num-images', values['num-images']),
+      initImage: values.init ? readFileSync(values.init) : undefined,
+      strength: number('strength', values.strength),
+    });
+    const bar = new ProgressBar(process.stderr);
+    process.stderr.write(`${model.id}: ${request.width}x${request.height}, ${request.scheduler}, ${request.steps} steps, seed ${request.seed}\n`);
+    const result = await engine.run(model, request, { signal: controller.signal, onStep: (p) => bar.update(p) });
+    bar.done();
+    for (const [i, { seed, image }] of result.images.entries()) {
+      const file = result.images.length === 1 ? values.output : values.output.replace(/(\.\w+)$/, `-${i}$1`);
+      writeFileSync(file, await encodeImage(image, format));
+      process.stderr.write(`wrote ${file} (seed ${seed})\n`);
+    }
+    process.stderr.write(`done in ${(result.timings.totalMs / 1000).toFixed(1)} s\n`);
+    return 0;
+  } catch (error) {
+    if (error instanceof DiffusionError) {
+      process.stderr.write(`\n${error.code === 'ABORTED' ? 'canceled' : `error: ${error.message}`}\n`);
+      return error.code === 'ABORTED' ? 130 : 1;
+    }
+    throw error;
+  } finally {
+    process.off('SIGINT', onSigint);
+    await engine.close();
+  }
+}
+
+/** A model folder given as a path, or as the id of a folder in SDQL_MODELS_DIR. */
+function resolveModelDir(model: string): string {
+  if (existsSync(join(model, 'model_index.json'))) return resolve(model);
+  const byId = resolve(process.env.SDQL_MODELS_DIR || './models', model);
+  if (existsSync(join(byId, 'model_index.json'))) return byId;
+  throw new DiffusionError('BAD_USER_INPUT', `no model "${model}": give a folder with a model_index.json or the id of one in ${resolve(process.env.SDQL_MODELS_DIR || './models')}`);
+}
+
+/** A one-line progress bar on a terminal; a line per tenth of the work elsewhere (logs stay readable). */
+class ProgressBar {
+  private readonly started = performance.now();
+  private lastTenth = -1;
+
+  constructor(private readonly stream: NodeJS.WriteStream) {}
+
+  update({ step, totalSteps }: StepProgress): void {
+    const elapsed = (performance.now() - this.started) / 1000;
+    const rate = step / elapsed;
+    const eta = (totalSteps - step) / rate;
+    const stats = `${step}/${totalSteps} steps  ${rate.toFixed(2)} it/s  ETA ${eta.toFixed(0)} s`;
+    if (this.stream.isTTY) {
+      const width = 30;
+      const filled = Math.round((step / totalSteps) * width);
+      this.stream.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${stats}  `);
+    } else {
+      const tenth = Math.floor((step / totalSteps) * 10);
+      if (tenth !== this.lastTenth) this.stream.write(`${stats}\n`);
+      this.lastTenth = tenth;
+    }
+  }
+
+  done(): void {
+    if (this.stream.isTTY) this.stream.write('\n');
+  }
+}

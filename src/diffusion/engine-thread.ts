@@ -1,0 +1,100 @@
+// The engine on a worker thread. onnxruntime-node runs sessions synchronously on the calling
+// thread, so the server's event loop would stall for every UNet call; here it only relays
+// messages: requests in, step progress (latents transferred, not copied) and results out.
+import { Worker } from 'node:worker_threads';
+import type { EngineOptions, GenerationEngine } from './engine.ts';
+import { DiffusionError, type DiffusionErrorCode } from './errors.ts';
+import type { ModelFolderInfo } from './model-folder.ts';
+import type { GenerateCallbacks, GenerateRequest, GenerateResult, StepProgress } from './pipeline.ts';
+
+export type ToWorker = { type: 'run'; id: number; model: ModelFolderInfo; request: GenerateRequest } | { type: 'abort'; id: number } | { type: 'close' };
+
+export type FromWorker =
+  | { type: 'step'; id: number; progress: StepProgress }
+  | { type: 'done'; id: number; result: GenerateResult }
+  | { type: 'error'; id: number; error: { code?: DiffusionErrorCode; message: string; stack?: string } }
+  | { type: 'closed' };
+
+interface Pending {
+  resolve: (result: GenerateResult) => void;
+  reject: (error: Error) => void;
+  onStep?: GenerateCallbacks['onStep'];
+}
+
+export class EngineThread implements GenerationEngine {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private failure: Error | undefined;
+
+  constructor(options: EngineOptions = {}) {
+    this.worker = startTsWorker(new URL('./engine-worker.ts', import.meta.url), options);
+    this.worker.on('message', (message: FromWorker) => this.receive(message));
+    this.worker.on('error', (error) => this.fail(error));
+    this.worker.on('exit', (code) => this.fail(new Error(`the engine thread exited (code ${code})`)));
+  }
+
+  run(model: ModelFolderInfo, request: GenerateRequest, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    const { signal, onStep } = callbacks;
+    return new Promise<GenerateResult>((resolve, reject) => {
+      const abort = () => this.post({ type: 'abort', id });
+      signal?.addEventListener('abort', abort, { once: true });
+      const settle = () => signal?.removeEventListener('abort', abort);
+      this.pending.set(id, {
+        resolve: (result) => (settle(), resolve(result)),
+        reject: (error) => (settle(), reject(error)),
+        onStep,
+      });
+      this.post({ type: 'run', id, model, request });
+      if (signal?.aborted) abort();
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.failure) return;
+    const closed = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.post({ type: 'close' });
+    await closed;
+  }
+
+  private post(message: ToWorker): void {
+    this.worker.postMessage(message);
+  }
+
+  private receive(message: FromWorker): void {
+    if (message.type === 'closed') return;
+    const pending = this.pending.get(message.id);
+    if (!pending) return;
+    if (message.type === 'step') {
+      // Progress is best effort: a failing listener must not fail the generation.
+      Promise.resolve(pending.onStep?.(message.progress)).catch(() => {});
+      return;
+    }
+    this.pending.delete(message.id);
+    if (message.type === 'done') pending.resolve(message.result);
+    else {
+      const { code, message: text, stack } = message.error;
+      const error = code ? new DiffusionError(code, text) : new Error(text);
+      if (stack) error.stack = stack;
+      pending.reject(error);
+    }
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    for (const pending of this.pending.values()) pending.reject(error);
+    this.pending.clear();
+  }
+}
+
+/**
+ * Starts a worker on a TypeScript module: workers do not inherit the tsx loader, so a one-line
+ * bootstrap registers it in the new thread before importing the entry.
+ */
+function startTsWorker(entry: URL, workerData: unknown): Worker {
+  const loader = import.meta.resolve('tsx/esm/api');
+  const code = `import { register } from ${JSON.stringify(loader)}; register(); await import(${JSON.stringify(entry.href)});`;
+  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`), { workerData });
+}

@@ -1,0 +1,48 @@
+// Entry of the engine thread (see engine-thread.ts): one Engine, requests run one at a time in
+// arrival order, each abortable by its id between steps.
+import { parentPort, workerData } from 'node:worker_threads';
+import { Engine, type EngineOptions } from './engine.ts';
+import { DiffusionError } from './errors.ts';
+import type { FromWorker, ToWorker } from './engine-thread.ts';
+
+const port = parentPort!;
+const engine = new Engine(workerData as EngineOptions);
+const controllers = new Map<number, AbortController>();
+let queue = Promise.resolve();
+
+const send = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+
+port.on('message', (message: ToWorker) => {
+  if (message.type === 'abort') {
+    controllers.get(message.id)?.abort();
+    return;
+  }
+  if (message.type === 'close') {
+    queue = queue.then(async () => {
+      await engine.close();
+      send({ type: 'closed' });
+      port.close();
+    });
+    return;
+  }
+  const { id, model, request } = message;
+  const controller = new AbortController();
+  controllers.set(id, controller);
+  queue = queue.then(async () => {
+    try {
+      const result = await engine.run(model, request, {
+        signal: controller.signal,
+        onStep: (progress) => {
+          const latents = progress.latents.slice();
+          send({ type: 'step', id, progress: { ...progress, latents } }, [latents.buffer]);
+        },
+      });
+      send({ type: 'done', id, result }, result.images.map((i) => i.image.data.buffer as ArrayBuffer));
+    } catch (error) {
+      const e = error as Error;
+      send({ type: 'error', id, error: { code: e instanceof DiffusionError ? e.code : undefined, message: e.message, stack: e.stack } });
+    } finally {
+      controllers.delete(id);
+    }
+  });
+});

@@ -1,0 +1,41 @@
+// The engine a worker drives: model loading through the session cache, then the pipeline.
+// `Engine` runs on the calling thread; `EngineThread` (engine-thread.ts) runs the same engine on
+// a worker thread, because onnxruntime-node's session.run blocks the thread it is called on.
+import { totalmem } from 'node:os';
+import { ModelCache } from './model-cache.ts';
+import type { ModelFolderInfo } from './model-folder.ts';
+import type { RuntimeOptions } from './onnx-model.ts';
+import { generate, type GenerateCallbacks, type GenerateRequest, type GenerateResult } from './pipeline.ts';
+import { StableDiffusionModel } from './stable-diffusion.ts';
+
+export interface EngineOptions {
+  runtime?: RuntimeOptions;
+  /** Bytes of model files kept loaded between requests; half the machine's memory by default. */
+  cacheBudgetBytes?: number;
+}
+
+export interface GenerationEngine {
+  run(model: ModelFolderInfo, request: GenerateRequest, callbacks?: GenerateCallbacks): Promise<GenerateResult>;
+  close(): Promise<void>;
+}
+
+export class Engine implements GenerationEngine {
+  private readonly cache: ModelCache<StableDiffusionModel>;
+
+  constructor(private readonly options: EngineOptions = {}) {
+    this.cache = new ModelCache(options.cacheBudgetBytes ?? totalmem() / 2);
+  }
+
+  run(model: ModelFolderInfo, request: GenerateRequest, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
+    return this.cache.use(
+      model.dir,
+      model.sizeBytes,
+      () => StableDiffusionModel.load(model, this.options.runtime),
+      (loaded) => generate(loaded, request, callbacks),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.cache.clear();
+  }
+}

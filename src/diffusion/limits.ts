@@ -1,0 +1,23 @@
+// The request limits the engine enforces, in one place so the API, the CLI and the README agree.
+
+export const LIMITS = {
+  /** Denoising steps a request may ask for. */
+  minSteps: 1,
+  maxSteps: 150,
+  /** Images in one request (each with its own seed, seed + i). */
+  maxImages: 16,
+  /** Width and height bounds in pixels; both must also be multiples of the model's VAE scale factor. */
+  minSide: 64,
+  maxSide: 2048,
+  /** Output pixels per image (width × height): 1024×1024 by default. */
+  maxPixels: 1024 * 1024,
+  /** Characters of a prompt or negative prompt. */
+  maxPromptChars: 10_000,
+  /** Bytes of an init image file as uploaded. */
+  maxImageBytes: 20 * 1024 * 1024,
+  /** Decoded pixels of an init image, against decompression bombs. */
+  maxInputPixels: 4096 * 4096,
+  /** Largest seed: seeds are unsigned 32-bit, as in AUTOMATIC1111 and diffusers' examples. */
+  maxSeed: 0xffff_ffff,
+  maxGuidanceScale: 50,
+} as const;

@@ -1,0 +1,68 @@
+// Loaded pipelines kept between requests: building onnxruntime sessions costs seconds and
+// gigabytes, so each model (and later each LoRA set on it) is loaded once and reused, within a
+// memory budget, evicting the least recently used entries that no request is using.
+
+export interface Releasable {
+  release(): Promise<void>;
+}
+
+interface Entry<T> {
+  value: Promise<T>;
+  bytes: number;
+  users: number;
+  lastUsed: number;
+}
+
+export class ModelCache<T extends Releasable> {
+  private readonly entries = new Map<string, Entry<T>>();
+  private clock = 0;
+
+  constructor(readonly budgetBytes: number) {}
+
+  /** Runs `fn` with the cached value for `key`, loading it first if needed; the value stays cached while `fn` runs. */
+  async use<R>(key: string, bytes: number, load: () => Promise<T>, fn: (value: T) => Promise<R>): Promise<R> {
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = { value: load(), bytes, users: 0, lastUsed: 0 };
+      this.entries.set(key, entry);
+      entry.value.catch(() => this.entries.delete(key));
+    }
+    entry.users++;
+    entry.lastUsed = ++this.clock;
+    try {
+      const value = await entry.value;
+      await this.evictOverBudget();
+      return await fn(value);
+    } finally {
+      entry.users--;
+    }
+  }
+
+  get keys(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  get usedBytes(): number {
+    let total = 0;
+    for (const entry of this.entries.values()) total += entry.bytes;
+    return total;
+  }
+
+  /** Releases every entry no request is using. */
+  async clear(): Promise<void> {
+    for (const [key, entry] of this.entries) if (entry.users === 0) await this.evict(key, entry);
+  }
+
+  private async evictOverBudget(): Promise<void> {
+    const idle = [...this.entries].filter(([, e]) => e.users === 0).sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
+    for (const [key, entry] of idle) {
+      if (this.usedBytes <= this.budgetBytes) break;
+      await this.evict(key, entry);
+    }
+  }
+
+  private async evict(key: string, entry: Entry<T>): Promise<void> {
+    this.entries.delete(key);
+    await (await entry.value).release();
+  }
+}

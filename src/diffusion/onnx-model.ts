@@ -1,0 +1,131 @@
+// One ONNX submodel (text encoder, UNet, VAE half) on onnxruntime-node. The engine computes in
+// float32 and int32; this adapter converts to whatever element types the graph declares
+// (float16 for fp16 exports, int64 timesteps or token ids) so the pipeline never branches on them.
+import { availableParallelism } from 'node:os';
+import * as ort from 'onnxruntime-node';
+import { invalidModel } from './errors.ts';
+import { float16ToFloat32, float32ToFloat16 } from './onnx/float16.ts';
+
+export interface RuntimeOptions {
+  /** onnxruntime execution providers in order of preference; CPU by default. */
+  executionProviders?: string[];
+  /** Threads for one operator; defaults to the machine's available parallelism. */
+  intraOpNumThreads?: number;
+}
+
+export interface TensorData {
+  data: Float32Array | Int32Array;
+  dims: readonly number[];
+}
+
+export interface OutputTensor {
+  data: Float32Array;
+  dims: readonly number[];
+}
+
+/**
+ * Session options, chosen deliberately: every graph optimisation (fusions matter most for the
+ * UNet's attention and group norms), all cores for one operator and sequential execution (an SD
+ * graph is one long chain, so parallel execution only adds scheduling), and onnxruntime's memory
+ * arena so the same shapes run after run reuse their buffers.
+ */
+export function sessionOptions(options: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: options.executionProviders ?? ['cpu'],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: options.intraOpNumThreads ?? availableParallelism(),
+    interOpNumThreads: 1,
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+    logSeverityLevel: 3,
+  };
+}
+
+export class OnnxModel {
+  private readonly inputs: Map<string, ort.InferenceSession.TensorValueMetadata>;
+
+  private constructor(
+    readonly path: string,
+    private readonly session: ort.InferenceSession,
+  ) {
+    this.inputs = new Map(
+      session.inputMetadata.filter((m): m is ort.InferenceSession.TensorValueMetadata => m.isTensor).map((m) => [m.name, m]),
+    );
+  }
+
+  /** Loads a model file (its external data files are found beside it). Blocks the calling thread while onnxruntime builds the session. */
+  static async load(path: string, options: RuntimeOptions = {}): Promise<OnnxModel> {
+    try {
+      return new OnnxModel(path, await ort.InferenceSession.create(path, sessionOptions(options)));
+    } catch (error) {
+      throw invalidModel(`${path}: onnxruntime could not load it (${(error as Error).message})`, error);
+    }
+  }
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  /** The declared shape of an input (numbers, or names for dynamic dimensions); throws for a missing input. */
+  inputShape(name: string): readonly (number | string)[] {
+    return this.input(name).shape;
+  }
+
+  hasInput(name: string): boolean {
+    return this.inputs.has(name);
+  }
+
+  private input(name: string): ort.InferenceSession.TensorValueMetadata {
+    const meta = this.inputs.get(name);
+    if (!meta) throw invalidModel(`${this.path}: the model has no input "${name}" (it has ${this.session.inputNames.join(', ')})`);
+    return meta;
+  }
+
+  async run(feeds: Record<string, TensorData>): Promise<Record<string, OutputTensor>> {
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [name, { data, dims }] of Object.entries(feeds)) tensors[name] = toTensor(this.input(name).type, data, dims);
+    const results = await this.session.run(tensors);
+    const out: Record<string, OutputTensor> = {};
+    for (const [name, tensor] of Object.entries(results)) out[name] = { data: fromTensor(tensor, this.path, name), dims: tensor.dims };
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function toTensor(type: string, data: Float32Array | Int32Array, dims: readonly number[]): ort.Tensor {
+  switch (type) {
+    case 'float32':
+      return new ort.Tensor('float32', data instanceof Float32Array ? data : Float32Array.from(data), dims);
+    case 'float16':
+      return new ort.Tensor('float16', float32ToFloat16(data), dims);
+    case 'float64':
+      return new ort.Tensor('float64', Float64Array.from(data), dims);
+    case 'int32':
+      return new ort.Tensor('int32', data instanceof Int32Array ? data : Int32Array.from(data, Math.trunc), dims);
+    case 'int64':
+      return new ort.Tensor('int64', BigInt64Array.from(data, (v) => BigInt(Math.trunc(v))), dims);
+    default:
+      throw invalidModel(`unsupported input element type ${type}`);
+  }
+}
+
+function fromTensor(tensor: ort.Tensor, path: string, name: string): Float32Array {
+  switch (tensor.type) {
+    case 'float32':
+      return tensor.data as Float32Array;
+    case 'float16':
+      return float16ToFloat32(tensor.data as Uint16Array);
+    case 'float64':
+      return Float32Array.from(tensor.data as Float64Array);
+    default:
+      throw invalidModel(`${path}: output ${name} is ${tensor.type}; a float tensor was expected`);
+  }
+}
