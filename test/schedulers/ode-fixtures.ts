@@ -79,7 +79,7 @@ export function vpExact(xs: readonly number[], s: number, t: number): number[] {
  * x/σ changes by −∫ D(s)/s² ds, in closed form in u = log s.
  */
 export function kExact(x1: readonly number[], sigma1: number, sigma: number): number[] {
-  const integral = (u: number, i: number) => Math.exp(-u) * (-A[i] + (B[i] * (Math.sin(3 * u) - 3 * Math.cos(3 * u))) / 10);
+  const integral = (u: number, i: number) => Math.exp(-u) * (-A[i] - (B[i] * (Math.sin(3 * u) + 3 * Math.cos(3 * u))) / 10);
   return x1.map((x, i) => sigma * (x / sigma1 - (integral(Math.log(sigma), i) - integral(Math.log(sigma1), i))));
 }
 

@@ -57,6 +57,30 @@ export function vpSchedule(cumprod: Float32Array): VpSchedule {
 }
 
 /**
+ * A model output at timestep t, where x_t = alpha_t·x0 + sigma_t·eps, as the data prediction x0
+ * or the noise prediction eps that a multistep solver integrates.
+ */
+export function convertVpModelOutput(
+  schedule: VpSchedule,
+  prediction: PredictionType,
+  target: 'data' | 'noise',
+  modelOutput: Float32Array,
+  timestep: number,
+  sample: Float32Array,
+): Float32Array {
+  const alpha = schedule.alphaT[timestep];
+  const sigma = schedule.sigmaT[timestep];
+  if (target === 'data') {
+    if (prediction === 'epsilon') return sample.map((x, i) => (x - sigma * modelOutput[i]) / alpha);
+    if (prediction === 'v_prediction') return sample.map((x, i) => alpha * x - sigma * modelOutput[i]);
+    return modelOutput;
+  }
+  if (prediction === 'epsilon') return modelOutput;
+  if (prediction === 'v_prediction') return sample.map((x, i) => alpha * modelOutput[i] + sigma * x);
+  return sample.map((x, i) => (x - alpha * modelOutput[i]) / sigma);
+}
+
+/**
  * The integer timesteps of diffusers' multistep solvers (DPM-Solver, UniPC), highest first and
  * without repeats. Unlike the k-samplers they space n + 1 points and drop the last (0), so
  * "leading" starts lower; `lastTimestep` is where lambda_min_clipped cuts the schedule off.
@@ -184,17 +208,9 @@ export class DPMSolverMultistepScheduler implements Scheduler {
 
   /** DPM-Solver++ integrates the data prediction x0, DPM-Solver the noise prediction. */
   private convertModelOutput(modelOutput: Float32Array, timestep: number, sample: Float32Array): Float32Array {
-    const alpha = this.schedule.alphaT[timestep];
-    const sigma = this.schedule.sigmaT[timestep];
-    const type = this.config.prediction_type;
-    if (this.config.algorithm_type.endsWith('++')) {
-      if (type === 'epsilon') return sample.map((x, i) => (x - sigma * modelOutput[i]) / alpha);
-      if (type === 'v_prediction') return sample.map((x, i) => alpha * x - sigma * modelOutput[i]);
-      return modelOutput;
-    }
-    if (type === 'epsilon') return modelOutput;
-    if (type === 'v_prediction') return sample.map((x, i) => alpha * modelOutput[i] + sigma * x);
-    return sample.map((x, i) => (x - alpha * modelOutput[i]) / sigma);
+    const { prediction_type, algorithm_type } = this.config;
+    const target = algorithm_type.endsWith('++') ? 'data' : 'noise';
+    return convertVpModelOutput(this.schedule, prediction_type, target, modelOutput, timestep, sample);
   }
 
   /**

@@ -31,6 +31,37 @@ const DEFAULTS = {
   steps_offset: 0,
 };
 
+const f32 = Math.fround;
+
+// The k-diffusion pieces HeunDiscreteScheduler shares with KDPM2DiscreteScheduler (which diffusers
+// derives from it), in float32 as torch computes them.
+
+/** init_noise_sigma: σ_max, or sqrt(σ_max² + 1) for "leading" spacing. */
+export function kInitNoiseSigma(sigmas: Float32Array, spacing: TimestepSpacing): number {
+  const sigmaMax = sigmas.reduce((a, b) => Math.max(a, b));
+  return spacing === 'leading' ? f32(Math.sqrt(f32(f32(sigmaMax * sigmaMax) + 1))) : sigmaMax;
+}
+
+/** The model input at noise level σ: sample / sqrt(σ² + 1). */
+export function kScaleModelInput(sample: Float32Array, sigma: number): Float32Array {
+  const scale = f32(Math.sqrt(f32(f32(sigma * sigma) + 1)));
+  return sample.map((x) => x / scale);
+}
+
+/** x0 as the model predicts it at noise level σ. */
+export function kPredictOriginal(
+  prediction: PredictionType,
+  modelOutput: Float32Array,
+  sample: Float32Array,
+  sigma: number,
+): Float32Array {
+  if (prediction === 'epsilon') return sample.map((x, i) => x - sigma * modelOutput[i]);
+  if (prediction === 'sample') return modelOutput;
+  const variance = f32(f32(sigma * sigma) + 1);
+  const outputScale = f32(-sigma / f32(Math.sqrt(variance)));
+  return sample.map((x, i) => f32(modelOutput[i] * outputScale) + f32(x / variance));
+}
+
 /** The derivative and step size of a step's Euler half, which its second half corrects. */
 interface FirstOrderHalf {
   derivative: Float32Array;
@@ -78,17 +109,14 @@ export class HeunDiscreteScheduler implements Scheduler {
     const inner = (values: number[]) => values.slice(1).flatMap((v) => [v, v]);
     this.sigmas = Float32Array.from([sigmas[0], ...inner(sigmas), 0]);
     this.timesteps = [timesteps[0], ...inner(timesteps)];
-    const maxSigma = Math.max(...this.sigmas);
-    this.initNoiseSigma = config.timestep_spacing === 'leading' ? Math.fround(Math.sqrt(maxSigma ** 2 + 1)) : maxSigma;
+    this.initNoiseSigma = kInitNoiseSigma(this.sigmas, config.timestep_spacing);
     this.stepIndex = null;
     this.firstOrderHalf = null;
   }
 
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
     this.stepIndex ??= initStepIndex(this.timesteps, timestep);
-    const sigma = this.sigmas[this.stepIndex];
-    const scale = Math.fround(Math.sqrt(sigma * sigma + 1));
-    return sample.map((x) => x / scale);
+    return kScaleModelInput(sample, this.sigmas[this.stepIndex]);
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array): Float32Array {
@@ -98,7 +126,7 @@ export class HeunDiscreteScheduler implements Scheduler {
     const sigma = eulerHalf ? this.sigmas[index - 1] : this.sigmas[index];
     const sigmaNext = eulerHalf ? this.sigmas[index] : this.sigmas[index + 1];
     const sigmaInput = eulerHalf ? sigmaNext : sigma;
-    const predOriginal = this.predictOriginal(modelOutput, sample, sigmaInput);
+    const predOriginal = this.clip(kPredictOriginal(this.config.prediction_type, modelOutput, sample, sigmaInput));
     let prevSample: Float32Array;
     if (!eulerHalf) {
       const derivative = sample.map((x, i) => (x - predOriginal[i]) / sigma);
@@ -123,17 +151,7 @@ export class HeunDiscreteScheduler implements Scheduler {
     return originalSamples.map((x, i) => x + noise[i] * sigma);
   }
 
-  private predictOriginal(modelOutput: Float32Array, sample: Float32Array, sigma: number): Float32Array {
-    let predOriginal: Float32Array;
-    if (this.config.prediction_type === 'epsilon') {
-      predOriginal = sample.map((x, i) => x - sigma * modelOutput[i]);
-    } else if (this.config.prediction_type === 'v_prediction') {
-      const variance = sigma * sigma + 1;
-      const outputScale = -sigma / Math.sqrt(variance);
-      predOriginal = sample.map((x, i) => modelOutput[i] * outputScale + x / variance);
-    } else {
-      predOriginal = modelOutput;
-    }
+  private clip(predOriginal: Float32Array): Float32Array {
     if (!this.config.clip_sample) return predOriginal;
     const range = this.config.clip_sample_range;
     return predOriginal.map((x) => Math.min(Math.max(x, -range), range));

@@ -1,6 +1,7 @@
 // DPM-Solver-2 in k-diffusion's form, as diffusers 0.21.4's KDPM2DiscreteScheduler: each step
 // takes an Euler half step to the geometric mean of its two noise levels, then the full step with
 // the derivative the model gives there. The UNet therefore also sees fractional timesteps.
+import { kInitNoiseSigma, kPredictOriginal, kScaleModelInput } from './heun-discrete.ts';
 import {
   alphasCumprod,
   arange,
@@ -67,13 +68,18 @@ export class KDPM2DiscreteScheduler implements Scheduler {
       const prevLog = Math.log(sigmas[(i + sigmas.length - 1) % sigmas.length]);
       return Math.exp(prevLog - (prevLog - Math.log(s)) * 0.5);
     });
-    const interleave = (values: Float32Array) => [values[0], ...values.slice(1).flatMap((v) => [v, v]), values.at(-1)!];
+    // diffusers' layout: the first level, every later one twice, then the last (0) once more
+    const interleave = (values: Float32Array) => {
+      const repeated = Array.from(values.subarray(1)).flatMap((v) => [v, v]);
+      return [values[0], ...repeated, values[values.length - 1]];
+    };
     this.sigmas = Float32Array.from(interleave(sigmas));
     this.sigmasInterpol = Float32Array.from(interleave(sigmasInterpol));
-    const timestepsInterpol = Array.from(sigmasInterpol.subarray(1, -1), (s) => f32(sigmaToT(s, this.logSigmas)));
+    const timestepsInterpol = Array.from(sigmasInterpol.subarray(1, -1), (s) =>
+      Math.fround(sigmaToT(s, this.logSigmas)),
+    );
     this.timesteps = [timesteps[0], ...timestepsInterpol.flatMap((t, i) => [t, timesteps[i + 1]])];
-    const maxSigma = Math.max(...this.sigmas);
-    this.initNoiseSigma = config.timestep_spacing === 'leading' ? Math.fround(Math.sqrt(maxSigma ** 2 + 1)) : maxSigma;
+    this.initNoiseSigma = kInitNoiseSigma(this.sigmas, config.timestep_spacing);
     this.stepIndex = null;
     this.startSample = null;
   }
@@ -81,8 +87,7 @@ export class KDPM2DiscreteScheduler implements Scheduler {
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
     this.stepIndex ??= initStepIndex(this.timesteps, timestep);
     const sigma = this.startSample ? this.sigmasInterpol[this.stepIndex] : this.sigmas[this.stepIndex];
-    const scale = Math.fround(Math.sqrt(sigma * sigma + 1));
-    return sample.map((x) => x / scale);
+    return kScaleModelInput(sample, sigma);
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array): Float32Array {
@@ -93,7 +98,7 @@ export class KDPM2DiscreteScheduler implements Scheduler {
     const sigmaInterpol = startSample ? this.sigmasInterpol[index] : this.sigmasInterpol[index + 1];
     const sigmaNext = startSample ? this.sigmas[index] : this.sigmas[index + 1];
     const sigmaInput = startSample ? sigmaInterpol : sigma;
-    const predOriginal = this.predictOriginal(modelOutput, sample, sigmaInput);
+    const predOriginal = kPredictOriginal(this.config.prediction_type, modelOutput, sample, sigmaInput);
     let prevSample: Float32Array;
     if (!startSample) {
       const dt = sigmaInterpol - sigma;
@@ -111,12 +116,5 @@ export class KDPM2DiscreteScheduler implements Scheduler {
   addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     const sigma = this.sigmas[initStepIndex(this.timesteps, timestep)];
     return originalSamples.map((x, i) => x + noise[i] * sigma);
-  }
-
-  private predictOriginal(modelOutput: Float32Array, sample: Float32Array, sigma: number): Float32Array {
-    if (this.config.prediction_type === 'epsilon') return sample.map((x, i) => x - sigma * modelOutput[i]);
-    const variance = sigma * sigma + 1;
-    const outputScale = -sigma / Math.sqrt(variance);
-    return sample.map((x, i) => modelOutput[i] * outputScale + x / variance);
   }
 }

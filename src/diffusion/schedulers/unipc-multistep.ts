@@ -1,7 +1,7 @@
 // UniPC (arXiv:2302.04867) as diffusers 0.21.4's UniPCMultistepScheduler: a multistep predictor
 // (UniP) and, from the second step on, a corrector (UniC) that refines the previous step's result
 // with the model output just computed at it, at no extra model call.
-import { multistepIndex, multistepTimesteps, vpSchedule } from './dpmsolver-multistep.ts';
+import { convertVpModelOutput, multistepIndex, multistepTimesteps, vpSchedule } from './dpmsolver-multistep.ts';
 import type { VpSchedule } from './dpmsolver-multistep.ts';
 import {
   alphasCumprod,
@@ -142,17 +142,8 @@ export class UniPCMultistepScheduler implements Scheduler {
 
   /** With predict_x0 the solver integrates the data prediction, otherwise the noise prediction. */
   private convertModelOutput(modelOutput: Float32Array, timestep: number, sample: Float32Array): Float32Array {
-    const alpha = this.schedule.alphaT[timestep];
-    const sigma = this.schedule.sigmaT[timestep];
-    const type = this.config.prediction_type;
-    if (this.config.predict_x0) {
-      if (type === 'epsilon') return sample.map((x, i) => (x - sigma * modelOutput[i]) / alpha);
-      if (type === 'v_prediction') return sample.map((x, i) => alpha * x - sigma * modelOutput[i]);
-      return modelOutput;
-    }
-    if (type === 'epsilon') return modelOutput;
-    if (type === 'v_prediction') return sample.map((x, i) => alpha * modelOutput[i] + sigma * x);
-    return sample.map((x, i) => (x - alpha * modelOutput[i]) / sigma);
+    const target = this.config.predict_x0 ? 'data' : 'noise';
+    return convertVpModelOutput(this.schedule, this.config.prediction_type, target, modelOutput, timestep, sample);
   }
 
   /**
