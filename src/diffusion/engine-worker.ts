@@ -32,9 +32,12 @@ port.on('message', (message: ToWorker) => {
     try {
       const result = await engine.run(model, request, {
         signal: controller.signal,
-        onStep: (progress) => {
+        onStep: async (progress) => {
           const latents = progress.latents.slice();
           send({ type: 'step', id, progress: { ...progress, latents } }, [latents.buffer]);
+          // An abort arrives as a message, which the event loop delivers only between macrotasks: let it
+          // in before the pipeline checks the signal, or the next step would start regardless.
+          await new Promise((resolve) => setImmediate(resolve));
         },
       });
       send({ type: 'done', id, result }, result.images.map((i) => i.image.data.buffer as ArrayBuffer));

@@ -23,7 +23,9 @@ export class ModelCache<T extends Releasable> {
   async use<R>(key: string, bytes: number, load: () => Promise<T>, fn: (value: T) => Promise<R>): Promise<R> {
     let entry = this.entries.get(key);
     if (!entry) {
-      entry = { value: load(), bytes, users: 0, lastUsed: 0 };
+      // Room is made before the load starts (a microtask later, once this entry counts as in use),
+      // so that the budget bounds memory while a model loads too.
+      entry = { value: Promise.resolve().then(() => this.evictOverBudget()).then(load), bytes, users: 0, lastUsed: 0 };
       this.entries.set(key, entry);
       entry.value.catch(() => this.entries.delete(key));
     }
@@ -62,6 +64,8 @@ export class ModelCache<T extends Releasable> {
   }
 
   private async evict(key: string, entry: Entry<T>): Promise<void> {
+    // Evictions can overlap (each awaits a release): an entry another one already took is gone.
+    if (this.entries.get(key) !== entry) return;
     this.entries.delete(key);
     await (await entry.value).release();
   }

@@ -1,0 +1,95 @@
+// `sdql generate` end to end, as a user runs it: a child process writing image files.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { Engine } from '../../src/diffusion/engine.ts';
+import { quantize } from '../../src/diffusion/image.ts';
+import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
+import { resolveRequest } from '../../src/diffusion/pipeline.ts';
+import { FixtureDir } from './helpers.ts';
+
+const SDQL = resolve(fileURLToPath(import.meta.url), '../../../bin/sdql.js');
+
+/** Runs `sdql generate …`; resolves with the exit code and output whether or not it succeeds. */
+async function sdqlGenerate(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [SDQL, 'generate', ...args], { timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout: string; stderr: string };
+    assert.equal(typeof e.code, 'number', `sdql did not exit normally: ${String(error)}`);
+    return { code: e.code!, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('sdql generate', () => {
+  let fixtures: FixtureDir;
+  let model: ModelFolderInfo;
+
+  before(async () => {
+    fixtures = await FixtureDir.create();
+    model = await fixtures.model('demo');
+  });
+  after(async () => {
+    await fixtures.remove();
+  });
+
+  test('writes the PNG the engine makes', async () => {
+    const out = join(fixtures.root, 'out.png');
+    const args = ['--model', model.dir, '--prompt', 'a red cube', '--steps', '3', '--seed', '1', '--size', '96x64', '--scheduler', 'euler_a', '-o', out];
+    const { code, stderr } = await sdqlGenerate(args);
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /96x64, EULER_A, 3 steps, seed 1/);
+    assert.match(stderr, /wrote .*out\.png \(seed 1\)/);
+
+    const { data, info } = await sharp(out).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([info.format, info.width, info.height, info.channels], ['raw', 96, 64, 3]);
+    const engine = new Engine();
+    try {
+      const request = await resolveRequest(model, { prompt: 'a red cube', steps: 3, seed: 1, width: 96, height: 64, scheduler: 'EULER_A' });
+      const expected = quantize((await engine.run(model, request)).images[0].image);
+      assert.ok(Buffer.from(expected).equals(data), 'the file holds the engine’s image');
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test('writes one file per image with -i suffixes', async () => {
+    const out = join(fixtures.root, 'batch.webp');
+    const { code, stderr } = await sdqlGenerate(['--model', model.dir, '--prompt', 'x', '--steps', '1', '--seed', '5', '--num-images', '2', '-o', out]);
+    assert.equal(code, 0, stderr);
+    for (const [i, seed] of [[0, 5], [1, 6]]) {
+      const file = join(fixtures.root, `batch-${i}.webp`);
+      assert.match(stderr, new RegExp(`wrote .*batch-${i}\\.webp \\(seed ${seed}\\)`));
+      const meta = await sharp(file).metadata();
+      assert.deepEqual([meta.format, meta.width, meta.height], ['webp', 64, 64]);
+    }
+    assert.equal(existsSync(out), false);
+  });
+
+  for (const [label, args, message] of [
+    ['a malformed --size', ['--size', '512'], /--size must look like 512x512, got 512/],
+    ['a --size off the VAE grid', ['--size', '100x64'], /error: width 100 is not a multiple of 8/],
+    ['a non-numeric --steps', ['--steps', 'many'], /error: --steps must be a number, got "many"/],
+  ] as const) {
+    test(`exits non-zero with a message for ${label}`, async () => {
+      const out = join(fixtures.root, 'bad.png');
+      const { code, stderr } = await sdqlGenerate(['--model', model.dir, '--prompt', 'x', '-o', out, ...args]);
+      assert.notEqual(code, 0);
+      assert.match(stderr, message);
+      assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+      assert.equal(existsSync(out), false);
+    });
+  }
+
+  test('exits non-zero for a model folder that does not exist', async () => {
+    const { code, stderr } = await sdqlGenerate(['--model', join(fixtures.root, 'absent'), '--prompt', 'x']);
+    assert.notEqual(code, 0);
+    assert.match(stderr, /error: no model ".*absent"/);
+  });
+});

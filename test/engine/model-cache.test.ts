@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { setImmediate as tick } from 'node:timers/promises';
+import { ModelCache } from '../../src/diffusion/model-cache.ts';
+
+class FakeModel {
+  releases = 0;
+  constructor(readonly key: string) {}
+  async release(): Promise<void> {
+    await tick();
+    this.releases++;
+  }
+}
+
+/** A cache whose loads are recorded, with helpers to use an entry now or hold it until released. */
+function setup(budgetBytes: number) {
+  const cache = new ModelCache<FakeModel>(budgetBytes);
+  const loaded: FakeModel[] = [];
+  const load = (key: string) => async () => {
+    await tick();
+    const model = new FakeModel(key);
+    loaded.push(model);
+    return model;
+  };
+  const use = (key: string, bytes: number) => cache.use(key, bytes, load(key), async (m) => m);
+  /** Uses `key` until the returned `done()` is called. */
+  const hold = async (key: string, bytes: number) => {
+    let done!: () => void;
+    const released = new Promise<void>((resolve) => (done = resolve));
+    let ready!: (m: FakeModel) => void;
+    const value = new Promise<FakeModel>((resolve) => (ready = resolve));
+    const finished = cache.use(key, bytes, load(key), async (m) => (ready(m), await released, m));
+    return { model: await value, done: async () => (done(), await finished) };
+  };
+  const released = () => loaded.filter((m) => m.releases > 0).map((m) => m.key);
+  return { cache, loaded, load, use, hold, released };
+}
+
+describe('ModelCache', () => {
+  test('evicts the least recently used entries when over the byte budget', async () => {
+    const { cache, use, released } = setup(100);
+    await use('a', 40);
+    await use('b', 40);
+    await use('a', 40);
+    assert.deepEqual(released(), []);
+    await use('c', 40);
+    assert.deepEqual(released(), ['b']);
+    assert.deepEqual(cache.keys.sort(), ['a', 'c']);
+    assert.equal(cache.usedBytes, 80);
+  });
+
+  test('makes room before loading, so the budget bounds memory during a load too', async () => {
+    const { cache, load, use, loaded } = setup(100);
+    await use('a', 60);
+    let aReleasesAtLoad = -1;
+    const loadB = async () => {
+      aReleasesAtLoad = loaded[0].releases;
+      return load('b')();
+    };
+    await cache.use('b', 60, loadB, async (m) => m);
+    assert.equal(aReleasesAtLoad, 1);
+    assert.deepEqual(cache.keys, ['b']);
+  });
+
+  test('never evicts an entry in use', async () => {
+    const { cache, use, hold, released } = setup(100);
+    const a = await hold('a', 60);
+    await use('b', 60);
+    assert.deepEqual(released(), [], 'a is in use, b was just loaded');
+    assert.equal(cache.usedBytes, 120);
+    assert.equal(a.model.releases, 0);
+    await a.done();
+    await use('b', 60);
+    assert.deepEqual(released(), ['a'], 'once idle, a goes');
+    assert.equal(cache.usedBytes, 60);
+  });
+
+  test('loads once for concurrent requests of one key', async () => {
+    const { use, loaded } = setup(100);
+    const values = await Promise.all([use('a', 10), use('a', 10), use('a', 10)]);
+    assert.equal(loaded.length, 1);
+    assert.ok(values.every((v) => v === loaded[0]));
+    assert.equal(await use('a', 10), loaded[0], 'and reuses it afterwards');
+  });
+
+  test('does not cache a failed load', async () => {
+    const { cache, use, loaded } = setup(100);
+    let calls = 0;
+    const failing = async () => {
+      calls++;
+      throw new Error('corrupt model');
+    };
+    let ran = false;
+    const attempts = [cache.use('a', 10, failing, async () => (ran = true)), cache.use('a', 10, failing, async () => (ran = true))];
+    for (const attempt of attempts) await assert.rejects(attempt, /corrupt model/);
+    assert.equal(calls, 1, 'concurrent requests share the failed load');
+    assert.equal(ran, false);
+    assert.deepEqual(cache.keys, []);
+    assert.equal(cache.usedBytes, 0);
+    const model = await use('a', 10);
+    assert.equal(model, loaded[0], 'the next request loads again');
+  });
+
+  test('releases each entry once when evictions overlap', async () => {
+    const { cache, use, hold, loaded } = setup(100);
+    await use('x', 50);
+    await use('y', 50);
+    const [p, q] = await Promise.all([hold('p', 100), hold('q', 100)]);
+    assert.deepEqual(cache.keys.sort(), ['p', 'q']);
+    await Promise.all([p.done(), q.done()]);
+    assert.ok(loaded.every((m) => m.releases <= 1), loaded.map((m) => `${m.key}: ${m.releases}`).join(', '));
+  });
+
+  test('clear() releases the idle entries and keeps those in use', async () => {
+    const { cache, use, hold } = setup(1000);
+    await use('a', 10);
+    const b = await hold('b', 10);
+    await cache.clear();
+    assert.deepEqual(cache.keys, ['b']);
+    assert.equal(b.model.releases, 0);
+    await b.done();
+  });
+});
