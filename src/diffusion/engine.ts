@@ -2,6 +2,7 @@
 // `Engine` runs on the calling thread; `EngineThread` (engine-thread.ts) runs the same engine on
 // a worker thread, because onnxruntime-node's session.run blocks the thread it is called on.
 import { totalmem } from 'node:os';
+import { adaptersKey, normalizeAdapters } from './lora/adapt.ts';
 import { ModelCache } from './model-cache.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import type { RuntimeOptions } from './onnx-model.ts';
@@ -26,11 +27,14 @@ export class Engine implements GenerationEngine {
     this.cache = new ModelCache(options.cacheBudgetBytes ?? totalmem() / 2);
   }
 
-  run(model: ModelFolderInfo, request: GenerateRequest, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
+  /** Runs a request on the model with its LoRAs and embeddings; each such set is loaded (merged) once and
+   * cached apart from the bare model, so that switching between sets merges nothing again. */
+  async run(model: ModelFolderInfo, request: GenerateRequest, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
+    const adapters = normalizeAdapters(request.loras, request.embeddings);
     return this.cache.use(
-      model.dir,
+      adapters ? `${model.dir}\n${await adaptersKey(adapters)}` : model.dir,
       model.sizeBytes,
-      () => StableDiffusionModel.load(model, this.options.runtime),
+      () => StableDiffusionModel.load(model, this.options.runtime, adapters),
       (loaded) => generate(loaded, request, callbacks),
     );
   }

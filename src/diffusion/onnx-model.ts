@@ -23,6 +23,16 @@ export interface OutputTensor {
   dims: readonly number[];
 }
 
+/** A model held in memory, as edited for LoRAs and embeddings, rather than read from its file. */
+export interface ModelBuffer {
+  /** The serialised ModelProto. */
+  bytes: Uint8Array;
+  /** The model file's folder: external data locations in `bytes` are read from there… */
+  dir: string;
+  /** …unless given here, by location: then every external tensor must be (onnxruntime reads from disk or from memory, not both). */
+  externalData: { path: string; data: Uint8Array }[];
+}
+
 /**
  * Session options, chosen deliberately: every graph optimisation (fusions matter most for the
  * UNet's attention and group norms), all cores for one operator and sequential execution (an SD
@@ -63,6 +73,21 @@ export class OnnxModel {
     }
   }
 
+  /** Builds a session from a model in memory; `path` names it in messages. */
+  static async fromBuffer(path: string, model: ModelBuffer, options: RuntimeOptions = {}): Promise<OnnxModel> {
+    const session: ort.InferenceSession.SessionOptions = {
+      ...sessionOptions(options),
+      // Resolves external data as loading from `path` would; onnxruntime refuses it otherwise.
+      extra: { session: { model_external_initializers_file_folder_path: model.dir } },
+    };
+    if (model.externalData.length) session.externalData = model.externalData;
+    try {
+      return new OnnxModel(path, await ort.InferenceSession.create(model.bytes, session));
+    } catch (error) {
+      throw invalidModel(`${path}: onnxruntime could not load it (${(error as Error).message})`, error);
+    }
+  }
+
   get inputNames(): readonly string[] {
     return this.session.inputNames;
   }
@@ -74,6 +99,12 @@ export class OnnxModel {
   /** The declared shape of an input (numbers, or names for dynamic dimensions); throws for a missing input. */
   inputShape(name: string): readonly (number | string)[] {
     return this.input(name).shape;
+  }
+
+  /** The declared shape of an output; empty when the graph declares none. */
+  outputShape(name: string): readonly (number | string)[] {
+    const meta = this.session.outputMetadata.find((m) => m.name === name);
+    return meta?.isTensor ? meta.shape : [];
   }
 
   hasInput(name: string): boolean {

@@ -2,8 +2,10 @@
 // (v0.21.4) on onnxruntime, step for step, so that a model, prompt, seed and scheduler give the
 // image diffusers gives.
 import { DiffusionError, badInput, invalidModel } from './errors.ts';
+import type { EmbeddingRequest } from './embeddings.ts';
 import { decodeInitImage, probeImage, vaeOutputToImage, type RgbImage } from './image.ts';
 import { LIMITS } from './limits.ts';
+import { checkAdapters, type LoraRequest } from './lora/adapt.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import type { OutputTensor } from './onnx-model.ts';
 import { TorchGenerator, randomSeed } from './random.ts';
@@ -26,6 +28,10 @@ export interface GenerateParams {
   /** An encoded PNG, JPEG or WebP image: makes the request img2img. */
   initImage?: Uint8Array;
   strength?: number;
+  /** LoRA files to merge into the model (the caller resolves names to paths). */
+  loras?: LoraRequest[];
+  /** Textual-inversion embeddings to add, by trigger word. */
+  embeddings?: EmbeddingRequest[];
 }
 
 /** A request with every default resolved, as it runs and as it is recorded. */
@@ -43,6 +49,8 @@ export interface GenerateRequest {
   eta: number;
   initImage?: Uint8Array;
   strength?: number;
+  loras?: LoraRequest[];
+  embeddings?: EmbeddingRequest[];
 }
 
 export const DEFAULTS = {
@@ -79,6 +87,8 @@ export interface GeneratedImage {
 export interface GenerateResult {
   request: GenerateRequest;
   images: GeneratedImage[];
+  /** What the request asked for that was left out (LoRA modules matching no layer, unusable embeddings). */
+  warnings: string[];
   timings: { textEncodingMs: number; denoisingMs: number; vaeMs: number; totalMs: number };
 }
 
@@ -132,7 +142,12 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
     check(side % factor === 0, `${name} ${side} is not a multiple of ${factor} (the model's VAE scale factor)`);
   }
   check(width * height <= LIMITS.maxPixels, `${width}×${height} is more than ${LIMITS.maxPixels} pixels`);
-  return { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, seed, numImages, eta, initImage: params.initImage, strength };
+  const { loras = [], embeddings = [] } = params;
+  checkAdapters(loras, embeddings);
+  const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, seed, numImages, eta, initImage: params.initImage, strength };
+  if (loras.length) request.loras = loras;
+  if (embeddings.length) request.embeddings = embeddings;
+  return request;
 }
 
 /** Runs a resolved request; each image i draws all its noise from its own generator seeded with seed + i. */
@@ -203,13 +218,14 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
   return {
     request,
     images,
+    warnings: [...model.warnings],
     timings: { textEncodingMs, denoisingMs: vaeStart - denoiseStart, vaeMs: end - vaeStart, totalMs: end - started },
   };
 }
 
 /** The text encoder's last hidden state for a prompt, padded or truncated to 77 tokens as diffusers does. */
 async function encodePrompt(model: StableDiffusionModel, text: string): Promise<OutputTensor> {
-  const ids = model.tokenizer.encodePadded(text);
+  const ids = model.tokenizer.encodePadded(model.expandEmbeddingTokens(text));
   const out = (await model.textEncoder.run({ input_ids: { data: ids, dims: [1, ids.length] } }))[model.textEncoderOutput];
   const hidden = out.dims[2];
   const context = model.unet.inputShape('encoder_hidden_states')[2];

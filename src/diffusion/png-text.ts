@@ -57,7 +57,7 @@ function parseTextChunk(type: string, data: Buffer): [string, string] | undefine
 }
 
 function textChunk(key: string, text: string): Buffer {
-  const latin1 = /^[\x00-\xff]*$/.test(text);
+  const latin1 = [...text].every((c) => c.charCodeAt(0) <= 0xff);
   const body = latin1
     ? Buffer.concat([Buffer.from(key, 'latin1'), Buffer.from([0]), Buffer.from(text, 'latin1')])
     : // iTXt: keyword, NUL, no compression, method 0, empty language tag and translated keyword, UTF-8 text.

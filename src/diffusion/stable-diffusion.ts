@@ -1,8 +1,10 @@
 // A Stable Diffusion pipeline loaded from a diffusers/Optimum ONNX folder: its four sessions and
 // its tokenizer, checked to fit together before the first request runs.
+import { expandEmbeddingTokens } from './embeddings.ts';
 import { invalidModel } from './errors.ts';
+import { Adaptation, type Adapters } from './lora/adapt.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
-import { OnnxModel, type RuntimeOptions } from './onnx-model.ts';
+import { OnnxModel, type ModelBuffer, type RuntimeOptions } from './onnx-model.ts';
 import { ClipTokenizer } from './tokenizer.ts';
 
 export class StableDiffusionModel {
@@ -13,26 +15,34 @@ export class StableDiffusionModel {
     readonly unet: OnnxModel,
     readonly vaeDecoder: OnnxModel,
     readonly vaeEncoder: OnnxModel | undefined,
+    /** What the LoRAs and embeddings it was loaded with left out. */
+    readonly warnings: readonly string[] = [],
+    private readonly embeddingTokens: ReadonlyMap<string, readonly string[]> = new Map(),
   ) {}
 
-  static async load(info: ModelFolderInfo, runtime: RuntimeOptions = {}): Promise<StableDiffusionModel> {
+  /** Loads the folder's models; `adapters` (LoRAs, textual-inversion embeddings) are merged into the
+   * text encoder and the UNet on the way, in memory. */
+  static async load(info: ModelFolderInfo, runtime: RuntimeOptions = {}, adapters?: Adapters): Promise<StableDiffusionModel> {
     if (info.error) throw invalidModel(`model ${info.id}: ${info.error}`);
     const { paths } = info;
     const loaded: OnnxModel[] = [];
-    const load = async (path: string) => {
-      const model = await OnnxModel.load(path, runtime);
+    const load = async (path: string, buffer?: ModelBuffer) => {
+      const model = buffer ? await OnnxModel.fromBuffer(path, buffer, runtime) : await OnnxModel.load(path, runtime);
       loaded.push(model);
       return model;
     };
     try {
       const tokenizer = await ClipTokenizer.fromFolder(paths.tokenizer);
+      const adaptation = adapters && (await Adaptation.prepare(info, adapters));
       const model = new StableDiffusionModel(
         info,
         tokenizer,
-        await load(paths.textEncoder),
-        await load(paths.unet),
+        await load(paths.textEncoder, await adaptation?.textEncoder(paths.textEncoder, tokenizer)),
+        await load(paths.unet, await adaptation?.unet(paths.unet)),
         await load(paths.vaeDecoder),
         paths.vaeEncoder ? await load(paths.vaeEncoder) : undefined,
+        adaptation?.warnings,
+        adaptation?.expansions,
       );
       model.check();
       return model;
@@ -40,6 +50,12 @@ export class StableDiffusionModel {
       await Promise.all(loaded.map((m) => m.release()));
       throw error;
     }
+  }
+
+  /** A prompt with the trigger word of each multi-vector embedding written as all its tokens (diffusers'
+   * maybe_convert_prompt): text goes through this before the tokenizer. */
+  expandEmbeddingTokens(text: string): string {
+    return expandEmbeddingTokens(text, this.embeddingTokens);
   }
 
   /** Output name of the VAE encoder: Optimum ≥ 1.23 exports the distribution's parameters, older exports a sample. */
@@ -78,6 +94,10 @@ export class StableDiffusionModel {
     }
     if (typeof unetContext === 'number' && this.info.crossAttentionDim && unetContext !== this.info.crossAttentionDim) {
       throw invalidModel(`model ${id}: the UNet's encoder_hidden_states width ${unetContext} differs from its config (${this.info.crossAttentionDim})`);
+    }
+    const textWidth = this.textEncoder.outputShape(this.textEncoderOutput)[2];
+    if (typeof unetContext === 'number' && typeof textWidth === 'number' && unetContext !== textWidth) {
+      throw invalidModel(`model ${id}: the text encoder gives ${textWidth}-wide embeddings but the UNet expects ${unetContext}`);
     }
   }
 

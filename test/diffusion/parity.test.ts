@@ -33,8 +33,7 @@ describe('parity with diffusers 0.21.4', { skip: skipWithoutReference }, () => {
   });
 
   for (const c of referenceDir ? loadReference().cases : []) {
-    const skip = c.case.lora ? 'the LoRA case belongs to the LoRA issue' : false;
-    test(c.case.name, { skip }, async () => {
+    test(c.case.name, async () => {
       const model = await inspectModelFolder(modelDirFor(c, scratch));
       const request = await resolveRequest(model, {
         prompt: c.case.prompt,
@@ -50,6 +49,8 @@ describe('parity with diffusers 0.21.4', { skip: skipWithoutReference }, () => {
         eta: c.case.eta,
         strength: c.case.strength,
         initImage: c.case.init_image ? readFileSync(join(referenceDir!, c.case.init_image)) : undefined,
+        // diffusers' load_lora_weights with cross_attention_kwargs={"scale": weight}.
+        loras: c.case.lora && [{ ...c.case.lora, path: join(referenceDir!, 'loras', `${c.case.lora.name}.safetensors`) }],
       });
       const result = await engine.run(model, request);
       assert.equal(result.images.length, c.images.length);

@@ -578,7 +578,8 @@ export async function loadTensorBytes(t: TensorProto, modelDir: string): Promise
 
 /** Floating-point tensor data (float32 or float16 bytes) as float32 values. */
 export function bytesToFloat32(dataType: number, bytes: Uint8Array): Float32Array {
-  const copy = bytes.slice(); // aligned copy: views into a protobuf buffer can start at any byte
+  // An aligned copy: views into a protobuf buffer start at any byte (and a Buffer's slice() is a view, not a copy).
+  const copy = new Uint8Array(bytes);
   if (dataType === DataType.FLOAT) return new Float32Array(copy.buffer, 0, copy.length / 4);
   if (dataType === DataType.FLOAT16) return float16ToFloat32(new Uint16Array(copy.buffer, 0, copy.length / 2));
   throw new Error(`expected a float32 or float16 tensor, got ${elemTypeName(dataType)}`);

@@ -1,0 +1,112 @@
+// `sdql models list` and `sdql models create-demo <dir>`: no server or database needed.
+import { existsSync, readdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config.ts';
+import { scanModelsDir } from '../diffusion/model-folder.ts';
+import { inspectLoraFile } from '../registry/loras.ts';
+
+export const MODELS_HELP = `Usage: sdql models <subcommand>
+
+Subcommands:
+  list [--json] [--models-dir <dir>] [--loras-dir <dir>]
+        Scans SDQL_MODELS_DIR (default ./models) and SDQL_LORAS_DIR (default <models dir>/loras) and
+        prints what sdql finds there, including why a folder or file cannot be used.
+  create-demo <dir>
+        Writes a tiny randomly initialised Stable Diffusion pipeline (a few MB) to <dir>, which must
+        not exist or be empty. Its images are noise: it is for trying the API, not for pictures.
+        Put it inside SDQL_MODELS_DIR (e.g. models/demo) to use it.
+`;
+
+const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+async function list(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { json: { type: 'boolean' }, 'models-dir': { type: 'string' }, 'loras-dir': { type: 'string' } },
+  });
+  const { modelsDir, lorasDir } = loadConfig(values);
+  const models = await scanModelsDir(modelsDir);
+  const loraFiles = existsSync(lorasDir) ? readdirSync(lorasDir).filter((f) => f.toLowerCase().endsWith('.safetensors')).sort() : [];
+  const loras = await Promise.all(loraFiles.map((f) => inspectLoraFile(resolve(lorasDir, f))));
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ modelsDir, lorasDir, models, loras }, null, 2)}\n`);
+    return 0;
+  }
+  process.stdout.write(`Models in ${modelsDir}:\n`);
+  if (!models.length) {
+    process.stdout.write('  none (a model is a folder with model_index.json in the diffusers ONNX layout; see the README)\n');
+  } else {
+    const rows = [['ID', 'FAMILY', 'SIZE', 'PRECISION', 'IMG2IMG', 'INPAINT', 'DISK', 'STATUS']];
+    for (const m of models) {
+      rows.push([
+        m.id,
+        m.family,
+        m.error ? '-' : `${m.nativeWidth}x${m.nativeHeight}`,
+        m.error ? '-' : m.precision,
+        m.canImg2img ? 'yes' : 'no',
+        m.canInpaint ? 'yes' : 'no',
+        megabytes(m.sizeBytes),
+        m.error ? `error: ${m.error}` : m.supported ? 'ok' : `${m.family} is not supported yet`,
+      ]);
+    }
+    process.stdout.write(`${table(rows)}\n`);
+  }
+  process.stdout.write(`\nLoRAs in ${lorasDir}:\n`);
+  if (!loras.length) {
+    process.stdout.write('  none\n');
+  } else {
+    const rows = [['ID', 'BASE', 'DIM', 'ALPHA', 'DISK', 'TRIGGER WORDS / STATUS']];
+    for (const l of loras) {
+      rows.push([
+        l.id,
+        l.baseModelVersion ?? '-',
+        l.networkDim?.toString() ?? '-',
+        l.networkAlpha?.toString() ?? '-',
+        megabytes(l.sizeBytes),
+        l.error ? `error: ${l.error}` : l.triggerWords.slice(0, 8).join(', '),
+      ]);
+    }
+    process.stdout.write(`${table(rows)}\n`);
+  }
+  return 0;
+}
+
+async function createDemo(argv: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
+  if (positionals.length !== 1) {
+    process.stderr.write(`sdql models create-demo: give one folder to create\n\n${MODELS_HELP}`);
+    return 2;
+  }
+  const dir = resolve(positionals[0]);
+  if (existsSync(dir) && readdirSync(dir).length > 0) {
+    process.stderr.write(`sdql models create-demo: ${dir} is not empty; choose a new folder\n`);
+    return 1;
+  }
+  const { createFixturePipeline } = await import('../diffusion/fixtures/index.ts');
+  await createFixturePipeline(dir);
+  process.stdout.write(
+    `Wrote a demo model to ${dir}.\n` +
+      'Its weights are random, so the images it makes are noise: it is for trying the API and the engine.\n' +
+      'For real images, get a Stable Diffusion ONNX pipeline (see the README, "Getting models").\n' +
+      'A running server picks it up on the rescanModels mutation when it is inside SDQL_MODELS_DIR.\n',
+  );
+  return 0;
+}
+
+export async function modelsCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === 'list') return list(rest);
+  if (sub === 'create-demo') return createDemo(rest);
+  if (sub === '--help' || sub === '-h' || sub === 'help') {
+    process.stdout.write(MODELS_HELP);
+    return 0;
+  }
+  process.stderr.write(`${sub ? `sdql models: unknown subcommand "${sub}"\n\n` : ''}${MODELS_HELP}`);
+  return 2;
+}

@@ -1,0 +1,224 @@
+// Configuration from the environment and command-line flags (flags win), validated once at start-up
+// with messages that say what to change. Each setting is one entry of CONFIG_OPTIONS: add new ones
+// there (and to the README's table, which test/server/config.test.ts checks).
+import { totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { LOG_LEVELS, type LogLevel } from './log.ts';
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Absolute. Holds the embedded database (`db/`) and generated images. */
+  dataDir: string;
+  /** Absolute. One subfolder per model. */
+  modelsDir: string;
+  /** Absolute. LoRA .safetensors files. */
+  lorasDir: string;
+  /** null: the embedded database (PGlite in `dataDir/db`). */
+  databaseUrl: string | null;
+  logLevel: LogLevel;
+  /** null: events stay in this process. */
+  redisUrl: string | null;
+  /** Whether this server runs generations itself (false: API only, with `sdql worker` processes elsewhere). */
+  worker: boolean;
+  /** Seconds without a heartbeat after which a running generation counts as abandoned by a dead worker. */
+  workerLeaseSeconds: number;
+  /** Bytes of model files the engine keeps loaded between requests. */
+  modelCacheBytes: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+interface OptionSpec<K extends keyof Config = keyof Config> {
+  key: K;
+  env: string;
+  /** Flag name without the leading dashes. */
+  flag: string;
+  /** As a user would write it; parsed like any other value. */
+  default: string;
+  /** What the help and the README say when `default` is derived from another setting. */
+  defaultLabel?: string;
+  description: string;
+  parse: (raw: string, name: string) => Config[K];
+}
+
+const option = <K extends keyof Config>(spec: OptionSpec<K>) => spec as unknown as OptionSpec;
+
+export const CONFIG_OPTIONS: readonly OptionSpec[] = [
+  option({
+    key: 'port',
+    env: 'PORT',
+    flag: 'port',
+    default: '4000',
+    description: 'HTTP port (0 picks a free one).',
+    parse: (raw, name) => {
+      const port = Number(raw);
+      if (!/^\d+$/.test(raw.trim()) || port > 65535) throw new ConfigError(`${name} must be a port number from 0 to 65535, got "${raw}"`);
+      return port;
+    },
+  }),
+  option({
+    key: 'host',
+    env: 'HOST',
+    flag: 'host',
+    default: '127.0.0.1',
+    description: 'Interface to listen on. There is no authentication yet: only listen beyond loopback (0.0.0.0) on a network you trust.',
+    parse: (raw, name) => {
+      if (!raw.trim()) throw new ConfigError(`${name} must not be empty (use 127.0.0.1 for this machine only, 0.0.0.0 for every interface)`);
+      return raw.trim();
+    },
+  }),
+  option({
+    key: 'dataDir',
+    env: 'SDQL_DATA_DIR',
+    flag: 'data-dir',
+    default: './data',
+    description: 'Embedded database (`db/`) and generated images. Created if missing.',
+    parse: (raw, name) => directory(raw, name),
+  }),
+  option({
+    key: 'modelsDir',
+    env: 'SDQL_MODELS_DIR',
+    flag: 'models-dir',
+    default: './models',
+    description: 'Model folders (diffusers ONNX layout), one per model. Created if missing.',
+    parse: (raw, name) => directory(raw, name),
+  }),
+  option({
+    key: 'lorasDir',
+    env: 'SDQL_LORAS_DIR',
+    flag: 'loras-dir',
+    default: '',
+    defaultLabel: '$SDQL_MODELS_DIR/loras',
+    description: 'LoRA files (`*.safetensors`).',
+    // Empty stands for the default, which depends on modelsDir: loadConfig fills it in.
+    parse: (raw) => (raw.trim() ? resolve(raw.trim()) : ''),
+  }),
+  option({
+    key: 'databaseUrl',
+    env: 'DATABASE_URL',
+    flag: 'database-url',
+    default: '',
+    description: 'Postgres connection string, e.g. `postgresql://user:password@host:5432/sdql`. Unset or empty: the embedded database.',
+    parse: (raw, name) => databaseUrl(raw, name),
+  }),
+  option({
+    key: 'redisUrl',
+    env: 'REDIS_URL',
+    flag: 'redis-url',
+    default: '',
+    description: 'Redis for events between processes (several API servers or `sdql worker` processes on one Postgres), e.g. `redis://127.0.0.1:6379`. Unset: events stay in this process.',
+    parse: (raw, name) => {
+      const value = raw.trim();
+      if (!value) return null;
+      if (!/^rediss?:\/\/[^/]/.test(value)) throw new ConfigError(`${name} must look like redis://host:6379, got "${redactUrl(value)}"`);
+      return value;
+    },
+  }),
+  option({
+    key: 'worker',
+    env: 'SDQL_WORKER',
+    flag: 'worker',
+    default: 'true',
+    description: 'Whether `sdql serve` runs generations itself. `false`: an API server only, for `sdql worker` processes on GPU hosts (needs `DATABASE_URL` and `REDIS_URL`).',
+    parse: (raw, name) => {
+      const value = raw.trim().toLowerCase();
+      if (!['true', 'false', '1', '0'].includes(value)) throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+      return value === 'true' || value === '1';
+    },
+  }),
+  option({
+    key: 'workerLeaseSeconds',
+    env: 'SDQL_WORKER_LEASE',
+    flag: 'worker-lease',
+    default: '30',
+    description: 'Seconds without a heartbeat (sent every 5 s) after which a running generation on a shared Postgres counts as abandoned and runs again.',
+    parse: (raw, name) => positiveNumber(raw, name),
+  }),
+  option({
+    key: 'modelCacheBytes',
+    env: 'SDQL_MODEL_CACHE_MB',
+    flag: 'model-cache-mb',
+    default: '',
+    defaultLabel: 'a sixth of the memory',
+    description: 'Megabytes of model files kept loaded between requests (the least recently used are released). A loaded model takes about 3× its files in memory.',
+    parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : Math.floor(totalmem() / 6)),
+  }),
+  option({
+    key: 'logLevel',
+    env: 'LOG_LEVEL',
+    flag: 'log-level',
+    default: 'info',
+    description: `One of ${LOG_LEVELS.join(', ')}. Logs are JSON lines unless stdout is a terminal.`,
+    parse: (raw, name) => {
+      const level = raw.trim().toLowerCase();
+      if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new ConfigError(`${name} must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"`);
+      return level as LogLevel;
+    },
+  }),
+];
+
+function positiveNumber(raw: string, name: string): number {
+  const value = Number(raw.trim());
+  if (!raw.trim() || !Number.isFinite(value) || value <= 0) throw new ConfigError(`${name} must be a positive number, got "${raw}"`);
+  return value;
+}
+
+function directory(raw: string, name: string): string {
+  if (!raw.trim()) throw new ConfigError(`${name} must not be empty`);
+  return resolve(raw.trim());
+}
+
+function databaseUrl(raw: string, name: string): string | null {
+  const value = raw.trim();
+  if (!value) return null;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    // reported below
+  }
+  if (!url || (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') || !url.hostname) {
+    throw new ConfigError(
+      `${name} must be a Postgres URL like postgresql://user:password@localhost:5432/sdql (or empty for the embedded database), got "${redactUrl(value)}"`,
+    );
+  }
+  return value;
+}
+
+/** The URL with its password replaced, for messages and logs. */
+export function redactUrl(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, '$1****@');
+}
+
+/** Options for node:util's parseArgs, keyed by flag name. */
+export function configArgs(): Record<string, { type: 'string' }> {
+  return Object.fromEntries(CONFIG_OPTIONS.map((o) => [o.flag, { type: 'string' as const }]));
+}
+
+/** Where descriptions start in `--help` output. */
+export const HELP_COLUMN = 26;
+
+/** `--help` lines for the configuration flags. */
+export function configHelp(): string {
+  return CONFIG_OPTIONS.map((o) => {
+    const flag = `  --${o.flag} <value>`.padEnd(HELP_COLUMN);
+    const fallback = o.defaultLabel || o.default ? ` Default: ${o.defaultLabel ?? o.default}.` : '';
+    return `${flag}${o.env}. ${o.description}${fallback}`;
+  }).join('\n');
+}
+
+/** Reads every setting from `flags` (parseArgs values), else `env`, else its default. Throws ConfigError. */
+export function loadConfig(flags: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): Config {
+  const config: Partial<Record<keyof Config, unknown>> = {};
+  for (const o of CONFIG_OPTIONS) {
+    const flag = flags[o.flag];
+    if (typeof flag === 'string') config[o.key] = o.parse(flag, `--${o.flag}`);
+    else if (env[o.env] !== undefined) config[o.key] = o.parse(env[o.env] as string, o.env);
+    else config[o.key] = o.parse(o.default, `${o.env} (default)`);
+  }
+  config.lorasDir ||= join(config.modelsDir as string, 'loras');
+  return config as Config;
+}

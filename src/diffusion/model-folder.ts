@@ -1,0 +1,223 @@
+// What a Stable Diffusion folder in the diffusers/Optimum ONNX layout holds and can do, read from its
+// JSON configs and its ONNX graph inputs only (no weights are loaded). A folder with problems is
+// still described, with `error` saying what is wrong, so that listings show it.
+import { access, readFile, readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { inspectOnnx, type OnnxSummary } from './onnx/inspect.ts';
+
+/** Told by the model's own numbers, never guessed: UNKNOWN when they fit no known family. */
+export type ModelFamily = 'SD1' | 'SD2' | 'SDXL' | 'UNKNOWN';
+
+export interface ModelPaths {
+  textEncoder: string;
+  unet: string;
+  vaeDecoder: string;
+  vaeEncoder?: string;
+  /** The folder with vocab.json and merges.txt. */
+  tokenizer: string;
+  schedulerConfig: string;
+}
+
+export interface ModelFolderInfo {
+  /** The folder name. */
+  id: string;
+  name: string;
+  /** Absolute path of the folder. */
+  dir: string;
+  family: ModelFamily;
+  /** False when the folder has an error or its family is not supported yet (SDXL). */
+  supported: boolean;
+  /** The scheduler config's prediction_type: 'epsilon', 'v_prediction' or 'sample'. */
+  predictionType: string;
+  /** Pixels per latent: 2^(number of VAE blocks - 1). */
+  vaeScaleFactor: number;
+  /** The VAE config's scaling_factor: latents are divided by it before decoding. */
+  vaeScalingFactor: number;
+  nativeWidth: number;
+  nativeHeight: number;
+  /** A VAE encoder is present. */
+  canImg2img: boolean;
+  /** The UNet takes 9 channels (latents, mask, masked image latents). */
+  canInpaint: boolean;
+  /** Of the UNet's inputs. */
+  precision: 'fp32' | 'fp16';
+  /** Every file of the folder. */
+  sizeBytes: number;
+  unetInChannels: number;
+  /** Width of the text embeddings the UNet attends to, when the folder tells. */
+  crossAttentionDim?: number;
+  paths: ModelPaths;
+  schedulerConfig: Record<string, unknown>;
+  /** What is wrong with the folder; absent when it is usable. */
+  error?: string;
+}
+
+// diffusers' defaults for configs that leave these out.
+const DEFAULT_VAE_SCALING_FACTOR = 0.18215;
+const DEFAULT_VAE_SCALE_FACTOR = 8;
+const DEFAULT_PREDICTION_TYPE = 'epsilon';
+/** OnnxStableDiffusionPipeline's default size when nothing says the model's own. */
+const DEFAULT_NATIVE_SIZE = 512;
+
+type Json = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const exists = (path: string) => access(path).then(
+  () => true,
+  () => false,
+);
+
+/** Parses a JSON object file: undefined when the file is absent, and a problem when it is malformed. */
+async function readJsonObject(path: string, problems: string[], label: string): Promise<Json | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (isObject(value)) return value;
+    problems.push(`${label} is not a JSON object`);
+  } catch (error) {
+    problems.push(`${label} is not valid JSON (${(error as Error).message})`);
+  }
+  return undefined;
+}
+
+/** Every file under `dir`; symbolic links to files count (Hugging Face caches link to blobs). */
+async function folderSize(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await folderSize(path);
+    else total += await stat(path).then((s) => (s.isFile() ? s.size : 0), () => 0);
+  }
+  return total;
+}
+
+/** Reads one submodel's graph and checks that its external data files exist. */
+async function inspectSubmodel(dir: string, rel: string, problems: string[]): Promise<OnnxSummary | undefined> {
+  const path = join(dir, rel);
+  let summary: OnnxSummary;
+  try {
+    summary = await inspectOnnx(path);
+  } catch (error) {
+    problems.push(`${rel}: ${(error as Error).message.replace(path, rel)}`);
+    return undefined;
+  }
+  const missing: string[] = [];
+  for (const file of summary.externalDataFiles) {
+    if (!(await exists(resolve(dirname(path), file)))) missing.push(file);
+  }
+  if (missing.length) problems.push(`${rel} needs external data ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} missing`);
+  return summary;
+}
+
+const positive = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : undefined);
+
+function familyOf(crossAttentionDim: number | undefined, hasTextEncoder2: boolean): ModelFamily {
+  if (hasTextEncoder2 || crossAttentionDim === 2048) return 'SDXL';
+  if (crossAttentionDim === 768) return 'SD1';
+  if (crossAttentionDim === 1024) return 'SD2';
+  return 'UNKNOWN';
+}
+
+/** Describes the model folder `dir`. Never throws for a broken folder: `error` says what is wrong. */
+export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> {
+  dir = resolve(dir);
+  const problems: string[] = [];
+  const paths: ModelPaths = {
+    textEncoder: join(dir, 'text_encoder', 'model.onnx'),
+    unet: join(dir, 'unet', 'model.onnx'),
+    vaeDecoder: join(dir, 'vae_decoder', 'model.onnx'),
+    tokenizer: join(dir, 'tokenizer'),
+    schedulerConfig: join(dir, 'scheduler', 'scheduler_config.json'),
+  };
+
+  const modelIndex = await readJsonObject(join(dir, 'model_index.json'), problems, 'model_index.json');
+  if (!(await exists(join(dir, 'model_index.json')))) problems.push('model_index.json is missing');
+  const required = [
+    'text_encoder/model.onnx',
+    'unet/model.onnx',
+    'vae_decoder/model.onnx',
+    'tokenizer/vocab.json',
+    'tokenizer/merges.txt',
+    'scheduler/scheduler_config.json',
+  ];
+  const present = await Promise.all(required.map((rel) => exists(join(dir, rel))));
+  const missing = required.filter((_, i) => !present[i]);
+  if (missing.length) problems.push(`missing ${missing.join(', ')}`);
+
+  const schedulerConfig = (await readJsonObject(paths.schedulerConfig, problems, 'scheduler/scheduler_config.json')) ?? {};
+  const unetConfig = (await readJsonObject(join(dir, 'unet', 'config.json'), problems, 'unet/config.json')) ?? {};
+  const vaeConfig =
+    (await readJsonObject(join(dir, 'vae_decoder', 'config.json'), problems, 'vae_decoder/config.json')) ??
+    (await readJsonObject(join(dir, 'vae_encoder', 'config.json'), problems, 'vae_encoder/config.json')) ??
+    {};
+
+  const hasVaeEncoder = await exists(join(dir, 'vae_encoder', 'model.onnx'));
+  const submodels = ['text_encoder/model.onnx', 'unet/model.onnx', 'vae_decoder/model.onnx', ...(hasVaeEncoder ? ['vae_encoder/model.onnx'] : [])];
+  const summaries = new Map<string, OnnxSummary | undefined>();
+  for (const rel of submodels) {
+    if (!missing.includes(rel)) summaries.set(rel, await inspectSubmodel(dir, rel, problems));
+  }
+  const vaeEncoder = summaries.get('vae_encoder/model.onnx');
+  if (vaeEncoder) paths.vaeEncoder = join(dir, 'vae_encoder', 'model.onnx');
+
+  const unetInputs = summaries.get('unet/model.onnx')?.inputs ?? [];
+  const sample = unetInputs.find((i) => i.name === 'sample');
+  const context = unetInputs.find((i) => i.name === 'encoder_hidden_states');
+  const unetInChannels = positive(sample?.shape[1]) ?? positive(unetConfig.in_channels) ?? 4;
+  const crossAttentionDim = positive(unetConfig.cross_attention_dim) ?? positive(context?.shape[2]);
+
+  const vaeBlocks = Array.isArray(vaeConfig.block_out_channels) ? vaeConfig.block_out_channels.length : 0;
+  const vaeScaleFactor = vaeBlocks > 0 ? 2 ** (vaeBlocks - 1) : DEFAULT_VAE_SCALE_FACTOR;
+  // sample_size is one number, or [height, width] in some configs.
+  const sampleSize = Array.isArray(unetConfig.sample_size) ? unetConfig.sample_size : [unetConfig.sample_size, unetConfig.sample_size];
+  const latentHeight = positive(sampleSize[0]) ?? positive(sample?.shape[2]);
+  const latentWidth = positive(sampleSize[1]) ?? positive(sample?.shape[3]);
+
+  const family = familyOf(crossAttentionDim, Array.isArray(modelIndex?.text_encoder_2) && modelIndex.text_encoder_2[0] !== null);
+  const error = problems.length ? problems.join('; ') : undefined;
+  const id = basename(dir);
+  return {
+    id,
+    name: id,
+    dir,
+    family,
+    supported: !error && family !== 'SDXL',
+    predictionType: typeof schedulerConfig.prediction_type === 'string' ? schedulerConfig.prediction_type : DEFAULT_PREDICTION_TYPE,
+    vaeScaleFactor,
+    vaeScalingFactor: positive(vaeConfig.scaling_factor) ?? DEFAULT_VAE_SCALING_FACTOR,
+    nativeWidth: latentWidth ? latentWidth * vaeScaleFactor : DEFAULT_NATIVE_SIZE,
+    nativeHeight: latentHeight ? latentHeight * vaeScaleFactor : DEFAULT_NATIVE_SIZE,
+    canImg2img: vaeEncoder !== undefined,
+    canInpaint: unetInChannels === 9,
+    precision: sample?.elemType === 'float16' ? 'fp16' : 'fp32',
+    sizeBytes: await folderSize(dir),
+    unetInChannels,
+    crossAttentionDim,
+    paths,
+    schedulerConfig,
+    ...(error ? { error } : {}),
+  };
+}
+
+/** Every subfolder of `modelsDir` with a model_index.json, by id; none when the folder is absent. */
+export async function scanModelsDir(modelsDir: string): Promise<ModelFolderInfo[]> {
+  let entries;
+  try {
+    entries = await readdir(modelsDir, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const folders: string[] = [];
+  for (const entry of entries) {
+    const dir = join(modelsDir, entry.name);
+    if ((entry.isDirectory() || entry.isSymbolicLink()) && (await exists(join(dir, 'model_index.json')))) folders.push(dir);
+  }
+  const infos = await Promise.all(folders.map((dir) => inspectModelFolder(dir)));
+  return infos.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}

@@ -1,0 +1,261 @@
+// Generations: the request a client submits, its place in the queue, its live progress and its
+// history. Resolvers are thin: validation and running live in src/jobs and src/diffusion.
+import { DEFAULTS } from '../diffusion/pipeline.ts';
+import { LIMITS } from '../diffusion/limits.ts';
+import type { SchedulerName } from '../diffusion/schedulers/index.ts';
+import type { GenerationEvent } from '../jobs/events.ts';
+import { PRIORITY_RANGE, submitGeneration } from '../jobs/request.ts';
+import type { Prisma } from '../db/index.ts';
+import { builder } from './builder.ts';
+import { notFound, userError } from './errors.ts';
+import { ImageInput, readImageInput } from './images.ts';
+import { Scheduler } from './scheduler.ts';
+
+export const GenerationStatus = builder.enumType('GenerationStatus', {
+  values: {
+    QUEUED: { description: 'Waiting for a worker; see `queuePosition`.' },
+    RUNNING: { description: 'Being denoised; see `step` and `totalSteps`, or subscribe to `generationProgress`.' },
+    SUCCEEDED: { description: 'Finished; `images` holds the results.' },
+    FAILED: { description: 'Stopped by an error; see `error`.' },
+    CANCELED: { description: 'Canceled with `cancelGeneration` before it finished.' },
+  },
+});
+
+const LoraInput = builder.inputType('LoraInput', {
+  description: 'A LoRA of `loras` to apply, by id, at a weight.',
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    weight: t.float({ defaultValue: 1, description: 'Strength of the LoRA; 1 is as trained.' }),
+  }),
+});
+
+const GenerateInput = builder.inputType('GenerateInput', {
+  description: `A generation request. Limits: sides from ${LIMITS.minSide} to ${LIMITS.maxSide} px and multiples of the model's \`vaeScaleFactor\`, at most ${LIMITS.maxPixels} pixels; steps ${LIMITS.minSteps}–${LIMITS.maxSteps}; numImages 1–${LIMITS.maxImages}; prompts up to ${LIMITS.maxPromptChars} characters.`,
+  fields: (t) => ({
+    modelId: t.id({ required: true, description: 'A model of `models` that is `supported`.' }),
+    prompt: t.string({ required: true }),
+    negativePrompt: t.string({ description: 'What to steer away from. Default: empty (diffusers\' unconditional prompt).' }),
+    width: t.int({ description: "Default: the model's native width, or the init image's width rounded down to a multiple of the VAE scale factor." }),
+    height: t.int({ description: "Default: the model's native height, or the init image's (as width)." }),
+    steps: t.int({ description: `Denoising steps, ${LIMITS.minSteps}–${LIMITS.maxSteps}. Default ${DEFAULTS.steps}.` }),
+    guidanceScale: t.float({ description: `Classifier-free guidance scale (CFG), 0–${LIMITS.maxGuidanceScale}; 1 or less skips the unconditional pass. Default ${DEFAULTS.guidanceScale}.` }),
+    guidanceRescale: t.float({ description: 'Guidance rescale φ (arXiv:2305.08891), 0–1. Default 0.' }),
+    scheduler: t.field({ type: Scheduler, description: `Default ${DEFAULTS.scheduler}.` }),
+    seed: t.field({ type: 'SafeInt', description: `Integer 0–${LIMITS.maxSeed}; image i uses seed + i. Default: a random seed, recorded on the generation.` }),
+    numImages: t.int({ description: `Images, 1–${LIMITS.maxImages}, denoised as one batch. Default 1.` }),
+    eta: t.float({ description: "DDIM's η (≥ 0): 0 is deterministic. Default 0; ignored by other schedulers." }),
+    initImage: t.field({ type: ImageInput, description: 'Makes the request img2img (the model must have `canImg2img`).' }),
+    strength: t.float({ description: `img2img only: how much of the init image to replace, in (0, 1]. Default ${DEFAULTS.strength}.` }),
+    loras: t.field({ type: [LoraInput], description: 'LoRAs to apply.' }),
+    priority: t.int({ description: `${PRIORITY_RANGE.min}–${PRIORITY_RANGE.max}; higher runs first, equal ones in submission order. Default 0.` }),
+    previewEvery: t.int({ description: 'Send a preview image every N steps on `generationProgress` (0: none). Default 1.' }),
+  }),
+});
+
+const GenerationFilter = builder.inputType('GenerationFilter', {
+  fields: (t) => ({
+    text: t.string({ description: 'Words found in the prompt or the negative prompt (case-insensitive).' }),
+    modelId: t.id(),
+    status: t.field({ type: [GenerationStatus] }),
+    createdAfter: t.field({ type: 'DateTime' }),
+    createdBefore: t.field({ type: 'DateTime' }),
+  }),
+});
+
+builder.prismaObject('Generation', {
+  description: 'One generation request and its outcome, with every parameter as it ran (defaults resolved).',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    status: t.expose('status', { type: GenerationStatus }),
+    model: t.relation('model'),
+    modelId: t.exposeID('modelId'),
+    modelHash: t.exposeString('modelHash', { nullable: true, description: "The model's short hash when it ran (AUTOMATIC1111's Model hash)." }),
+    prompt: t.exposeString('prompt'),
+    negativePrompt: t.exposeString('negativePrompt'),
+    scheduler: t.field({ type: Scheduler, resolve: (g) => g.scheduler as SchedulerName }),
+    width: t.exposeInt('width'),
+    height: t.exposeInt('height'),
+    steps: t.exposeInt('steps'),
+    guidanceScale: t.exposeFloat('guidanceScale'),
+    guidanceRescale: t.exposeFloat('guidanceRescale'),
+    eta: t.exposeFloat('eta'),
+    strength: t.exposeFloat('strength', { nullable: true }),
+    seed: t.field({ type: 'SafeInt', description: 'Seed of the first image; image i used seed + i.', resolve: (g) => g.seed }),
+    numImages: t.exposeInt('numImages'),
+    priority: t.exposeInt('priority'),
+    images: t.relation('images', { query: { orderBy: { index: 'asc' } } }),
+    error: t.exposeString('error', { nullable: true }),
+    warnings: t.exposeStringList('warnings'),
+    step: t.exposeInt('step', { description: 'UNet calls done so far.' }),
+    totalSteps: t.exposeInt('totalSteps', { nullable: true, description: 'UNet calls in all (second-order schedulers make two per step); known once running.' }),
+    queuePosition: t.int({
+      nullable: true,
+      description: '1 for the next to run; null unless QUEUED.',
+      resolve: (g, _a, ctx) => ctx.jobs.queue.position(g),
+    }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true }),
+    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    durationMs: t.int({
+      nullable: true,
+      description: 'From start to finish, once finished.',
+      resolve: (g) => (g.startedAt && g.finishedAt ? g.finishedAt.getTime() - g.startedAt.getTime() : null),
+    }),
+  }),
+});
+
+const Preview = builder.objectRef<NonNullable<GenerationEvent['preview']>>('Preview').implement({
+  description: 'A small live preview of the image being denoised.',
+  fields: (t) => ({
+    dataUrl: t.exposeString('dataUrl', { description: 'A data: URL (JPEG), at most 256 px on the long side.' }),
+    width: t.exposeInt('width'),
+    height: t.exposeInt('height'),
+  }),
+});
+
+const GenerationProgress = builder.objectRef<GenerationEvent>('GenerationProgress').implement({
+  description: 'A state of one generation: the first event is its state when subscribing, then one per step, then its final status.',
+  fields: (t) => ({
+    generationId: t.exposeID('generationId'),
+    status: t.field({ type: GenerationStatus, resolve: (e) => e.status }),
+    step: t.exposeInt('step'),
+    totalSteps: t.exposeInt('totalSteps', { nullable: true }),
+    imageIndex: t.exposeInt('imageIndex', { description: 'The image of the batch the preview shows (the batch is denoised together).' }),
+    etaMs: t.exposeInt('etaMs', { nullable: true, description: 'Estimated time left for denoising.' }),
+    preview: t.field({ type: Preview, nullable: true, resolve: (e) => e.preview }),
+    error: t.exposeString('error', { nullable: true }),
+  }),
+});
+
+const QueueState = builder.objectRef<object>('QueueState').implement({
+  description: 'The work waiting and in progress.',
+  fields: (t) => ({
+    running: t.prismaField({
+      type: ['Generation'],
+      resolve: (query, _s, _a, ctx) => ctx.db.prisma.generation.findMany({ ...query, where: { status: 'RUNNING' }, orderBy: { startedAt: 'asc' } }),
+    }),
+    queued: t.prismaField({
+      type: ['Generation'],
+      description: 'In the order they will run.',
+      resolve: (query, _s, _a, ctx) =>
+        ctx.db.prisma.generation.findMany({ ...query, where: { status: 'QUEUED' }, orderBy: [{ priority: 'desc' }, { createdAt: 'asc' }, { id: 'asc' }] }),
+    }),
+  }),
+});
+
+async function findGeneration(prisma: Prisma.TransactionClient, id: string) {
+  const generation = await prisma.generation.findUnique({ where: { id } });
+  if (!generation) throw notFound('generation', id);
+  return generation;
+}
+
+builder.queryFields((t) => ({
+  generation: t.prismaField({
+    type: 'Generation',
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    description: 'A generation by id. NOT_FOUND when there is none.',
+    resolve: async (query, _r, { id }, ctx) => {
+      const generation = await ctx.db.prisma.generation.findUnique({ ...query, where: { id: String(id) } });
+      if (!generation) throw notFound('generation', String(id));
+      return generation;
+    },
+  }),
+  generations: t.prismaConnection({
+    type: 'Generation',
+    cursor: 'id',
+    description: 'The history, newest first, optionally filtered.',
+    args: { filter: t.arg({ type: GenerationFilter }) },
+    resolve: (query, _r, { filter }, ctx) => {
+      const where: Prisma.GenerationWhereInput = {};
+      if (filter?.text) {
+        where.OR = [
+          { prompt: { contains: filter.text, mode: 'insensitive' } },
+          { negativePrompt: { contains: filter.text, mode: 'insensitive' } },
+        ];
+      }
+      if (filter?.modelId) where.modelId = String(filter.modelId);
+      if (filter?.status?.length) where.status = { in: filter.status };
+      if (filter?.createdAfter || filter?.createdBefore) where.createdAt = { gte: filter.createdAfter ?? undefined, lt: filter.createdBefore ?? undefined };
+      return ctx.db.prisma.generation.findMany({ ...query, where, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }] });
+    },
+  }),
+  queue: t.field({ type: QueueState, description: 'Generations running and waiting.', resolve: () => ({}) }),
+}));
+
+builder.mutationFields((t) => ({
+  generate: t.prismaField({
+    type: 'Generation',
+    description: 'Validates a request, queues it and returns at once (status QUEUED); follow it with `generationProgress`.',
+    args: { input: t.arg({ type: GenerateInput, required: true }) },
+    resolve: async (_query, _r, { input }, ctx) => {
+      const model = ctx.registry.model(String(input.modelId));
+      if (!model) throw notFound('model', String(input.modelId));
+      if (input.loras?.length) throw userError('BAD_USER_INPUT', 'LoRAs are not applied yet: leave `loras` empty');
+      const initImage = input.initImage ? await readImageInput(input.initImage, ctx) : undefined;
+      return submitGeneration(ctx.jobs, model, {
+        prompt: input.prompt,
+        negativePrompt: input.negativePrompt ?? undefined,
+        width: input.width ?? undefined,
+        height: input.height ?? undefined,
+        steps: input.steps ?? undefined,
+        guidanceScale: input.guidanceScale ?? undefined,
+        guidanceRescale: input.guidanceRescale ?? undefined,
+        scheduler: input.scheduler ?? undefined,
+        seed: input.seed ?? undefined,
+        numImages: input.numImages ?? undefined,
+        eta: input.eta ?? undefined,
+        strength: input.strength ?? undefined,
+        priority: input.priority ?? undefined,
+        previewEvery: input.previewEvery ?? undefined,
+        initImage,
+      });
+    },
+  }),
+  cancelGeneration: t.prismaField({
+    type: 'Generation',
+    description: 'Cancels a queued generation at once, or a running one at its next step. CONFLICT when it has already ended.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (query, _r, { id }, ctx) => {
+      const generation = await findGeneration(ctx.db.prisma, String(id));
+      if (!(await ctx.jobs.queue.cancel(generation.id))) {
+        throw userError('CONFLICT', `generation ${generation.id} has already ended (${generation.status})`, { status: generation.status });
+      }
+      if (generation.status === 'RUNNING') await ctx.jobs.awaitEnd(generation.id, 5000);
+      return ctx.db.prisma.generation.findUniqueOrThrow({ ...query, where: { id: generation.id } });
+    },
+  }),
+  deleteGeneration: t.id({
+    description: 'Deletes a generation that is not running, with its image files; returns its id. CONFLICT while it runs: cancel it first.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, { id }, ctx) => {
+      const generation = await findGeneration(ctx.db.prisma, String(id));
+      if (generation.status === 'RUNNING') throw userError('CONFLICT', `generation ${generation.id} is running: cancel it first`);
+      const images = await ctx.db.prisma.image.findMany({ where: { generationId: generation.id }, select: { path: true } });
+      const deleted = await ctx.db.prisma.generation.deleteMany({ where: { id: generation.id, status: { not: 'RUNNING' } } });
+      if (deleted.count === 0) throw userError('CONFLICT', `generation ${generation.id} started running: cancel it first`);
+      await ctx.jobs.images.remove(images.map((i) => i.path));
+      ctx.jobs.queue.announce(generation.id, 'DELETED');
+      return generation.id;
+    },
+  }),
+}));
+
+builder.subscriptionFields((t) => ({
+  generationProgress: t.field({
+    type: GenerationProgress,
+    description: "One generation's progress: its current state first, an event per step with a preview, and its final status, after which the stream ends.",
+    args: { id: t.arg.id({ required: true }) },
+    subscribe: async (_r, { id }, ctx) => {
+      await findGeneration(ctx.db.prisma, String(id));
+      return ctx.jobs.progress(String(id));
+    },
+    resolve: (event) => event,
+  }),
+  queue: t.field({
+    type: QueueState,
+    description: 'The queue now, then again after every change (a generation queued, started, finished, canceled or deleted).',
+    subscribe: (_r, _a, ctx) => ctx.jobs.queueChanges(),
+    resolve: () => ({}),
+  }),
+}));

@@ -1,0 +1,180 @@
+// Images: the results of generations (served over HTTP by src/server/images.ts), images sent in
+// as init images, and the parameters a PNG carries (ours or AUTOMATIC1111's).
+import { formatInfotext, parseInfotext, schedulerFromA1111 } from '../diffusion/infotext.ts';
+import { LIMITS } from '../diffusion/limits.ts';
+import { readPngText } from '../diffusion/png-text.ts';
+import type { SchedulerName } from '../diffusion/schedulers/index.ts';
+import { builder } from './builder.ts';
+import type { Context } from './context.ts';
+import { notFound, userError } from './errors.ts';
+import { Scheduler } from './scheduler.ts';
+
+export const IMAGE_PATH = '/images/';
+
+builder.scalarType('File', {
+  description: 'A file sent with the GraphQL multipart request specification (multipart/form-data).',
+  serialize: () => {
+    throw new Error('File is an input type');
+  },
+  parseValue: (value) => {
+    if (!(value instanceof File)) throw userError('BAD_USER_INPUT', 'expected a file part of a multipart request');
+    return value;
+  },
+});
+
+export const ImageInput = builder.inputType('ImageInput', {
+  description: `An image, given in exactly one way. PNG, JPEG or WebP, at most ${LIMITS.maxImageBytes} bytes and ${LIMITS.maxInputPixels} pixels.`,
+  fields: (t) => ({
+    imageId: t.id({ description: 'An image of the history (`Image.id`).' }),
+    dataUrl: t.string({ description: 'A data: URL, e.g. data:image/png;base64,…' }),
+    file: t.field({ type: 'File', description: 'A file uploaded with the request (GraphQL multipart request).' }),
+  }),
+});
+
+interface ImageInputValue {
+  imageId?: string | number | null;
+  dataUrl?: string | null;
+  file?: File | null;
+}
+
+const DATA_URL = /^data:image\/(png|jpeg|jpg|webp);base64,([A-Za-z0-9+/=\s]*)$/;
+
+/** The bytes of an ImageInput; BAD_USER_INPUT unless exactly one way is given, NOT_FOUND for an unknown imageId. */
+export async function readImageInput(input: ImageInputValue, ctx: Context): Promise<{ bytes: Uint8Array; imageId?: string }> {
+  const given = [input.imageId, input.dataUrl, input.file].filter((v) => v !== undefined && v !== null);
+  if (given.length !== 1) throw userError('BAD_USER_INPUT', `give exactly one of imageId, dataUrl and file (got ${given.length})`);
+  const tooBig = (bytes: number) => userError('BAD_USER_INPUT', `the image is ${bytes} bytes; the limit is ${LIMITS.maxImageBytes}`);
+  if (input.imageId !== undefined && input.imageId !== null) {
+    const id = String(input.imageId);
+    const image = await ctx.db.prisma.image.findUnique({ where: { id } });
+    if (!image) throw notFound('image', id);
+    return { bytes: await ctx.jobs.images.read(image.path), imageId: id };
+  }
+  if (input.dataUrl) {
+    const match = DATA_URL.exec(input.dataUrl.slice(0, 64).includes(',') ? input.dataUrl : '');
+    if (!match) throw userError('BAD_USER_INPUT', 'dataUrl must look like data:image/png;base64,… (PNG, JPEG or WebP)');
+    if (match[2].length * 0.75 > LIMITS.maxImageBytes + 3) throw tooBig(Math.floor(match[2].length * 0.75));
+    return { bytes: Buffer.from(match[2], 'base64') };
+  }
+  const file = input.file!;
+  if (file.size > LIMITS.maxImageBytes) throw tooBig(file.size);
+  return { bytes: new Uint8Array(await file.arrayBuffer()) };
+}
+
+builder.prismaObject('Image', {
+  description: 'An image a generation produced.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    url: t.string({
+      description: 'Where this server serves the file (immutable: cache it).',
+      resolve: (image, _a, ctx) => imageUrl(image, ctx),
+    }),
+    index: t.exposeInt('index', { description: 'Position in its generation, from 0.' }),
+    width: t.exposeInt('width'),
+    height: t.exposeInt('height'),
+    seed: t.field({ type: 'SafeInt', resolve: (image) => image.seed }),
+    format: t.exposeString('format', { description: 'png, jpeg or webp.' }),
+    bytes: t.exposeInt('bytes'),
+    sha256: t.exposeString('sha256'),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    generation: t.relation('generation'),
+    infotext: t.string({
+      description: "The parameters as AUTOMATIC1111 writes them (the PNG's \"parameters\" text).",
+      select: { generation: true },
+      resolve: (image) => {
+        const g = image.generation;
+        return formatInfotext({
+          ...g,
+          scheduler: g.scheduler as SchedulerName,
+          seed: Number(image.seed),
+          strength: g.strength ?? undefined,
+          modelHash: g.modelHash ?? undefined,
+          modelName: g.modelId,
+        });
+      },
+    }),
+  }),
+});
+
+function imageUrl(image: { id: string; format: string }, ctx: Context): string {
+  const path = `${IMAGE_PATH}${image.id}.${image.format === 'jpeg' ? 'jpg' : image.format}`;
+  return ctx.request ? new URL(path, ctx.request.url).href : path;
+}
+
+interface PngInfoValue {
+  parameters: string | null;
+  prompt: string | null;
+  negativePrompt: string | null;
+  settings: { key: string; value: string }[];
+  request: string | null;
+}
+
+const PngInfoSetting = builder.objectRef<{ key: string; value: string }>('PngInfoSetting').implement({
+  fields: (t) => ({ key: t.exposeString('key'), value: t.exposeString('value') }),
+});
+
+const setting = (info: PngInfoValue, key: string) => info.settings.find((s) => s.key === key)?.value;
+const numberSetting = (info: PngInfoValue, key: string) => {
+  const value = Number(setting(info, key));
+  return Number.isFinite(value) ? value : null;
+};
+const sizeSetting = (info: PngInfoValue, axis: 0 | 1) => {
+  const match = /^(\d+)x(\d+)$/.exec(setting(info, 'Size') ?? '');
+  return match ? Number(match[axis + 1]) : null;
+};
+
+const PngInfo = builder.objectRef<PngInfoValue>('PngInfo').implement({
+  description: "Generation parameters read from a PNG's text chunks: sdql's own, or AUTOMATIC1111's \"parameters\" infotext (also written by many other tools).",
+  fields: (t) => ({
+    parameters: t.exposeString('parameters', { nullable: true, description: 'The infotext as stored.' }),
+    prompt: t.exposeString('prompt', { nullable: true }),
+    negativePrompt: t.exposeString('negativePrompt', { nullable: true }),
+    settings: t.field({ type: [PngInfoSetting], description: 'Every "Key: value" of the infotext, in order.', resolve: (i) => i.settings }),
+    steps: t.int({ nullable: true, resolve: (i) => numberSetting(i, 'Steps') }),
+    sampler: t.string({ nullable: true, description: "AUTOMATIC1111's sampler name.", resolve: (i) => setting(i, 'Sampler') ?? null }),
+    scheduler: t.field({ type: Scheduler, nullable: true, description: 'Our scheduler for `sampler`, when there is one.', resolve: (i) => schedulerFromA1111(setting(i, 'Sampler')) ?? null }),
+    guidanceScale: t.float({ nullable: true, resolve: (i) => numberSetting(i, 'CFG scale') }),
+    seed: t.field({ type: 'SafeInt', nullable: true, resolve: (i) => numberSetting(i, 'Seed') }),
+    width: t.int({ nullable: true, resolve: (i) => sizeSetting(i, 0) }),
+    height: t.int({ nullable: true, resolve: (i) => sizeSetting(i, 1) }),
+    modelHash: t.string({ nullable: true, resolve: (i) => setting(i, 'Model hash') ?? null }),
+    model: t.string({ nullable: true, resolve: (i) => setting(i, 'Model') ?? null }),
+    strength: t.float({ nullable: true, resolve: (i) => numberSetting(i, 'Denoising strength') }),
+    request: t.exposeString('request', { nullable: true, description: "sdql's full request as JSON (images made by sdql)." }),
+  }),
+});
+
+builder.queryField('pngInfo', (t) =>
+  t.field({
+    type: PngInfo,
+    description: 'Reads the generation parameters a PNG carries. Fields are null when the image has none (JPEG and WebP never do here).',
+    args: { image: t.arg({ type: ImageInput, required: true }) },
+    resolve: async (_r, { image }, ctx) => {
+      const { bytes } = await readImageInput(image, ctx);
+      const texts = readPngText(bytes);
+      const parameters = texts.parameters ?? null;
+      const parsed = parameters === null ? null : parseInfotext(parameters);
+      return {
+        parameters,
+        prompt: parsed?.prompt ?? null,
+        negativePrompt: parsed?.negativePrompt ?? null,
+        settings: Object.entries(parsed?.settings ?? {}).map(([key, value]) => ({ key, value })),
+        request: texts.sdql ?? null,
+      };
+    },
+  }),
+);
+
+builder.mutationField('deleteImage', (t) =>
+  t.id({
+    description: 'Deletes an image and its file; returns its id.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_r, { id }, ctx) => {
+      const image = await ctx.db.prisma.image.findUnique({ where: { id: String(id) } });
+      if (!image) throw notFound('image', String(id));
+      await ctx.db.prisma.image.delete({ where: { id: image.id } });
+      await ctx.jobs.images.remove([image.path]);
+      return image.id;
+    },
+  }),
+);

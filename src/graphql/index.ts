@@ -1,0 +1,12 @@
+// The GraphQL schema: one file per domain, each adding its types to the builder.
+import { builder } from './builder.ts';
+import './root.ts';
+import './scalars.ts';
+import './system.ts';
+import './models.ts';
+import './loras.ts';
+import './scheduler.ts';
+import './generations.ts';
+import './images.ts';
+
+export const schema = builder.toSchema();

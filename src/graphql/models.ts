@@ -1,0 +1,109 @@
+import { shortHash } from '../registry/index.ts';
+import { builder } from './builder.ts';
+import { notFound } from './errors.ts';
+
+const ModelFamily = builder.enumType('ModelFamily', {
+  description: "The model's architecture, as its own numbers tell it (the text embedding width); never guessed.",
+  values: {
+    SD1: { description: 'Stable Diffusion 1.x (768-wide CLIP ViT-L text embeddings).' },
+    SD2: { description: 'Stable Diffusion 2.x (1024-wide OpenCLIP text embeddings).' },
+    SDXL: { description: 'Stable Diffusion XL: recognised, not supported yet.' },
+    UNKNOWN: { description: 'Another width, as small test models have; usable when `supported`.' },
+  },
+});
+
+const Precision = builder.enumType('Precision', {
+  description: "Floating-point type of the UNet's inputs.",
+  values: { FP32: {}, FP16: {} },
+});
+
+builder.prismaObject('Model', {
+  description: 'A model folder of SDQL_MODELS_DIR (diffusers/Optimum ONNX layout).',
+  fields: (t) => ({
+    id: t.exposeID('id', { description: 'The folder name.' }),
+    name: t.exposeString('name'),
+    family: t.expose('family', { type: ModelFamily }),
+    supported: t.exposeBoolean('supported', { description: 'Whether sdql can generate with it: no `error`, and a supported family.' }),
+    error: t.exposeString('error', { nullable: true, description: 'What is wrong with the folder, when something is.' }),
+    predictionType: t.exposeString('predictionType', { nullable: true, description: 'What the UNet predicts: epsilon, v_prediction or sample.' }),
+    nativeWidth: t.exposeInt('nativeWidth', { nullable: true, description: 'Default image width: UNet sample size × VAE scale factor.' }),
+    nativeHeight: t.exposeInt('nativeHeight', { nullable: true }),
+    vaeScaleFactor: t.exposeInt('vaeScaleFactor', { nullable: true, description: 'Pixels per latent; image sides must be multiples of it.' }),
+    canImg2img: t.exposeBoolean('canImg2img', { description: 'It has a VAE encoder, so it accepts an init image.' }),
+    canInpaint: t.exposeBoolean('canInpaint', { description: 'Its UNet takes 9 channels (an inpainting model).' }),
+    precision: t.expose('precision', { type: Precision, nullable: true }),
+    sizeBytes: t.field({ type: 'SafeInt', description: 'Size of all its files.', resolve: (m) => m.sizeBytes }),
+    sha256: t.string({
+      nullable: true,
+      description: "SHA-256 of the UNet's model.onnx. Computed on first request (seconds for a large model), then stored.",
+      resolve: (m, _a, ctx) => m.unetSha256 ?? ctx.registry.modelSha256(m.id),
+    }),
+    shortHash: t.string({
+      nullable: true,
+      description: 'The first 10 hex digits of `sha256`, as AUTOMATIC1111 shows model hashes.',
+      resolve: async (m, _a, ctx) => {
+        const sha256 = m.unetSha256 ?? (await ctx.registry.modelSha256(m.id));
+        return sha256 && shortHash(sha256);
+      },
+    }),
+    scannedAt: t.expose('scannedAt', { type: 'DateTime' }),
+  }),
+});
+
+const ModelScan = builder.objectRef<{ scannedAt: Date }>('ModelScan').implement({
+  description: 'The models and LoRAs found by a scan of SDQL_MODELS_DIR and SDQL_LORAS_DIR.',
+  fields: (t) => ({
+    scannedAt: t.expose('scannedAt', { type: 'DateTime' }),
+    models: t.prismaField({
+      type: ['Model'],
+      resolve: (query, _s, _a, ctx) => ctx.db.prisma.model.findMany({ ...query, where: { present: true }, orderBy: { id: 'asc' } }),
+    }),
+    loras: t.prismaField({
+      type: ['Lora'],
+      resolve: (query, _s, _a, ctx) => ctx.db.prisma.lora.findMany({ ...query, where: { present: true }, orderBy: { id: 'asc' } }),
+    }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  models: t.prismaField({
+    type: ['Model'],
+    description:
+      'The model folders of SDQL_MODELS_DIR (see `system.modelsDir`), by id; broken ones too, with their `error`. ' +
+      'Empty? Put a Stable Diffusion ONNX pipeline folder there (README, "Getting models") or run ' +
+      '`sdql models create-demo <SDQL_MODELS_DIR>/demo` for a tiny demo model whose images are noise, then call `rescanModels`.',
+    resolve: (query, _r, _a, ctx) => ctx.db.prisma.model.findMany({ ...query, where: { present: true }, orderBy: { id: 'asc' } }),
+  }),
+  model: t.prismaField({
+    type: 'Model',
+    nullable: true,
+    description: 'A model by id (its folder name). NOT_FOUND when there is none.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (query, _r, { id }, ctx) => {
+      const model = await ctx.db.prisma.model.findFirst({ ...query, where: { id: String(id), present: true } });
+      if (!model) throw notFound('model', String(id));
+      return model;
+    },
+  }),
+}));
+
+builder.mutationField('rescanModels', (t) =>
+  t.field({
+    type: ModelScan,
+    description: 'Scans SDQL_MODELS_DIR and SDQL_LORAS_DIR again (after adding or removing files) and notifies `modelsChanged`.',
+    resolve: async (_r, _a, ctx) => {
+      const scan = await ctx.registry.scan();
+      ctx.pubsub.publish('modelsChanged', { scannedAt: scan.scannedAt.toISOString() });
+      return scan;
+    },
+  }),
+);
+
+builder.subscriptionField('modelsChanged', (t) =>
+  t.field({
+    type: ModelScan,
+    description: 'An event after every rescan of the models folder.',
+    subscribe: (_r, _a, ctx) => ctx.pubsub.subscribe('modelsChanged'),
+    resolve: (event) => ({ scannedAt: new Date(event.scannedAt) }),
+  }),
+);

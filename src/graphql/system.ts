@@ -1,0 +1,24 @@
+import { readFileSync } from 'node:fs';
+import { builder } from './builder.ts';
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const DatabaseKind = builder.enumType('DatabaseKind', {
+  values: {
+    EMBEDDED: { description: 'PGlite in SDQL_DATA_DIR/db (DATABASE_URL unset).' },
+    POSTGRES: { description: 'The Postgres server of DATABASE_URL.' },
+  },
+});
+
+const System = builder.objectRef<object>('System').implement({
+  description: 'This server.',
+  fields: (t) => ({
+    version: t.string({ description: 'sdql version.', resolve: () => version }),
+    nodeVersion: t.string({ resolve: () => process.versions.node }),
+    database: t.field({ type: DatabaseKind, resolve: (_s, _a, ctx) => (ctx.db.kind === 'pglite' ? 'EMBEDDED' : 'POSTGRES') }),
+    modelsDir: t.string({ description: 'SDQL_MODELS_DIR on the server: where model folders go.', resolve: (_s, _a, ctx) => ctx.config.modelsDir }),
+    lorasDir: t.string({ description: 'SDQL_LORAS_DIR on the server: where LoRA files go.', resolve: (_s, _a, ctx) => ctx.config.lorasDir }),
+  }),
+});
+
+builder.queryField('system', (t) => t.field({ type: System, resolve: () => ({}) }));

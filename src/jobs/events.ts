@@ -1,0 +1,43 @@
+// What the queue and the workers announce. Payloads are plain JSON (dates as ISO strings) so the
+// same events cross processes through Redis when REDIS_URL is set.
+import type { PubSub } from 'graphql-yoga';
+
+export type GenerationStatus = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELED';
+export const TERMINAL_STATUSES: readonly GenerationStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELED'];
+
+export interface PreviewImage {
+  dataUrl: string;
+  width: number;
+  height: number;
+}
+
+/** One moment of one generation: a status change, or a denoising step with its preview. */
+export interface GenerationEvent {
+  generationId: string;
+  status: GenerationStatus;
+  step: number;
+  totalSteps: number | null;
+  /** The image of the batch the preview shows. */
+  imageIndex: number;
+  /** Estimated time to the end of denoising, from the pace so far. */
+  etaMs: number | null;
+  preview: PreviewImage | null;
+  error: string | null;
+}
+
+/** The queue changed: a generation was added, started, finished, canceled or deleted. */
+export interface QueueEvent {
+  generationId: string;
+  status: GenerationStatus | 'DELETED';
+}
+
+/** Topic name → published arguments, for graphql-yoga's typed pub/sub. */
+export type JobTopics = {
+  generation: [generationId: string, event: GenerationEvent];
+  queue: [QueueEvent];
+  /** Asks whichever worker runs the generation to stop it. */
+  cancel: [generationId: string];
+};
+
+/** The event bus the queue and workers publish on (graphql-yoga's typed pub/sub). */
+export type JobEvents = PubSub<JobTopics>;

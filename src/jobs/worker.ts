@@ -1,0 +1,248 @@
+// A worker runs queued generations one at a time on a generation engine (the engine thread in
+// the server), streams each step with a preview, and stores the images with their metadata.
+import { hostname } from 'node:os';
+import type { Generation, PrismaClient } from '../db/index.ts';
+import type { GenerationEngine } from '../diffusion/engine.ts';
+import { DiffusionError } from '../diffusion/errors.ts';
+import { encodeImage } from '../diffusion/image.ts';
+import { formatInfotext } from '../diffusion/infotext.ts';
+import type { ModelFolderInfo } from '../diffusion/model-folder.ts';
+import type { GenerateRequest, StepProgress } from '../diffusion/pipeline.ts';
+import { addPngText } from '../diffusion/png-text.ts';
+import { renderPreview } from '../diffusion/preview.ts';
+import type { SchedulerName } from '../diffusion/schedulers/index.ts';
+import { log } from '../log.ts';
+import type { JobEvents } from './events.ts';
+import type { ImageStore } from './image-store.ts';
+import { HEARTBEAT_MS, terminalEvent, type GenerationQueue } from './queue.ts';
+import type { StoredRequest } from './request.ts';
+
+export interface WorkerDeps {
+  prisma: PrismaClient;
+  queue: GenerationQueue;
+  events: JobEvents;
+  engine: GenerationEngine;
+  images: ImageStore;
+  /** The model folder a generation names, as last scanned (undefined when it is gone). */
+  model(id: string): ModelFolderInfo | undefined;
+  /** The model's short hash for infotext (AUTOMATIC1111's "Model hash"), when known. */
+  modelHash(id: string): Promise<string | null>;
+  /** How often to look for work when no event says there is some. */
+  pollMs?: number;
+}
+
+export class GenerationWorker {
+  readonly id = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+  private readonly stopping = new AbortController();
+  private current: { id: string; abort: AbortController } | undefined;
+  private loop: Promise<void> | undefined;
+  private cancelListener: AsyncIterator<string> | undefined;
+
+  constructor(private readonly deps: WorkerDeps) {}
+
+  start(): void {
+    this.loop ??= this.run();
+    this.listenForCancels();
+  }
+
+  /** Stops taking work; a generation in progress is stopped and put back in the queue for the next start. */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    this.current?.abort.abort();
+    await this.cancelListener?.return?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const { queue } = this.deps;
+    while (!this.stopping.signal.aborted) {
+      let generation: Generation | undefined;
+      try {
+        generation = await queue.claimNext(this.id);
+      } catch (error) {
+        log.error('could not claim a generation', { err: error });
+      }
+      if (generation) await this.process(generation);
+      else await queue.waitForWork(this.deps.pollMs ?? 2000, this.stopping.signal);
+    }
+  }
+
+  private listenForCancels(): void {
+    const iterator = this.deps.events.subscribe('cancel')[Symbol.asyncIterator]();
+    this.cancelListener = iterator;
+    void (async () => {
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+        if (this.current?.id === next.value) this.current.abort.abort();
+      }
+    })();
+  }
+
+  private async process(generation: Generation): Promise<void> {
+    const { queue, events, engine } = this.deps;
+    const abort = new AbortController();
+    this.current = { id: generation.id, abort };
+    const heartbeat = setInterval(() => {
+      queue
+        .heartbeat(generation.id, this.id)
+        .then(({ cancelRequested }) => cancelRequested && abort.abort())
+        .catch((error) => log.warn('heartbeat failed', { generationId: generation.id, err: error }));
+    }, HEARTBEAT_MS);
+    const started = performance.now();
+    log.info('generation started', { generationId: generation.id, model: generation.modelId, attempt: generation.attempts });
+    try {
+      const model = this.deps.model(generation.modelId);
+      if (!model || model.error) {
+        throw new DiffusionError('MODEL_INVALID', `model ${generation.modelId} ${model ? `cannot be used: ${model.error}` : 'is no longer in the models folder'}`);
+      }
+      const stored = generation.request as unknown as StoredRequest;
+      const request = await this.engineRequest(generation, stored);
+      const hash = this.deps.modelHash(model.id).catch(() => null);
+      const previews = new PreviewStream(this.deps, generation.id, request, stored.previewEvery ?? 1);
+      events.publish('generation', generation.id, { ...terminalEvent(generation.id, 'SUCCEEDED', null), status: 'RUNNING' });
+      const result = await engine.run(model, request, {
+        signal: abort.signal,
+        onStep: (p) => previews.push(p, started),
+      });
+      await previews.flushed();
+      await this.finish(generation, model, request, stored, result.images, await hash, result.warnings ?? []);
+      log.info('generation succeeded', { generationId: generation.id, ms: Math.round(performance.now() - started), ...result.timings });
+    } catch (error) {
+      await this.fail(generation, error, abort.signal.aborted);
+    } finally {
+      clearInterval(heartbeat);
+      this.current = undefined;
+    }
+  }
+
+  private async engineRequest(generation: Generation, stored: StoredRequest): Promise<GenerateRequest> {
+    return {
+      prompt: generation.prompt,
+      negativePrompt: generation.negativePrompt,
+      width: generation.width,
+      height: generation.height,
+      steps: generation.steps,
+      guidanceScale: generation.guidanceScale,
+      guidanceRescale: generation.guidanceRescale,
+      scheduler: generation.scheduler as SchedulerName,
+      seed: Number(generation.seed),
+      numImages: generation.numImages,
+      eta: generation.eta,
+      strength: generation.strength ?? undefined,
+      initImage: stored.initImage ? await this.deps.images.read(stored.initImage.path) : undefined,
+    };
+  }
+
+  /** Writes the images, then records them and the outcome in one transaction; files of a failed write are removed. */
+  private async finish(
+    generation: Generation,
+    model: ModelFolderInfo,
+    request: GenerateRequest,
+    stored: StoredRequest,
+    results: { seed: number; image: Parameters<typeof encodeImage>[0] }[],
+    modelHash: string | null,
+    warnings: string[],
+  ): Promise<void> {
+    const { prisma, images, events, queue } = this.deps;
+    const written: string[] = [];
+    try {
+      const rows = [];
+      for (const [index, { seed, image }] of results.entries()) {
+        const parameters = formatInfotext({ ...request, seed, modelHash: modelHash?.slice(0, 10), modelName: model.id });
+        const png = addPngText(await encodeImage(image, 'png'), {
+          parameters,
+          sdql: JSON.stringify({ ...storedRequestForImage(stored), seed, generationId: generation.id, model: model.id }),
+        });
+        const file = await images.saveImage(`${generation.id}-${index}`, 'png', png);
+        written.push(file.path);
+        rows.push({ generationId: generation.id, index, path: file.path, width: image.width, height: image.height, seed: BigInt(seed), format: 'png', bytes: file.bytes, sha256: file.sha256 });
+      }
+      const finishedAt = new Date();
+      const [updated] = await prisma.$transaction([
+        prisma.generation.updateMany({
+          where: { id: generation.id, workerId: this.id, status: 'RUNNING' },
+          data: { status: 'SUCCEEDED', finishedAt, step: generation.steps, modelHash: modelHash?.slice(0, 10) ?? null, warnings, heartbeatAt: null },
+        }),
+        prisma.image.createMany({ data: rows }),
+      ]);
+      if (updated.count === 0) throw new Error('the generation was taken from this worker');
+    } catch (error) {
+      await images.remove(written);
+      throw error;
+    }
+    const final = await prisma.generation.findUniqueOrThrow({ where: { id: generation.id } });
+    events.publish('generation', generation.id, terminalEvent(generation.id, 'SUCCEEDED', null, final.step, final.totalSteps));
+    queue.announce(final.id, final.status);
+  }
+
+  private async fail(generation: Generation, error: unknown, aborted: boolean): Promise<void> {
+    const { prisma, events, queue } = this.deps;
+    if (aborted && this.stopping.signal.aborted) {
+      await queue.release(generation.id, this.id).catch((e) => log.error('could not release a generation', { err: e }));
+      log.info('generation released for the next start', { generationId: generation.id });
+      return;
+    }
+    const canceled = aborted || (error instanceof DiffusionError && error.code === 'ABORTED');
+    const message = canceled ? null : error instanceof DiffusionError ? error.message : `internal error: ${(error as Error).message}`;
+    if (!canceled && !(error instanceof DiffusionError)) log.error('generation failed', { generationId: generation.id, err: error });
+    else log.info(canceled ? 'generation canceled' : 'generation failed', { generationId: generation.id, error: message });
+    const status = canceled ? 'CANCELED' : 'FAILED';
+    await prisma.generation
+      .updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { status, error: message, finishedAt: new Date(), heartbeatAt: null } })
+      .catch((e) => log.error('could not record a failed generation', { err: e }));
+    events.publish('generation', generation.id, terminalEvent(generation.id, status, message));
+    queue.announce(generation.id, status);
+  }
+}
+
+/** The request as an image's `sdql` chunk records it: parameters only, no internal file paths. */
+function storedRequestForImage(stored: StoredRequest): Omit<StoredRequest, 'initImage'> & { initImage?: { sha256: string } } {
+  const { initImage, ...rest } = stored;
+  return initImage ? { ...rest, initImage: { sha256: initImage.sha256 } } : rest;
+}
+
+/**
+ * Turns step progress into events with previews. Rendering runs on sharp's threads while the
+ * engine thread keeps denoising; a chain keeps events in step order.
+ */
+class PreviewStream {
+  private chain = Promise.resolve();
+
+  constructor(
+    private readonly deps: Pick<WorkerDeps, 'events' | 'prisma'>,
+    private readonly generationId: string,
+    private readonly request: GenerateRequest,
+    private readonly every: number,
+  ) {}
+
+  push(p: StepProgress, startedAt: number): void {
+    const elapsed = performance.now() - startedAt;
+    const etaMs = Math.round((elapsed / p.step) * (p.totalSteps - p.step));
+    const wantPreview = this.every > 0 && (p.step % this.every === 0 || p.step === p.totalSteps);
+    const preview = wantPreview
+      ? renderPreview(p.latents, p.latentShape, 0, this.request).catch((error) => {
+          log.warn('preview failed', { generationId: this.generationId, err: error });
+          return null;
+        })
+      : Promise.resolve(null);
+    const { prisma, events } = this.deps;
+    this.chain = this.chain.then(async () => {
+      await prisma.generation
+        .updateMany({ where: { id: this.generationId, status: 'RUNNING' }, data: { step: p.step, totalSteps: p.totalSteps } })
+        .catch((error) => log.warn('could not record progress', { generationId: this.generationId, err: error }));
+      events.publish('generation', this.generationId, {
+        generationId: this.generationId,
+        status: 'RUNNING',
+        step: p.step,
+        totalSteps: p.totalSteps,
+        imageIndex: 0,
+        etaMs,
+        preview: await preview,
+        error: null,
+      });
+    });
+  }
+
+  flushed(): Promise<void> {
+    return this.chain;
+  }
+}

@@ -1,0 +1,113 @@
+// GraphQL over HTTP (queries, mutations, SSE subscriptions, GraphiQL) through graphql-yoga, and over
+// WebSocket (the graphql-ws protocol) on the same path, both through yoga's envelop so that they share
+// the context, error masking and logging.
+import { randomUUID } from 'node:crypto';
+import type { Server as HttpServer } from 'node:http';
+import { getOperationAST, GraphQLError, type DocumentNode, type ExecutionArgs } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import type { Context, Services } from '../graphql/context.ts';
+import { maskError, withInputErrorCode } from '../graphql/errors.ts';
+import { schema } from '../graphql/index.ts';
+import { log, withLogFields } from '../log.ts';
+
+export const GRAPHQL_PATH = '/graphql';
+
+/** Set per HTTP request by the server (absent through yoga.fetch in tests). */
+export interface ServerContext {
+  requestId?: string;
+}
+
+export type Yoga = YogaServerInstance<ServerContext, Context>;
+
+/** One line per operation: its name, kind, duration and error codes. */
+const operationLog: Plugin<Context> = {
+  onExecute({ args }) {
+    const started = performance.now();
+    const operation = getOperationAST(args.document, args.operationName);
+    return {
+      onExecuteDone({ result, setResult }) {
+        if ('errors' in result && result.errors?.length) setResult({ ...result, errors: result.errors.map(withInputErrorCode) });
+        const errors = 'errors' in result ? (result.errors ?? []) : [];
+        log.info('graphql operation', {
+          operation: operation?.name?.value ?? null,
+          kind: operation?.operation,
+          ms: Math.round(performance.now() - started),
+          ...(errors.length ? { errors: errors.map((e) => e.extensions?.code ?? 'UNKNOWN') } : {}),
+        });
+      },
+    };
+  },
+  onSubscribe({ args }) {
+    const operation = getOperationAST(args.document, args.operationName);
+    log.info('graphql subscription', { operation: operation?.name?.value ?? null });
+  },
+};
+
+export function createGraphQLHandler(services: Services): Yoga {
+  return createYoga<ServerContext, Context>({
+    schema,
+    graphqlEndpoint: GRAPHQL_PATH,
+    // GraphiQL subscribes over graphql-ws, as the Photoshop panel does; SSE works for any client.
+    graphiql: { title: 'sdql', subscriptionsProtocol: 'WS' },
+    landingPage: false,
+    maskedErrors: { maskError },
+    context: ({ requestId }) => ({ ...services, requestId: requestId ?? randomUUID() }),
+    plugins: [operationLog],
+    logging: {
+      debug: (...args) => log.debug(args.map(String).join(' ')),
+      info: (...args) => log.info(args.map(String).join(' ')),
+      warn: (...args) => log.warn(args.map(String).join(' ')),
+      error: (...args) => log.error(args.map(String).join(' ')),
+    },
+  });
+}
+
+interface WsRoot {
+  execute: (args: ExecutionArgs) => unknown;
+  subscribe: (args: ExecutionArgs) => unknown;
+}
+
+/** Serves graphql-ws on the HTTP server's GraphQL path; returns what closes every socket. */
+export function attachWebSockets(http: HttpServer, yoga: Yoga): () => Promise<void> {
+  const wss = new WebSocketServer({ server: http, path: GRAPHQL_PATH });
+  const server = useServer(
+    {
+      execute: (args) => withLogFields({ requestId: (args.contextValue as Context).requestId }, () => (args.rootValue as WsRoot).execute(args)) as never,
+      subscribe: (args) => withLogFields({ requestId: (args.contextValue as Context).requestId }, () => (args.rootValue as WsRoot).subscribe(args)) as never,
+      onSubscribe: async (ctx, _id, payload) => {
+        const requestId = randomUUID();
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params: payload,
+          requestId,
+        });
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query);
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
+        const args: ExecutionArgs = {
+          schema,
+          operationName: payload.operationName,
+          document,
+          variableValues: payload.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe } satisfies WsRoot,
+        };
+        const errors = validate(args.schema, args.document);
+        return errors.length ? errors : args;
+      },
+    },
+    wss,
+  );
+  return async () => {
+    await server.dispose();
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+  };
+}

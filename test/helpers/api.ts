@@ -1,0 +1,151 @@
+// A listening sdql server on a throwaway database with fixture models, and clients that talk to it
+// as real clients do: GraphQL over HTTP (JSON and multipart), graphql-ws and SSE subscriptions.
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+import { loadConfig, type Config } from '../../src/config.ts';
+import { createFixturePipeline, type FixtureOptions } from '../../src/diffusion/fixtures/index.ts';
+import { configureLogging } from '../../src/log.ts';
+import { startServer, type RunningServer } from '../../src/server/index.ts';
+import { createTestDatabase, usingPostgres, type TestDatabase } from './db.ts';
+
+export interface GraphQLResponse<T = Record<string, unknown>> {
+  data?: T;
+  errors?: { message: string; extensions?: { code?: string } }[];
+}
+
+export interface TestServer {
+  server: RunningServer;
+  config: Config;
+  tmp: string;
+  /** POSTs a GraphQL operation as JSON. */
+  gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>>;
+  /** Like gql, but fails on errors and returns data. */
+  data<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<T>;
+  wsClient(): Client;
+  /** Stops the server; `keepData` leaves the data folder and database for a restart. */
+  close(options?: { keepData?: boolean }): Promise<void>;
+  restart(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  /** Fixture models to write into the models folder, by id. */
+  models?: Record<string, FixtureOptions>;
+  /** Use this models folder instead (e.g. the reference models). */
+  modelsDir?: string;
+  env?: Record<string, string>;
+}
+
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  configureLogging({ json: true, write: () => {} });
+  const tmp = mkdtempSync(join(tmpdir(), 'sdql-api-'));
+  const modelsDir = options.modelsDir ?? join(tmp, 'models');
+  if (!options.modelsDir) {
+    mkdirSync(modelsDir);
+    for (const [id, fixture] of Object.entries(options.models ?? { demo: {} })) await createFixturePipeline(join(modelsDir, id), fixture);
+  }
+  // On disk rather than in memory when embedded, so a restart finds the same database.
+  const testDb: TestDatabase = usingPostgres ? await createTestDatabase() : { target: { kind: 'pglite', dataDir: join(tmp, 'db') }, drop: async () => {} };
+  const config = loadConfig({ port: '0', 'data-dir': join(tmp, 'data'), 'models-dir': modelsDir }, options.env ?? {});
+  let server = await startServer(config, { database: testDb.target });
+  const clients: Client[] = [];
+
+  const gql = async <T,>(query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>> => {
+    const response = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+      body: JSON.stringify({ query, variables }),
+    });
+    return (await response.json()) as GraphQLResponse<T>;
+  };
+  const close = async ({ keepData = false } = {}) => {
+    for (const client of clients.splice(0)) await client.dispose();
+    await server.close();
+    if (!keepData) {
+      await testDb.drop();
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  };
+  return {
+    get server() {
+      return server;
+    },
+    config,
+    tmp,
+    gql,
+    data: async <T,>(query: string, variables?: Record<string, unknown>) => {
+      const result = await gql<T>(query, variables);
+      if (result.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
+      return result.data as T;
+    },
+    wsClient: () => {
+      const client = createClient({ url: `${server.url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true });
+      clients.push(client);
+      return client;
+    },
+    close,
+    restart: async () => {
+      const port = server.port;
+      await close({ keepData: true });
+      server = await startServer({ ...config, port }, { database: testDb.target });
+    },
+  };
+}
+
+/** Collects every event of a graphql-ws subscription until it completes. */
+export function collectWs<T = Record<string, any>>(client: Client, query: string, variables?: Record<string, unknown>) {
+  const events: T[] = [];
+  const done = new Promise<T[]>((resolve, reject) => {
+    client.subscribe<T>(
+      { query, variables },
+      {
+        next: (result) => {
+          if (result.errors?.length) reject(new Error(JSON.stringify(result.errors)));
+          else events.push(result.data as T);
+        },
+        error: reject,
+        complete: () => resolve(events),
+      },
+    );
+  });
+  return { events, done };
+}
+
+/** Collects every event of a subscription over server-sent events (graphql-yoga's default transport). */
+export async function collectSse<T = Record<string, any>>(url: string, query: string, variables?: Record<string, unknown>): Promise<T[]> {
+  const response = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+    body: JSON.stringify({ query, variables }),
+  });
+  const events: T[] = [];
+  let buffer = '';
+  const decoder = new TextDecoder();
+  const reader = response.body!.getReader();
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+    buffer += decoder.decode(chunk.value, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
+      const data = block
+        .split('\n')
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).trim())
+        .join('\n');
+      if (event === 'complete') {
+        await reader.cancel();
+        return events;
+      }
+      if (data) {
+        const result = JSON.parse(data) as GraphQLResponse<T>;
+        if (result.errors?.length) throw new Error(JSON.stringify(result.errors));
+        events.push(result.data as T);
+      }
+    }
+  }
+  return events;
+}

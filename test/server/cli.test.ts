@@ -1,0 +1,109 @@
+// The `sdql` command as users run it, in child processes.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createTestDatabase } from '../helpers/db.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/sdql.js', import.meta.url));
+const tmp = mkdtempSync(join(tmpdir(), 'sdql-cli-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Runs sdql with a clean environment (no DATABASE_URL etc. leaking in unless given). */
+function sdql(args: string[], env: Record<string, string> = {}) {
+  const started = performance.now();
+  const result = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    cwd: tmp,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    timeout: 60_000,
+  });
+  return { ...result, ms: performance.now() - started };
+}
+
+test('--help lists the commands; an unknown command is an error', () => {
+  const help = sdql(['--help']);
+  assert.equal(help.status, 0);
+  for (const command of ['serve', 'models', 'generate']) assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'));
+  const unknown = sdql(['frobnicate']);
+  assert.equal(unknown.status, 2);
+  assert.match(unknown.stderr, /unknown command "frobnicate"/);
+  assert.equal(sdql(['generate', '--help']).status, 0);
+  const serveHelp = sdql(['serve', '--help']);
+  for (const name of ['PORT', 'HOST', 'SDQL_DATA_DIR', 'SDQL_MODELS_DIR', 'SDQL_LORAS_DIR', 'DATABASE_URL', 'LOG_LEVEL']) assert.match(serveHelp.stdout, new RegExp(`\\b${name}\\b`));
+});
+
+test('invalid settings and flags are reported in one line with the fix', () => {
+  const port = sdql(['serve', '--port', 'eighty']);
+  assert.equal(port.status, 2);
+  assert.match(port.stderr, /^sdql serve: --port must be a port number from 0 to 65535, got "eighty"\n/);
+  const env = sdql(['serve'], { DATABASE_URL: 'mysql://root@localhost/x' });
+  assert.equal(env.status, 2);
+  assert.match(env.stderr, /DATABASE_URL must be a Postgres URL like postgresql:\/\/user:password@localhost:5432\/sdql/);
+  const flag = sdql(['serve', '--no-such-flag']);
+  assert.equal(flag.status, 2);
+  assert.match(flag.stderr, /no-such-flag/);
+});
+
+test('an unreachable DATABASE_URL stops `sdql serve` within seconds with a one-line reason', () => {
+  const result = sdql(['serve', '--port', '0', '--models-dir', join(tmp, 'm1')], { DATABASE_URL: 'postgresql://postgres@127.0.0.1:1/sdql' });
+  assert.equal(result.status, 1);
+  assert.equal(result.stderr, 'sdql serve: cannot connect to postgresql://postgres@127.0.0.1:1/sdql: connection refused by 127.0.0.1:1 (is Postgres running and listening there?)\n');
+  assert.ok(result.ms < 10_000, `took ${result.ms} ms`);
+});
+
+test('models create-demo writes a demo model and says its images are noise; models list shows it', () => {
+  const models = join(tmp, 'models');
+  const created = sdql(['models', 'create-demo', join(models, 'demo')]);
+  assert.equal(created.status, 0, created.stderr);
+  assert.match(created.stdout, /images it makes are noise/);
+  assert.ok(existsSync(join(models, 'demo', 'model_index.json')));
+  const again = sdql(['models', 'create-demo', join(models, 'demo')]);
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /is not empty/);
+
+  mkdirSync(join(models, 'loras'));
+  writeFileSync(join(models, 'loras', 'junk.safetensors'), 'junk');
+  const list = sdql(['models', 'list'], { SDQL_MODELS_DIR: models });
+  assert.equal(list.status, 0, list.stderr);
+  assert.match(list.stdout, /^demo\s+UNKNOWN\s+64x64\s+fp32\s+yes\s+no\s+[\d.]+ MB\s+ok$/m);
+  assert.match(list.stdout, /^junk\s+-\s+-\s+-\s+0\.0 MB\s+error: not a valid safetensors file/m);
+  const json = JSON.parse(sdql(['models', 'list', '--json', '--models-dir', models]).stdout) as { models: { id: string }[] };
+  assert.deepEqual(
+    json.models.map((m) => m.id),
+    ['demo'],
+  );
+});
+
+test('`sdql serve` becomes healthy, then stops gracefully on SIGTERM', async () => {
+  const db = await createTestDatabase();
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '', SDQL_DATA_DIR: join(tmp, 'data'), SDQL_MODELS_DIR: join(tmp, 'models2'), PORT: '0' };
+  if (db.target.kind === 'postgres') env.DATABASE_URL = db.target.url;
+  const child = spawn(process.execPath, [BIN, 'serve'], { cwd: tmp, env });
+  try {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', () => {
+        const ready = /"msg":"sdql is ready","url":"([^"]+)"/.exec(out);
+        if (ready) resolve(ready[1]);
+      });
+      child.on('exit', (code) => reject(new Error(`sdql serve exited with ${code}: ${out}`)));
+    });
+    assert.equal((await fetch(url.replace('/graphql', '/healthz'))).status, 200);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.match(out, /"msg":"shutting down","signal":"SIGTERM"/);
+    assert.match(out, /"msg":"stopped"/);
+    // Every line is one JSON object: stdout is not a terminal.
+    for (const line of out.trim().split('\n')) JSON.parse(line);
+    assert.ok(!existsSync(join(tmp, 'data', 'db.lock')));
+  } finally {
+    child.kill('SIGKILL');
+    await db.drop();
+  }
+});

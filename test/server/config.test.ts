@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { test } from 'node:test';
+import { CONFIG_OPTIONS, ConfigError, loadConfig, redactUrl } from '../../src/config.ts';
+
+test('defaults: loopback, port 4000, ./data, ./models, embedded database', () => {
+  assert.deepEqual(loadConfig({}, {}), {
+    port: 4000,
+    host: '127.0.0.1',
+    dataDir: resolve('data'),
+    modelsDir: resolve('models'),
+    lorasDir: resolve('models', 'loras'),
+    databaseUrl: null,
+    logLevel: 'info',
+    redisUrl: null,
+    worker: true,
+    workerLeaseSeconds: 30,
+    modelCacheBytes: Math.floor(totalmem() / 6),
+  });
+});
+
+test('the environment sets values and flags override it', () => {
+  const env = {
+    PORT: '5000',
+    HOST: '0.0.0.0',
+    SDQL_DATA_DIR: '/srv/sdql',
+    SDQL_MODELS_DIR: '/srv/models',
+    DATABASE_URL: 'postgresql://sdql:pw@db:5432/sdql',
+    LOG_LEVEL: 'DEBUG',
+    REDIS_URL: 'redis://cache:6379',
+    SDQL_WORKER: 'false',
+    SDQL_WORKER_LEASE: '12.5',
+    SDQL_MODEL_CACHE_MB: '2048',
+  };
+  const config = loadConfig({ port: '5001', 'loras-dir': '/srv/loras' }, env);
+  assert.deepEqual(config, {
+    port: 5001,
+    host: '0.0.0.0',
+    dataDir: '/srv/sdql',
+    modelsDir: '/srv/models',
+    lorasDir: '/srv/loras',
+    databaseUrl: 'postgresql://sdql:pw@db:5432/sdql',
+    logLevel: 'debug',
+    redisUrl: 'redis://cache:6379',
+    worker: false,
+    workerLeaseSeconds: 12.5,
+    modelCacheBytes: 2048 * 1024 * 1024,
+  });
+  assert.equal(loadConfig({}, { DATABASE_URL: '' }).databaseUrl, null);
+  assert.equal(loadConfig({}, { SDQL_MODELS_DIR: '/m' }).lorasDir, join('/m', 'loras'));
+  assert.equal(loadConfig({ port: '0' }, {}).port, 0);
+});
+
+test('invalid values fail with a message naming the setting and the expected form', () => {
+  const cases: [Record<string, unknown>, NodeJS.ProcessEnv, RegExp][] = [
+    [{}, { PORT: '70000' }, /^PORT must be a port number from 0 to 65535, got "70000"$/],
+    [{ port: '-1' }, {}, /^--port must be a port number/],
+    [{ port: '4000.5' }, {}, /^--port must be a port number/],
+    [{}, { HOST: ' ' }, /^HOST must not be empty/],
+    [{}, { LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of debug, info, warn, error, silent, got "loud"$/],
+    [{}, { SDQL_DATA_DIR: '' }, /^SDQL_DATA_DIR must not be empty$/],
+    [{}, { DATABASE_URL: 'localhost:5432/sdql' }, /^DATABASE_URL must be a Postgres URL like postgresql:\/\/user:password@localhost:5432\/sdql/],
+    [{ 'database-url': 'mysql://u:hunter2@h/db' }, {}, /^--database-url must be a Postgres URL .*got "mysql:\/\/u:\*\*\*\*@h\/db"$/],
+    [{}, { REDIS_URL: 'localhost:6379' }, /^REDIS_URL must look like redis:\/\/host:6379/],
+    [{}, { SDQL_WORKER: 'maybe' }, /^SDQL_WORKER must be true or false/],
+    [{}, { SDQL_WORKER_LEASE: '0' }, /^SDQL_WORKER_LEASE must be a positive number/],
+    [{ 'model-cache-mb': 'lots' }, {}, /^--model-cache-mb must be a positive number/],
+  ];
+  for (const [flags, env, expected] of cases) {
+    assert.throws(() => loadConfig(flags, env), (error: Error) => error instanceof ConfigError && expected.test(error.message));
+  }
+});
+
+test('redactUrl hides passwords only', () => {
+  assert.equal(redactUrl('postgresql://sdql:s3cr%40t@db:5432/x'), 'postgresql://sdql:****@db:5432/x');
+  assert.equal(redactUrl('postgresql://sdql@db/x'), 'postgresql://sdql@db/x');
+});
+
+test('the README documents every setting with its flag and default', () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  for (const o of CONFIG_OPTIONS) {
+    const row = readme.split('\n').find((line) => line.startsWith(`| \`${o.env}\``));
+    assert.ok(row, `README.md has no configuration row for ${o.env}`);
+    assert.ok(row.includes(`\`--${o.flag}\``), `README row of ${o.env} lacks --${o.flag}`);
+    const fallback = o.defaultLabel ?? o.default;
+    if (fallback) assert.ok(row.includes(`\`${fallback}\``), `README row of ${o.env} lacks its default ${fallback}`);
+  }
+});
