@@ -16,9 +16,11 @@ builder.scalarType('File', {
   serialize: () => {
     throw new Error('File is an input type');
   },
+  // yoga hands over its fetch implementation's File, which need not be Node's own class.
   parseValue: (value) => {
-    if (!(value instanceof File)) throw userError('BAD_USER_INPUT', 'expected a file part of a multipart request');
-    return value;
+    const file = value as Partial<File> | null;
+    if (typeof file?.arrayBuffer !== 'function' || typeof file.size !== 'number') throw userError('BAD_USER_INPUT', 'expected a file part of a multipart request');
+    return value as File;
   },
 });
 
