@@ -12,6 +12,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'start the GraphQL server (GraphiQL at http://127.0.0.1:4000/graphql)',
     run: async (argv) => (await import('./cli/serve.ts')).serveCommand(argv),
   },
+  worker: {
+    summary: 'run queued generations for API servers on a shared Postgres (`sdql worker --help`)',
+    run: async (argv) => (await import('./cli/worker.ts')).workerCommand(argv),
+  },
   models: {
     summary: 'list the models and LoRAs, or create a demo model (`sdql models --help`)',
     run: async (argv) => (await import('./cli/models.ts')).modelsCommand(argv),
