@@ -4,21 +4,11 @@
 // solver — and how fast it falls with more steps, its order — can be measured.
 import { alphasCumprod } from '../../src/diffusion/schedulers/scheduler.ts';
 import type { PredictionType } from '../../src/diffusion/schedulers/scheduler.ts';
+import { SD15_SCHEDULER_CONFIG as SD15 } from '../../src/diffusion/fixtures/index.ts';
 
-/** scheduler_config.json of Stable Diffusion 1.5 (the reference tiny-sd ships the same). */
-export const SD15 = {
-  beta_start: 0.00085,
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  num_train_timesteps: 1000,
-  steps_offset: 1,
-  set_alpha_to_one: false,
-  clip_sample: false,
-  skip_prk_steps: true,
-  prediction_type: 'epsilon',
-  timestep_spacing: 'leading',
-  trained_betas: null,
-};
+/** The SD 1.5 scheduler_config.json (as the reference tiny-sd ships it). */
+export { SD15 };
+
 
 export const SD15_ALPHAS_CUMPROD = alphasCumprod({ ...SD15, beta_schedule: 'scaled_linear', rescale_betas_zero_snr: false });
 /** k-diffusion noise level sqrt((1 - ᾱ) / ᾱ) of training timestep t, float64. */

@@ -2,21 +2,11 @@
 // fixed clean sample x₀), the loop the pipeline drives, and small assertion helpers.
 import assert from 'node:assert/strict';
 import type { NoiseSource, PredictionType, Scheduler } from '../../src/diffusion/schedulers/scheduler.ts';
+import { SD15_SCHEDULER_CONFIG as SD15_CONFIG } from '../../src/diffusion/fixtures/index.ts';
 
-/** The SD 1.5 scheduler_config.json of the reference tiny-sd model. */
-export const SD15_CONFIG = {
-  beta_start: 0.00085,
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  num_train_timesteps: 1000,
-  steps_offset: 1,
-  set_alpha_to_one: false,
-  clip_sample: false,
-  skip_prk_steps: true,
-  prediction_type: 'epsilon',
-  timestep_spacing: 'leading',
-  trained_betas: null,
-} as const;
+/** The SD 1.5 scheduler_config.json (as the reference tiny-sd ships it). */
+export { SD15_CONFIG };
+
 
 export const PREDICTION_TYPES: readonly PredictionType[] = ['epsilon', 'v_prediction', 'sample'];
 
