@@ -9,7 +9,6 @@ import { SD15_SCHEDULER_CONFIG as SD15 } from '../../src/diffusion/fixtures/inde
 /** The SD 1.5 scheduler_config.json (as the reference tiny-sd ships it). */
 export { SD15 };
 
-
 export const SD15_ALPHAS_CUMPROD = alphasCumprod({ ...SD15, beta_schedule: 'scaled_linear', rescale_betas_zero_snr: false });
 /** k-diffusion noise level sqrt((1 - ᾱ) / ᾱ) of training timestep t, float64. */
 export const sd15Sigma = (t: number) => Math.sqrt((1 - SD15_ALPHAS_CUMPROD[t]) / SD15_ALPHAS_CUMPROD[t]);

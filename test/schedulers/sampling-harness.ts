@@ -7,7 +7,6 @@ import { SD15_SCHEDULER_CONFIG as SD15_CONFIG } from '../../src/diffusion/fixtur
 /** The SD 1.5 scheduler_config.json (as the reference tiny-sd ships it). */
 export { SD15_CONFIG };
 
-
 export const PREDICTION_TYPES: readonly PredictionType[] = ['epsilon', 'v_prediction', 'sample'];
 
 /** Deterministic standard normals (mulberry32 + Box-Muller), independent of the torch generator. */
