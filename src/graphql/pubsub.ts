@@ -3,6 +3,7 @@
 // subscribers are the same either way; payloads are plain JSON so they cross processes.
 import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
 import { createPubSub, type PubSub } from 'graphql-yoga';
+import { setMaxListeners } from 'node:events';
 import { Redis } from 'ioredis';
 import type { JobTopics } from '../jobs/index.ts';
 
@@ -25,7 +26,12 @@ export class EventBusError extends Error {
 }
 
 export async function createEventBus(redisUrl: string | null): Promise<EventBus> {
-  if (!redisUrl) return { pubsub: createPubSub<Topics>(), close: async () => {} };
+  if (!redisUrl) {
+    // One listener per subscriber: many clients may watch one generation, which is no leak.
+    const eventTarget = new EventTarget();
+    setMaxListeners(0, eventTarget);
+    return { pubsub: createPubSub<Topics>({ eventTarget }), close: async () => {} };
+  }
   const options = { lazyConnect: true, connectTimeout: REDIS_CONNECT_TIMEOUT_MS, maxRetriesPerRequest: 1 };
   const publishClient = new Redis(redisUrl, options);
   const subscribeClient = new Redis(redisUrl, options);
