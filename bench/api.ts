@@ -13,13 +13,12 @@
 // Other processes on a small machine sway the times: the paired ranges show by how much.
 import { fork, type ChildProcess } from 'node:child_process';
 import { on } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/diffusion/engine.ts';
-import { createFixturePipeline, type FixtureOptions } from '../src/diffusion/fixtures/index.ts';
+import { type FixtureOptions } from '../src/diffusion/fixtures/index.ts';
 import { encodeImage } from '../src/diffusion/image.ts';
 import { inspectModelFolder, type ModelFolderInfo } from '../src/diffusion/model-folder.ts';
 import { resolveRequest, type GenerateParams, type GenerateRequest } from '../src/diffusion/pipeline.ts';
@@ -27,6 +26,7 @@ import { latentsToRgb, renderPreview } from '../src/diffusion/preview.ts';
 import { configureLogging } from '../src/log.ts';
 import { startTestServer, type TestServer } from '../test/helpers/api.ts';
 import type { BenchRow } from './index.ts';
+import { cachedFixture, median } from './lib/common.ts';
 import { PROGRESS, type ReceivedEvent, type SubscribeOrder, type SubscriberReport } from './lib/subscribers.ts';
 
 const FIXTURE: FixtureOptions = { unetChannels: [64, 128], sampleSize: 32 };
@@ -50,11 +50,6 @@ type ProgressData = { generationProgress: { status: string; step: number } };
 /** The engine thread's timings, as the worker logs them when a generation succeeds. */
 type ServerTimings = { textEncodingMs: number; denoisingMs: number; vaeMs: number; totalMs: number };
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 const gaps = (times: number[]) => times.slice(1).map((t, i) => t - times[i]);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const range = (values: number[]) => `${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)}`;
@@ -71,18 +66,6 @@ function eventLoopCpuMs(): number {
   }
 }
 
-/** Builds the fixture once; rebuilt only when FIXTURE changes. */
-async function ensureFixture(): Promise<number | undefined> {
-  const stamp = join(OUT, 'bench-fixture.json');
-  const wanted = JSON.stringify(FIXTURE);
-  if (existsSync(stamp) && (await readFile(stamp, 'utf8')) === wanted) return undefined;
-  const started = performance.now();
-  await rm(OUT, { recursive: true, force: true });
-  await mkdir(MODELS_DIR, { recursive: true });
-  await createFixturePipeline(join(MODELS_DIR, MODEL_ID), FIXTURE);
-  await writeFile(stamp, wanted);
-  return performance.now() - started;
-}
 
 /** Collects the server's log of finished generations (startTestServer silences the log). */
 function captureServerTimings(): (generationId: string) => Promise<ServerTimings> {
@@ -187,7 +170,7 @@ function receipt(clients: ReceivedEvent[][], totalSteps: number) {
 }
 
 export async function benchApi(): Promise<BenchRow[]> {
-  const buildMs = await ensureFixture();
+  const buildMs = await cachedFixture(join(MODELS_DIR, MODEL_ID), FIXTURE);
   const model = await inspectModelFolder(join(MODELS_DIR, MODEL_ID));
   const request = await resolveRequest(model, PARAMS);
   process.stderr.write('  starting a server…\n');

@@ -8,21 +8,20 @@
 // - The shares of a whole request, and the first image in a fresh process (start, load, generate,
 //   PNG) with that process's peak RSS.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { EngineThread } from '../src/diffusion/engine-thread.ts';
 import { Engine } from '../src/diffusion/engine.ts';
-import { createFixturePipeline, type FixtureOptions } from '../src/diffusion/fixtures/index.ts';
+import { type FixtureOptions } from '../src/diffusion/fixtures/index.ts';
 import { encodeImage } from '../src/diffusion/image.ts';
 import { inspectModelFolder } from '../src/diffusion/model-folder.ts';
 import { sessionOptions, type TensorData } from '../src/diffusion/onnx-model.ts';
 import { generate, resolveRequest, type GenerateCallbacks, type GenerateParams, type GenerateResult } from '../src/diffusion/pipeline.ts';
 import { StableDiffusionModel } from '../src/diffusion/stable-diffusion.ts';
 import type { BenchRow } from './index.ts';
+import { cachedFixture, median } from './lib/common.ts';
 
 const FIXTURE: FixtureOptions = { unetChannels: [320, 640], sampleSize: 32 };
 const FIXTURE_DIR = join(dirname(fileURLToPath(import.meta.url)), 'out', 'engine-fixture');
@@ -31,23 +30,7 @@ const ROUNDS = 3;
 /** The default scheduler and guidance scale (7.5, so the UNet runs on batch 2). */
 const PARAMS: GenerateParams = { prompt: 'a photograph of an astronaut riding a horse', negativePrompt: 'blurry', steps: STEPS, seed: 1 };
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
-/** Builds the fixture once; rebuilt only when FIXTURE changes. */
-async function ensureFixture(): Promise<number | undefined> {
-  const stamp = join(FIXTURE_DIR, 'bench-fixture.json');
-  const wanted = JSON.stringify(FIXTURE);
-  if (existsSync(stamp) && (await readFile(stamp, 'utf8')) === wanted) return undefined;
-  const started = performance.now();
-  await rm(FIXTURE_DIR, { recursive: true, force: true });
-  await createFixturePipeline(FIXTURE_DIR, FIXTURE);
-  await writeFile(stamp, wanted);
-  return performance.now() - started;
-}
 
 interface FirstImage {
   /** When each stage ended, in milliseconds since the process started. */
@@ -113,7 +96,7 @@ function toOrtFeeds(feeds: Record<string, TensorData>): Record<string, ort.Tenso
 }
 
 export async function benchEngine(): Promise<BenchRow[]> {
-  const buildMs = await ensureFixture();
+  const buildMs = await cachedFixture(FIXTURE_DIR, FIXTURE);
   const info = await inspectModelFolder(FIXTURE_DIR);
   const request = await resolveRequest(info, PARAMS);
   process.stderr.write('  first image in a fresh process…\n');

@@ -8,14 +8,13 @@
 // - Switching: requests alternating between the two cached sets, against requests repeating one set;
 //   the difference is what a switch costs (nothing is merged or loaded again).
 // - Memory: the resident set size each cached set adds.
-import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Engine } from '../src/diffusion/engine.ts';
-import { createFixturePipeline, type FixtureOptions } from '../src/diffusion/fixtures/index.ts';
+import { type FixtureOptions } from '../src/diffusion/fixtures/index.ts';
 import { Adaptation } from '../src/diffusion/lora/adapt.ts';
 import { WeightIndex } from '../src/diffusion/lora/weights.ts';
 import { inspectModelFolder, type ModelFolderInfo } from '../src/diffusion/model-folder.ts';
@@ -25,6 +24,7 @@ import { decodeModel } from '../src/diffusion/onnx/proto.ts';
 import { resolveRequest, type GenerateParams } from '../src/diffusion/pipeline.ts';
 import { TorchGenerator } from '../src/diffusion/random.ts';
 import type { BenchRow } from './index.ts';
+import { cachedFixture, median } from './lib/common.ts';
 
 const FIXTURE: FixtureOptions = { unetChannels: [640, 1280] };
 const OUT = join(dirname(fileURLToPath(import.meta.url)), 'out', 'lora');
@@ -34,11 +34,6 @@ const SWITCHES = 6;
 const PARAMS: GenerateParams = { prompt: 'a photo of a cat', steps: 1, scheduler: 'EULER', seed: 1 };
 const MB = 1024 * 1024;
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const started = performance.now();
@@ -86,18 +81,10 @@ async function writeLora(path: string, model: ModelFolderInfo, rank: number, pic
   return { modules, bytes: 8 + json.length + offset };
 }
 
-async function ensureFixture(): Promise<void> {
-  const stamp = join(FIXTURE_DIR, 'bench-fixture.json');
-  const wanted = JSON.stringify(FIXTURE);
-  if (existsSync(stamp) && (await readFile(stamp, 'utf8')) === wanted) return;
-  await rm(FIXTURE_DIR, { recursive: true, force: true });
-  await createFixturePipeline(FIXTURE_DIR, FIXTURE);
-  await writeFile(stamp, wanted);
-}
 
 export async function benchLora(): Promise<BenchRow[]> {
   const gc = collector();
-  await ensureFixture();
+  await cachedFixture(FIXTURE_DIR, FIXTURE);
   const model = await inspectModelFolder(FIXTURE_DIR);
   const locon = join(OUT, 'locon.safetensors');
   const attention = join(OUT, 'attention.safetensors');
