@@ -14,6 +14,8 @@ export interface Config {
   modelsDir: string;
   /** Absolute. LoRA .safetensors files. */
   lorasDir: string;
+  /** Absolute. Textual-inversion embedding .safetensors files. */
+  embeddingsDir: string;
   /** null: the embedded database (PGlite in `dataDir/db`). */
   databaseUrl: string | null;
   logLevel: LogLevel;
@@ -94,6 +96,16 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     defaultLabel: '$SDQL_MODELS_DIR/loras',
     description: 'LoRA files (`*.safetensors`).',
     // Empty stands for the default, which depends on modelsDir: loadConfig fills it in.
+    parse: (raw) => (raw.trim() ? resolve(raw.trim()) : ''),
+  }),
+  option({
+    key: 'embeddingsDir',
+    env: 'SDQL_EMBEDDINGS_DIR',
+    flag: 'embeddings-dir',
+    default: '',
+    defaultLabel: '$SDQL_MODELS_DIR/embeddings',
+    description: 'Textual-inversion embeddings (`*.safetensors`): the file name is the word that calls one up in a prompt.',
+    // Empty stands for the default, as lorasDir.
     parse: (raw) => (raw.trim() ? resolve(raw.trim()) : ''),
   }),
   option({
@@ -220,5 +232,6 @@ export function loadConfig(flags: Record<string, unknown> = {}, env: NodeJS.Proc
     else config[o.key] = o.parse(o.default, `${o.env} (default)`);
   }
   config.lorasDir ||= join(config.modelsDir as string, 'loras');
+  config.embeddingsDir ||= join(config.modelsDir as string, 'embeddings');
   return config as Config;
 }

@@ -1,24 +1,28 @@
 // The engine on a worker thread. onnxruntime-node runs sessions synchronously on the calling
 // thread, so the server's event loop would stall for every UNet call; here it only relays
-// messages: requests in, step progress (latents transferred, not copied) and results out.
+// messages: requests in, step progress (latents and TAESD previews transferred, not copied) and
+// results out.
 import { Worker } from 'node:worker_threads';
-import type { EngineOptions, GenerationEngine } from './engine.ts';
+import type { EngineOptions, EngineResult, EngineStepProgress, GenerationEngine, PreviewSettings, RunOptions } from './engine.ts';
 import { DiffusionError, type DiffusionErrorCode } from './errors.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
-import type { GenerateCallbacks, GenerateRequest, GenerateResult, StepProgress } from './pipeline.ts';
+import type { GenerateRequest } from './pipeline.ts';
 
-export type ToWorker = { type: 'run'; id: number; model: ModelFolderInfo; request: GenerateRequest } | { type: 'abort'; id: number } | { type: 'close' };
+export type ToWorker =
+  | { type: 'run'; id: number; model: ModelFolderInfo; request: GenerateRequest; previews?: PreviewSettings }
+  | { type: 'abort'; id: number }
+  | { type: 'close' };
 
 export type FromWorker =
-  | { type: 'step'; id: number; progress: StepProgress }
-  | { type: 'done'; id: number; result: GenerateResult }
+  | { type: 'step'; id: number; progress: EngineStepProgress }
+  | { type: 'done'; id: number; result: EngineResult }
   | { type: 'error'; id: number; error: { code?: DiffusionErrorCode; message: string; stack?: string } }
   | { type: 'closed' };
 
 interface Pending {
-  resolve: (result: GenerateResult) => void;
+  resolve: (result: EngineResult) => void;
   reject: (error: Error) => void;
-  onStep?: GenerateCallbacks['onStep'];
+  onStep?: RunOptions['onStep'];
 }
 
 export class EngineThread implements GenerationEngine {
@@ -34,11 +38,11 @@ export class EngineThread implements GenerationEngine {
     this.worker.on('exit', (code) => this.fail(new Error(`the engine thread exited (code ${code})`)));
   }
 
-  run(model: ModelFolderInfo, request: GenerateRequest, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
+  run(model: ModelFolderInfo, request: GenerateRequest, options: RunOptions = {}): Promise<EngineResult> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    const { signal, onStep } = callbacks;
-    return new Promise<GenerateResult>((resolve, reject) => {
+    const { signal, onStep, previews } = options;
+    return new Promise<EngineResult>((resolve, reject) => {
       const abort = () => this.post({ type: 'abort', id });
       signal?.addEventListener('abort', abort, { once: true });
       const settle = () => signal?.removeEventListener('abort', abort);
@@ -47,7 +51,7 @@ export class EngineThread implements GenerationEngine {
         reject: (error) => (settle(), reject(error)),
         onStep,
       });
-      this.post({ type: 'run', id, model, request });
+      this.post({ type: 'run', id, model, request, previews });
       if (signal?.aborted) abort();
     });
   }

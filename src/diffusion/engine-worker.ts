@@ -25,16 +25,18 @@ port.on('message', (message: ToWorker) => {
     });
     return;
   }
-  const { id, model, request } = message;
+  const { id, model, request, previews } = message;
   const controller = new AbortController();
   controllers.set(id, controller);
   queue = queue.then(async () => {
     try {
       const result = await engine.run(model, request, {
         signal: controller.signal,
+        previews,
         onStep: async (progress) => {
           const latents = progress.latents.slice();
-          send({ type: 'step', id, progress: { ...progress, latents } }, [latents.buffer]);
+          const transfer = [latents.buffer, ...(progress.previewRgb ? [progress.previewRgb.data.buffer as ArrayBuffer] : [])];
+          send({ type: 'step', id, progress: { ...progress, latents } }, transfer);
           // An abort arrives as a message, which the event loop delivers only between macrotasks: let it
           // in before the pipeline checks the signal, or the next step would start regardless.
           await new Promise((resolve) => setImmediate(resolve));

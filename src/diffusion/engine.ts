@@ -1,13 +1,17 @@
-// The engine a worker drives: model loading through the session cache, then the pipeline.
+// The engine a worker drives: model loading through the session cache, then the pipeline, with
+// TAESD previews (taesd.ts) decoded between the steps that want one.
 // `Engine` runs on the calling thread; `EngineThread` (engine-thread.ts) runs the same engine on
 // a worker thread, because onnxruntime-node's session.run blocks the thread it is called on.
+import { stat } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { adaptersKey, normalizeAdapters } from './lora/adapt.ts';
 import { ModelCache } from './model-cache.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import type { RuntimeOptions } from './onnx-model.ts';
-import { generate, type GenerateCallbacks, type GenerateRequest, type GenerateResult } from './pipeline.ts';
+import { generate, type GenerateCallbacks, type GenerateRequest, type GenerateResult, type StepProgress } from './pipeline.ts';
+import type { RgbPixels } from './preview.ts';
 import { StableDiffusionModel } from './stable-diffusion.ts';
+import { TaesdDecoder, TaesdPreviews, taesdWarning } from './taesd.ts';
 
 export interface EngineOptions {
   runtime?: RuntimeOptions;
@@ -15,13 +19,40 @@ export interface EngineOptions {
   cacheBudgetBytes?: number;
 }
 
+/** Which steps want a preview, and what decodes them. */
+export interface PreviewSettings {
+  /** Every this many steps, and the last; 0 for none. */
+  every: number;
+  /** A TAESD decoder file (see taesd.ts); without one, previews are left to the linear approximation. */
+  decoder?: string;
+}
+
+export interface EngineStepProgress extends StepProgress {
+  /** Image 0 decoded by the TAESD decoder, at the steps that want a preview, while the decoder works. */
+  previewRgb?: RgbPixels;
+}
+
+export interface RunOptions extends Omit<GenerateCallbacks, 'onStep'> {
+  onStep?: (progress: EngineStepProgress) => void | Promise<void>;
+  previews?: PreviewSettings;
+}
+
+export interface EngineResult extends GenerateResult {
+  /** `previewMs`: time the TAESD decoder took, inside denoisingMs; absent without a decoder. */
+  timings: GenerateResult['timings'] & { previewMs?: number };
+}
+
 export interface GenerationEngine {
-  run(model: ModelFolderInfo, request: GenerateRequest, callbacks?: GenerateCallbacks): Promise<GenerateResult>;
+  run(model: ModelFolderInfo, request: GenerateRequest, options?: RunOptions): Promise<EngineResult>;
   close(): Promise<void>;
 }
 
+/** Room for a few TAESD decoders (about 5 MB each in fp32). */
+const DECODER_CACHE_BYTES = 64 * 2 ** 20;
+
 export class Engine implements GenerationEngine {
   private readonly cache: ModelCache<StableDiffusionModel>;
+  private readonly decoders = new ModelCache<TaesdDecoder>(DECODER_CACHE_BYTES);
 
   constructor(private readonly options: EngineOptions = {}) {
     this.cache = new ModelCache(options.cacheBudgetBytes ?? totalmem() / 2);
@@ -29,17 +60,44 @@ export class Engine implements GenerationEngine {
 
   /** Runs a request on the model with its LoRAs and embeddings; each such set is loaded (merged) once and
    * cached apart from the bare model, so that switching between sets merges nothing again. */
-  async run(model: ModelFolderInfo, request: GenerateRequest, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
+  async run(model: ModelFolderInfo, request: GenerateRequest, { previews, onStep, ...callbacks }: RunOptions = {}): Promise<EngineResult> {
     const adapters = normalizeAdapters(request.loras, request.embeddings);
+    const every = previews?.every ?? 0;
     return this.cache.use(
       adapters ? `${model.dir}\n${await adaptersKey(adapters)}` : model.dir,
       model.sizeBytes,
       () => StableDiffusionModel.load(model, this.options.runtime, adapters),
-      (loaded) => generate(loaded, request, callbacks),
+      (loaded) =>
+        this.withDecoder(onStep && every > 0 ? previews?.decoder : undefined, async (decoder, warnings) => {
+          const taesd = new TaesdPreviews(decoder, every, warnings);
+          const result = await generate(loaded, request, {
+            ...callbacks,
+            onStep: onStep && (async (progress) => onStep({ ...progress, previewRgb: await taesd.decode(progress) })),
+          });
+          if (!decoder && !warnings.length) return result;
+          return { ...result, warnings: [...result.warnings, ...warnings], timings: { ...result.timings, previewMs: taesd.ms } };
+        }),
     );
   }
 
   async close(): Promise<void> {
     await this.cache.clear();
+    await this.decoders.clear();
+  }
+
+  /** Runs `fn` with the decoder at `path`, cached as models are; one that cannot be loaded leaves `fn` a warning instead. */
+  private async withDecoder<R>(path: string | undefined, fn: (decoder: TaesdDecoder | undefined, warnings: string[]) => Promise<R>): Promise<R> {
+    if (!path) return fn(undefined, []);
+    let loaded = false;
+    try {
+      const bytes = (await stat(path)).size;
+      return await this.decoders.use(path, bytes, () => TaesdDecoder.load(path, this.options.runtime), (decoder) => {
+        loaded = true;
+        return fn(decoder, []);
+      });
+    } catch (error) {
+      if (loaded) throw error;
+      return fn(undefined, [taesdWarning(path, error)]);
+    }
   }
 }

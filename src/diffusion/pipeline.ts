@@ -7,10 +7,16 @@ import { decodeInitImage, probeImage, vaeOutputToImage, type RgbImage } from './
 import { LIMITS } from './limits.ts';
 import { checkAdapters, type LoraRequest } from './lora/adapt.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
-import type { OutputTensor } from './onnx-model.ts';
+import { CHUNK_LENGTH, isWeighted, type FindEmbedding, type PromptChunk, type PromptTokenizer } from './prompt/chunks.ts';
+import { applyEmphasis } from './prompt/emphasis.ts';
+import { extractLoraTags, type LoraTag } from './prompt/lora-tags.ts';
+import { preparePrompts, type PreparedConditioning, type PromptSyntax } from './prompt/prepare.ts';
 import { TorchGenerator, randomSeed } from './random.ts';
 import { createScheduler, isSchedulerName, type SchedulerName } from './schedulers/index.ts';
 import type { StableDiffusionModel } from './stable-diffusion.ts';
+
+export type { PromptSyntax } from './prompt/prepare.ts';
+export const PROMPT_SYNTAXES: readonly PromptSyntax[] = ['A1111', 'PLAIN'];
 
 /** A request as a caller writes it: everything but the model and the prompt may be left out. */
 export interface GenerateParams {
@@ -28,7 +34,10 @@ export interface GenerateParams {
   /** An encoded PNG, JPEG or WebP image: makes the request img2img. */
   initImage?: Uint8Array;
   strength?: number;
-  /** LoRA files to merge into the model (the caller resolves names to paths). */
+  /** How the prompts are read: AUTOMATIC1111's syntax (the default) or diffusers' plain text. */
+  promptSyntax?: string;
+  /** LoRA files to merge into the model (the caller resolves names to paths, `<lora:…>` tags of the
+   * prompt included: see {@link promptLoraTags}). */
   loras?: LoraRequest[];
   /** Textual-inversion embeddings to add, by trigger word. */
   embeddings?: EmbeddingRequest[];
@@ -49,6 +58,7 @@ export interface GenerateRequest {
   eta: number;
   initImage?: Uint8Array;
   strength?: number;
+  promptSyntax: PromptSyntax;
   loras?: LoraRequest[];
   embeddings?: EmbeddingRequest[];
 }
@@ -60,6 +70,7 @@ export const DEFAULTS = {
   scheduler: 'DPMPP_2M_KARRAS',
   numImages: 1,
   eta: 0,
+  promptSyntax: 'A1111',
   /** diffusers' img2img default. */
   strength: 0.8,
 } as const satisfies Partial<GenerateRequest>;
@@ -104,6 +115,10 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   for (const [name, text] of [['prompt', params.prompt], ['negativePrompt', negativePrompt]] as const) {
     check(text.length <= LIMITS.maxPromptChars, `${name} is ${text.length} characters; the limit is ${LIMITS.maxPromptChars}`);
   }
+  const promptSyntax = params.promptSyntax ?? DEFAULTS.promptSyntax;
+  check(PROMPT_SYNTAXES.includes(promptSyntax as PromptSyntax), `unknown prompt syntax "${promptSyntax}": ${PROMPT_SYNTAXES.join(' or ')}`);
+  // A malformed LoRA tag is refused now rather than when the request runs.
+  promptLoraTags(params.prompt, promptSyntax as PromptSyntax);
   const scheduler = params.scheduler ?? DEFAULTS.scheduler;
   check(isSchedulerName(scheduler), `unknown scheduler "${scheduler}"`);
   const steps = params.steps ?? DEFAULTS.steps;
@@ -144,7 +159,7 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   check(width * height <= LIMITS.maxPixels, `${width}×${height} is more than ${LIMITS.maxPixels} pixels`);
   const { loras = [], embeddings = [] } = params;
   checkAdapters(loras, embeddings);
-  const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, seed, numImages, eta, initImage: params.initImage, strength };
+  const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, seed, numImages, eta, initImage: params.initImage, strength, promptSyntax: promptSyntax as PromptSyntax };
   if (loras.length) request.loras = loras;
   if (embeddings.length) request.embeddings = embeddings;
   return request;
@@ -167,14 +182,12 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
   const randn = () => concat(generators.map((g) => g.randn(perImage)));
 
   const doGuidance = request.guidanceScale > 1;
-  const cond = await encodePrompt(model, request.prompt);
-  const uncond = doGuidance ? await encodePrompt(model, request.negativePrompt) : undefined;
-  // The UNet batch: [negative × n, prompt × n] with guidance, as diffusers concatenates them.
-  const encoderHiddenStates = concat([...(uncond ? Array(n).fill(uncond.data) : []), ...Array(n).fill(cond.data)]);
-  const textEncodingMs = performance.now() - started;
-
   const scheduler = createScheduler(request.scheduler, info.schedulerConfig, { eta: request.eta });
   scheduler.setTimesteps(request.steps);
+  // A1111 schedules prompt edits over its model calls: twice the steps for second-order samplers.
+  const conditioning = await encodeConditioning(model, request, request.steps * scheduler.order, doGuidance);
+  const textEncodingMs = performance.now() - started;
+
   let timesteps = scheduler.timesteps;
   let latents: Float32Array;
   if (request.initImage) {
@@ -198,7 +211,7 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
     const { out_sample } = await model.unet.run({
       sample: { data: modelInput, dims: [batch, latentShape[1], latentShape[2], latentShape[3]] },
       timestep: timestepRank === 0 ? { data: Float32Array.of(t), dims: [] } : { data: new Float32Array(batch).fill(t), dims: [batch] },
-      encoder_hidden_states: { data: encoderHiddenStates, dims: [batch, cond.dims[1], cond.dims[2]] },
+      encoder_hidden_states: { data: conditioning.at(i), dims: [batch, conditioning.sequenceLength, conditioning.hiddenSize] },
     });
     if (!out_sample) throw invalidModel(`model ${info.id}: the UNet has no out_sample output`);
     const noisePred = doGuidance ? guide(out_sample.data, request.guidanceScale, request.guidanceRescale, n) : out_sample.data;
@@ -223,16 +236,136 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
   };
 }
 
-/** The text encoder's last hidden state for a prompt, padded or truncated to 77 tokens as diffusers does. */
-async function encodePrompt(model: StableDiffusionModel, text: string): Promise<OutputTensor> {
-  const ids = model.tokenizer.encodePadded(model.expandEmbeddingTokens(text));
-  const out = (await model.textEncoder.run({ input_ids: { data: ids, dims: [1, ids.length] } }))[model.textEncoderOutput];
-  const hidden = out.dims[2];
-  const context = model.unet.inputShape('encoder_hidden_states')[2];
-  if (typeof context === 'number' && context !== hidden) {
-    throw invalidModel(`model ${model.info.id}: the text encoder gives ${hidden}-wide embeddings but the UNet expects ${context}`);
+/**
+ * The `<lora:name:weight>` tags of a prompt under the A1111 syntax (none under PLAIN): the caller
+ * resolves them to files and passes them in `loras`; the pipeline leaves them out of the text.
+ * BAD_USER_INPUT for a malformed tag.
+ */
+export function promptLoraTags(prompt: string, syntax: PromptSyntax): LoraTag[] {
+  if (syntax === 'PLAIN') return [];
+  const { loras, invalid } = extractLoraTags(prompt);
+  if (invalid.length > 0) throw badInput(`invalid LoRA tag ${invalid.join(', ')}: expected <lora:name:weight>`);
+  return loras;
+}
+
+/** Texts × chunks of conditioning a request may hold (about 120 MB of float32 with SD 1.x's 768-wide
+ * embeddings): a bound on what prompt editing and alternation over a very long prompt can ask for. */
+export const MAX_CONDITIONING_CHUNKS = 512;
+
+/** The UNet's encoder_hidden_states for each UNet call of a generation. */
+export interface Conditioning {
+  /** Tokens per text: 77 × the chunk count. */
+  sequenceLength: number;
+  hiddenSize: number;
+  /** The encoded texts of each side, [sequenceLength × hiddenSize] each; `negative` is empty without guidance. */
+  positive: Float32Array[];
+  negative: Float32Array[];
+  /** The batch of UNet call `i` (0-based): [negative × numImages, prompt × numImages], or the prompt × numImages without guidance. */
+  at(i: number): Float32Array;
+}
+
+/**
+ * Encodes the prompt and negative prompt as the request's syntax says. A1111: LoRA tags left out,
+ * one text per prompt edit, 75-token chunks encoded one by one and concatenated, emphasis applied
+ * where weights differ from 1; PLAIN: diffusers' single truncated chunk. Each distinct chunk runs
+ * through the text encoder once; a plain prompt of at most 75 tokens is diffusers' encoding exactly.
+ * `planSteps` is what prompt editing counts in; call `i` takes the texts of schedule step `i`, also
+ * in img2img, where sampling starts part-way (as A1111, which counts from 0 there too).
+ */
+export async function encodeConditioning(model: StableDiffusionModel, request: GenerateRequest, planSteps: number, doGuidance: boolean): Promise<Conditioning> {
+  const { tokenizer } = model;
+  const promptTokenizer: PromptTokenizer = {
+    // Multi-vector embeddings are written as all their tokens before tokenizing (diffusers' convention).
+    tokenize: (text) => tokenizer.tokenize(model.expandEmbeddingTokens(text)),
+    bosTokenId: tokenizer.bosTokenId,
+    eosTokenId: tokenizer.eosTokenId,
+    padTokenId: tokenizer.padTokenId,
+  };
+  const syntax = request.promptSyntax;
+  const prepared = preparePrompts({
+    prompt: request.prompt,
+    // Without guidance the negative prompt is not used: it must not pad the prompt to its length.
+    negativePrompt: doGuidance ? request.negativePrompt : '',
+    steps: planSteps,
+    syntax,
+    tokenizer: promptTokenizer,
+    findEmbedding: syntax === 'A1111' ? embeddingFinder(promptTokenizer, request.embeddings ?? []) : undefined,
+  });
+  const sides = doGuidance ? [prepared.positive, prepared.negative] : [prepared.positive];
+  const chunkTexts = sides.reduce((sum, side) => sum + side.texts.length, 0) * prepared.chunkCount;
+  if (chunkTexts > MAX_CONDITIONING_CHUNKS) {
+    throw badInput(`the prompts need ${chunkTexts} encoded chunks (texts of their edits × 75-token chunks); the limit is ${MAX_CONDITIONING_CHUNKS}: shorten them or use fewer edits`);
   }
-  return out;
+  const sequenceLength = prepared.chunkCount * (CHUNK_LENGTH + 2);
+  const unetSequence = model.unet.inputShape('encoder_hidden_states')[1];
+  if (typeof unetSequence === 'number' && unetSequence !== sequenceLength) {
+    throw badInput(`model ${model.info.id}'s UNet takes exactly ${unetSequence} tokens, and this prompt needs ${prepared.chunkCount} chunks of 77: shorten it to 75 tokens or use promptSyntax PLAIN`);
+  }
+
+  const encoded = new Map<string, Float32Array>();
+  let hiddenSize = 0;
+  const encodeChunk = async (chunk: PromptChunk): Promise<Float32Array> => {
+    const key = chunk.tokenIds.join(',');
+    let hidden = encoded.get(key);
+    if (!hidden) {
+      const ids = Int32Array.from(chunk.tokenIds);
+      const out = (await model.textEncoder.run({ input_ids: { data: ids, dims: [1, ids.length] } }))[model.textEncoderOutput];
+      hiddenSize = out.dims[2];
+      const context = model.unet.inputShape('encoder_hidden_states')[2];
+      if (typeof context === 'number' && context !== hiddenSize) {
+        throw invalidModel(`model ${model.info.id}: the text encoder gives ${hiddenSize}-wide embeddings but the UNet expects ${context}`);
+      }
+      hidden = out.data;
+      encoded.set(key, hidden);
+    }
+    return hidden;
+  };
+  const encodeSide = async (side: PreparedConditioning): Promise<Float32Array[]> => {
+    const parts = side.texts.map((): Float32Array[] => []);
+    for (let c = 0; c < prepared.chunkCount; c++) {
+      const chunks = side.texts.map((text) => text.chunks[c]);
+      const hidden: Float32Array[] = [];
+      for (const chunk of chunks) hidden.push(await encodeChunk(chunk));
+      if (chunks.some(isWeighted)) {
+        // A1111 encodes a prompt's scheduled texts as one batch, so the emphasis mean spans all of them.
+        const emphasized = applyEmphasis(concat(hidden), chunks.flatMap((chunk) => chunk.weights), hiddenSize);
+        hidden.forEach((h, t) => (hidden[t] = emphasized.subarray(t * h.length, (t + 1) * h.length)));
+      }
+      hidden.forEach((h, t) => parts[t].push(h));
+    }
+    return parts.map(concat);
+  };
+  const positive = await encodeSide(prepared.positive);
+  const negative = doGuidance ? await encodeSide(prepared.negative) : [];
+
+  const n = request.numImages;
+  const last = (indexes: number[], i: number) => indexes[Math.min(i, indexes.length - 1)];
+  let built: { key: string; batch: Float32Array } | undefined;
+  return {
+    sequenceLength,
+    hiddenSize,
+    positive,
+    negative,
+    at(i) {
+      const p = last(prepared.positive.textIndexAtStep, i);
+      const q = doGuidance ? last(prepared.negative.textIndexAtStep, i) : -1;
+      const key = `${p}:${q}`;
+      if (built?.key !== key) {
+        built = { key, batch: concat([...(doGuidance ? Array<Float32Array>(n).fill(negative[q]) : []), ...Array<Float32Array>(n).fill(positive[p])]) };
+      }
+      return built.batch;
+    },
+  };
+}
+
+/** Where the request's embeddings stand in a chunk's tokens, so that an embedding's vectors stay in one chunk (A1111). */
+function embeddingFinder(tokenizer: PromptTokenizer, embeddings: readonly EmbeddingRequest[]): FindEmbedding | undefined {
+  const known = embeddings.map((e) => ({ name: e.token, ids: tokenizer.tokenize(e.token) })).filter((e) => e.ids.length > 0);
+  if (known.length === 0) return undefined;
+  return (tokens, position) => {
+    const found = known.find((e) => e.ids.every((id, k) => tokens[position + k] === id));
+    return found && { name: found.name, tokenIds: found.ids, tokenLength: found.ids.length };
+  };
 }
 
 /**

@@ -1,6 +1,7 @@
 // Live previews of the denoising: the latents mapped to RGB by the linear approximation ComfyUI
-// and AUTOMATIC1111 use for SD 1.x/2.x (each latent pixel is a 4→3 matrix product), then scaled
-// with sharp. Costs well under a millisecond of JavaScript per step; sharp works off the event loop.
+// and AUTOMATIC1111 use for SD 1.x/2.x (each latent pixel is a 4→3 matrix product), or pixels a
+// TAESD decoder made on the engine thread (taesd.ts), then scaled with sharp. The approximation costs
+// well under a millisecond of JavaScript per step; sharp works off the event loop.
 import sharp from 'sharp';
 
 /** Rows are latent channels, columns R, G, B (ComfyUI's SD15 latent_rgb_factors). */
@@ -17,10 +18,22 @@ export interface PreviewImage {
   height: number;
 }
 
+/** 8-bit RGB, row by row, 3 bytes a pixel. */
+export interface RgbPixels {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
 export interface PreviewOptions {
   /** Longest side in pixels (at most 256). */
   maxSide?: number;
   format?: 'jpeg' | 'webp';
+}
+
+/** Whether step `step` (1-based) of `totalSteps` gets a preview: every `every` steps and the last; none for 0. */
+export function wantsPreview(step: number, totalSteps: number, every: number): boolean {
+  return every > 0 && (step % every === 0 || step === totalSteps);
 }
 
 /** 8-bit RGB of image `index` of a [batch, 4, h, w] latent tensor, at latent resolution. */
@@ -39,19 +52,28 @@ export function latentsToRgb(latents: Float32Array, shape: readonly [number, num
   return rgb;
 }
 
-/** A data-URL preview of image `index`, scaled to the aspect of the final image and at most `maxSide` pixels long. */
+/** A data-URL preview of image `index` by the linear approximation (see {@link encodePreview}). */
 export async function renderPreview(
   latents: Float32Array,
   shape: readonly [number, number, number, number],
   index: number,
   imageSize: { width: number; height: number },
-  { maxSide = 256, format = 'jpeg' }: PreviewOptions = {},
+  options: PreviewOptions = {},
 ): Promise<PreviewImage> {
   const [, , h, w] = shape;
+  return encodePreview({ width: w, height: h, data: latentsToRgb(latents, shape, index) }, imageSize, options);
+}
+
+/** A data-URL preview of `pixels`, scaled to the aspect of the final image and at most `maxSide` pixels long. */
+export async function encodePreview(
+  pixels: RgbPixels,
+  imageSize: { width: number; height: number },
+  { maxSide = 256, format = 'jpeg' }: PreviewOptions = {},
+): Promise<PreviewImage> {
   const scale = Math.min(Math.min(maxSide, 256) / Math.max(imageSize.width, imageSize.height), 1);
   const width = Math.max(1, Math.round(imageSize.width * scale));
   const height = Math.max(1, Math.round(imageSize.height * scale));
-  const resized = sharp(latentsToRgb(latents, shape, index), { raw: { width: w, height: h, channels: 3 } }).resize(width, height, {
+  const resized = sharp(pixels.data, { raw: { width: pixels.width, height: pixels.height, channels: 3 } }).resize(width, height, {
     fit: 'fill',
     kernel: 'cubic',
   });

@@ -4,11 +4,12 @@ import { DEFAULTS } from '../diffusion/pipeline.ts';
 import { LIMITS } from '../diffusion/limits.ts';
 import type { SchedulerName } from '../diffusion/schedulers/index.ts';
 import type { GenerationEvent } from '../jobs/events.ts';
-import { PRIORITY_RANGE, submitGeneration } from '../jobs/request.ts';
+import { PRIORITY_RANGE, adapterSource, submitGeneration } from '../jobs/request.ts';
 import type { Prisma } from '../db/index.ts';
 import { builder } from './builder.ts';
 import { notFound, userError } from './errors.ts';
 import { ImageInput, readImageInput } from './images.ts';
+import { PromptSyntax } from './prompts.ts';
 import { Scheduler } from './scheduler.ts';
 
 export const GenerationStatus = builder.enumType('GenerationStatus', {
@@ -33,8 +34,9 @@ const GenerateInput = builder.inputType('GenerateInput', {
   description: `A generation request. Limits: sides from ${LIMITS.minSide} to ${LIMITS.maxSide} px and multiples of the model's \`vaeScaleFactor\`, at most ${LIMITS.maxPixels} pixels; steps ${LIMITS.minSteps}–${LIMITS.maxSteps}; numImages 1–${LIMITS.maxImages}; prompts up to ${LIMITS.maxPromptChars} characters.`,
   fields: (t) => ({
     modelId: t.id({ required: true, description: 'A model of `models` that is `supported`.' }),
-    prompt: t.string({ required: true }),
+    prompt: t.string({ required: true, description: 'Read as `promptSyntax` says; its `<lora:name:weight>` tags apply LoRAs, and the names of embeddings (see `embeddings`) apply them.' }),
     negativePrompt: t.string({ description: 'What to steer away from. Default: empty (diffusers\' unconditional prompt).' }),
+    promptSyntax: t.field({ type: PromptSyntax, description: `Default ${DEFAULTS.promptSyntax}.` }),
     width: t.int({ description: "Default: the model's native width, or the init image's width rounded down to a multiple of the VAE scale factor." }),
     height: t.int({ description: "Default: the model's native height, or the init image's (as width)." }),
     steps: t.int({ description: `Denoising steps, ${LIMITS.minSteps}–${LIMITS.maxSteps}. Default ${DEFAULTS.steps}.` }),
@@ -46,7 +48,7 @@ const GenerateInput = builder.inputType('GenerateInput', {
     eta: t.float({ description: "DDIM's η (≥ 0): 0 is deterministic. Default 0; ignored by other schedulers." }),
     initImage: t.field({ type: ImageInput, description: 'Makes the request img2img (the model must have `canImg2img`).' }),
     strength: t.float({ description: `img2img only: how much of the init image to replace, in (0, 1]. Default ${DEFAULTS.strength}.` }),
-    loras: t.field({ type: [LoraInput], description: 'LoRAs to apply.' }),
+    loras: t.field({ type: [LoraInput], description: 'LoRAs to apply, with those of the prompt\'s `<lora:…>` tags. An unknown id, an unusable file or a LoRA trained for another model family is BAD_USER_INPUT.' }),
     priority: t.int({ description: `${PRIORITY_RANGE.min}–${PRIORITY_RANGE.max}; higher runs first, equal ones in submission order. Default 0.` }),
     previewEvery: t.int({ description: 'Send a preview image every N steps on `generationProgress` (0: none). Default 1.' }),
   }),
@@ -191,11 +193,13 @@ builder.mutationFields((t) => ({
     resolve: async (_query, _r, { input }, ctx) => {
       const model = ctx.registry.model(String(input.modelId));
       if (!model) throw notFound('model', String(input.modelId));
-      if (input.loras?.length) throw userError('BAD_USER_INPUT', 'LoRAs are not applied yet: leave `loras` empty');
       const initImage = input.initImage ? await readImageInput(input.initImage, ctx) : undefined;
-      return submitGeneration(ctx.jobs, model, {
+      const { prisma, queue, images } = ctx.jobs;
+      return submitGeneration({ prisma, queue, images, adapters: adapterSource(ctx.registry, ctx.config.embeddingsDir) }, model, {
         prompt: input.prompt,
         negativePrompt: input.negativePrompt ?? undefined,
+        promptSyntax: input.promptSyntax ?? undefined,
+        loras: input.loras?.map((l) => ({ id: String(l.id), weight: l.weight ?? 1 })),
         width: input.width ?? undefined,
         height: input.height ?? undefined,
         steps: input.steps ?? undefined,

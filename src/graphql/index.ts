@@ -6,6 +6,7 @@ import './system.ts';
 import './models.ts';
 import './loras.ts';
 import './scheduler.ts';
+import './prompts.ts';
 import './generations.ts';
 import './images.ts';
 

@@ -18,6 +18,7 @@ const System = builder.objectRef<object>('System').implement({
     database: t.field({ type: DatabaseKind, resolve: (_s, _a, ctx) => (ctx.db.kind === 'pglite' ? 'EMBEDDED' : 'POSTGRES') }),
     modelsDir: t.string({ description: 'SDQL_MODELS_DIR on the server: where model folders go.', resolve: (_s, _a, ctx) => ctx.config.modelsDir }),
     lorasDir: t.string({ description: 'SDQL_LORAS_DIR on the server: where LoRA files go.', resolve: (_s, _a, ctx) => ctx.config.lorasDir }),
+    embeddingsDir: t.string({ description: 'SDQL_EMBEDDINGS_DIR on the server: where textual-inversion embeddings go.', resolve: (_s, _a, ctx) => ctx.config.embeddingsDir }),
   }),
 });
 

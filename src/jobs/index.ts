@@ -8,6 +8,7 @@ import type { ModelFolderInfo } from '../diffusion/model-folder.ts';
 import { TERMINAL_STATUSES, type GenerationEvent, type JobEvents, type QueueEvent } from './events.ts';
 import { ImageStore } from './image-store.ts';
 import { GenerationQueue } from './queue.ts';
+import type { AdapterSource } from './request.ts';
 import { GenerationWorker } from './worker.ts';
 
 export type { GenerationEvent, JobEvents, JobTopics, QueueEvent } from './events.ts';
@@ -16,6 +17,10 @@ export interface WorkerOptions {
   engine: GenerationEngine;
   model(id: string): ModelFolderInfo | undefined;
   modelHash(id: string): Promise<string | null>;
+  previewDecoder?(model: ModelFolderInfo): Promise<string | undefined>;
+  /** Where LoRA and embedding files are looked up again when a generation runs. */
+  adapters?: AdapterSource;
+  heartbeatMs: number;
 }
 
 export class Jobs {

@@ -8,8 +8,11 @@ import { log } from '../log.ts';
 import type { JobEvents, QueueEvent } from './events.ts';
 
 export const MAX_ATTEMPTS = 3;
-/** How often a worker tells the database it still runs its generation (leases are longer). */
-export const HEARTBEAT_MS = 5_000;
+/** How often a worker tells the database it still runs its generation... */
+const HEARTBEAT_MS = 5_000;
+
+/** ...and at least three times per lease, so a slow beat never looks like a dead worker. */
+export const heartbeatInterval = (leaseMs: number) => Math.min(HEARTBEAT_MS, leaseMs / 3);
 
 export class GenerationQueue {
   private readonly waiters = new Set<() => void>();

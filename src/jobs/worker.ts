@@ -2,20 +2,20 @@
 // the server), streams each step with a preview, and stores the images with their metadata.
 import { hostname } from 'node:os';
 import type { Generation, PrismaClient } from '../db/index.ts';
-import type { GenerationEngine } from '../diffusion/engine.ts';
+import type { EngineStepProgress, GenerationEngine } from '../diffusion/engine.ts';
 import { DiffusionError } from '../diffusion/errors.ts';
 import { encodeImage } from '../diffusion/image.ts';
 import { formatInfotext } from '../diffusion/infotext.ts';
 import type { ModelFolderInfo } from '../diffusion/model-folder.ts';
-import type { GenerateRequest, StepProgress } from '../diffusion/pipeline.ts';
+import type { GenerateRequest } from '../diffusion/pipeline.ts';
 import { addPngText } from '../diffusion/png-text.ts';
-import { renderPreview } from '../diffusion/preview.ts';
+import { encodePreview, renderPreview, wantsPreview } from '../diffusion/preview.ts';
 import type { SchedulerName } from '../diffusion/schedulers/index.ts';
 import { log } from '../log.ts';
 import type { JobEvents } from './events.ts';
 import type { ImageStore } from './image-store.ts';
-import { HEARTBEAT_MS, terminalEvent, type GenerationQueue } from './queue.ts';
-import type { StoredRequest } from './request.ts';
+import { terminalEvent, type GenerationQueue } from './queue.ts';
+import { resolveAdapters, type AdapterSource, type StoredRequest } from './request.ts';
 
 export interface WorkerDeps {
   prisma: PrismaClient;
@@ -27,8 +27,15 @@ export interface WorkerDeps {
   model(id: string): ModelFolderInfo | undefined;
   /** The model's short hash for infotext (AUTOMATIC1111's "Model hash"), when known. */
   modelHash(id: string): Promise<string | null>;
+  /** The TAESD decoder file for the model's previews (see diffusion/taesd.ts), when there is one. */
+  previewDecoder?(model: ModelFolderInfo): Promise<string | undefined>;
+  /** Where LoRA ids and embeddings are resolved again before a generation runs (files may have changed
+   * since it was submitted); without it, the files resolved at submission are used. */
+  adapters?: AdapterSource;
   /** How often to look for work when no event says there is some. */
   pollMs?: number;
+  /** How often to renew the lease on the running generation (queue.ts heartbeatInterval). */
+  heartbeatMs: number;
 }
 
 export class GenerationWorker {
@@ -86,7 +93,7 @@ export class GenerationWorker {
         .heartbeat(generation.id, this.id)
         .then(({ cancelRequested }) => cancelRequested && abort.abort())
         .catch((error) => log.warn('heartbeat failed', { generationId: generation.id, err: error }));
-    }, HEARTBEAT_MS);
+    }, this.deps.heartbeatMs);
     const started = performance.now();
     log.info('generation started', { generationId: generation.id, model: generation.modelId, attempt: generation.attempts });
     try {
@@ -95,16 +102,19 @@ export class GenerationWorker {
         throw new DiffusionError('MODEL_INVALID', `model ${generation.modelId} ${model ? `cannot be used: ${model.error}` : 'is no longer in the models folder'}`);
       }
       const stored = generation.request as unknown as StoredRequest;
-      const request = await this.engineRequest(generation, stored);
+      const { request, warnings } = await this.engineRequest(generation, stored, model);
       const hash = this.deps.modelHash(model.id).catch(() => null);
-      const previews = new PreviewStream(this.deps, generation.id, request, stored.previewEvery ?? 1);
+      const previewEvery = stored.previewEvery ?? 1;
+      const previews = new PreviewStream(this.deps, generation.id, request, previewEvery);
+      const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
       events.publish('generation', generation.id, { ...terminalEvent(generation.id, 'SUCCEEDED', null), status: 'RUNNING' });
       const result = await engine.run(model, request, {
         signal: abort.signal,
         onStep: (p) => previews.push(p, started),
+        previews: { every: previewEvery, decoder },
       });
       await previews.flushed();
-      await this.finish(generation, model, request, stored, result.images, await hash, result.warnings ?? []);
+      await this.finish(generation, model, request, stored, result.images, await hash, [...warnings, ...(result.warnings ?? [])]);
       log.info('generation succeeded', { generationId: generation.id, ms: Math.round(performance.now() - started), ...result.timings });
     } catch (error) {
       await this.fail(generation, error, abort.signal.aborted);
@@ -114,8 +124,12 @@ export class GenerationWorker {
     }
   }
 
-  private async engineRequest(generation: Generation, stored: StoredRequest): Promise<GenerateRequest> {
-    return {
+  private async engineRequest(generation: Generation, stored: StoredRequest, model: ModelFolderInfo): Promise<{ request: GenerateRequest; warnings: string[] }> {
+    const promptSyntax = stored.promptSyntax === 'PLAIN' ? 'PLAIN' : 'A1111';
+    const adapters = this.deps.adapters
+      ? await resolveAdapters(this.deps.adapters, model, { prompt: generation.prompt, negativePrompt: generation.negativePrompt, promptSyntax, loras: stored.loras })
+      : stored.adapters;
+    const request: GenerateRequest = {
       prompt: generation.prompt,
       negativePrompt: generation.negativePrompt,
       width: generation.width,
@@ -129,7 +143,11 @@ export class GenerationWorker {
       eta: generation.eta,
       strength: generation.strength ?? undefined,
       initImage: stored.initImage ? await this.deps.images.read(stored.initImage.path) : undefined,
+      promptSyntax,
+      loras: adapters?.loras,
+      embeddings: adapters?.embeddings,
     };
+    return { request, warnings: adapters?.warnings ?? [] };
   }
 
   /** Writes the images, then records them and the outcome in one transaction; files of a failed write are removed. */
@@ -195,14 +213,15 @@ export class GenerationWorker {
 }
 
 /** The request as an image's `sdql` chunk records it: parameters only, no internal file paths. */
-function storedRequestForImage(stored: StoredRequest): Omit<StoredRequest, 'initImage'> & { initImage?: { sha256: string } } {
-  const { initImage, ...rest } = stored;
+function storedRequestForImage(stored: StoredRequest): Omit<StoredRequest, 'initImage' | 'adapters'> & { initImage?: { sha256: string } } {
+  const { initImage, adapters: _adapters, ...rest } = stored;
   return initImage ? { ...rest, initImage: { sha256: initImage.sha256 } } : rest;
 }
 
 /**
- * Turns step progress into events with previews. Rendering runs on sharp's threads while the
- * engine thread keeps denoising; a chain keeps events in step order.
+ * Turns step progress into events with previews: the engine's TAESD pixels when it sends them, else
+ * the linear approximation. Rendering runs on sharp's threads while the engine thread keeps
+ * denoising; a chain keeps events in step order.
  */
 class PreviewStream {
   private chain = Promise.resolve();
@@ -214,12 +233,11 @@ class PreviewStream {
     private readonly every: number,
   ) {}
 
-  push(p: StepProgress, startedAt: number): void {
+  push(p: EngineStepProgress, startedAt: number): void {
     const elapsed = performance.now() - startedAt;
     const etaMs = Math.round((elapsed / p.step) * (p.totalSteps - p.step));
-    const wantPreview = this.every > 0 && (p.step % this.every === 0 || p.step === p.totalSteps);
-    const preview = wantPreview
-      ? renderPreview(p.latents, p.latentShape, 0, this.request).catch((error) => {
+    const preview = wantsPreview(p.step, p.totalSteps, this.every)
+      ? (p.previewRgb ? encodePreview(p.previewRgb, this.request) : renderPreview(p.latents, p.latentShape, 0, this.request)).catch((error) => {
           log.warn('preview failed', { generationId: this.generationId, err: error });
           return null;
         })

@@ -8,7 +8,10 @@ import { databaseTarget, openDatabase, type DatabaseTarget } from '../db/index.t
 import type { Services } from '../graphql/context.ts';
 import { createEventBus, EventBusError } from '../graphql/pubsub.ts';
 import { EngineThread } from '../diffusion/engine-thread.ts';
+import { findTaesdDecoder } from '../diffusion/taesd.ts';
 import { Jobs } from '../jobs/index.ts';
+import { heartbeatInterval } from '../jobs/queue.ts';
+import { adapterSource } from '../jobs/request.ts';
 import { log, withLogFields } from '../log.ts';
 import { Registry } from '../registry/index.ts';
 import { attachWebSockets, createGraphQLHandler, GRAPHQL_PATH, type Yoga } from './graphql.ts';
@@ -133,7 +136,14 @@ export async function startJobs({ config, db, registry, lifecycle, jobs }: Servi
   if (!config.worker) return;
   const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes });
   lifecycle.onShutdown('engine', () => engine.close());
-  await jobs.startWorker({ engine, model: (id) => registry.model(id), modelHash: (id) => registry.modelSha256(id) });
+  await jobs.startWorker({
+    engine,
+    model: (id) => registry.model(id),
+    modelHash: (id) => registry.modelSha256(id),
+    previewDecoder: (model) => findTaesdDecoder(model, config.modelsDir),
+    adapters: adapterSource(registry, config.embeddingsDir),
+    heartbeatMs: heartbeatInterval(config.workerLeaseSeconds * 1000),
+  });
   lifecycle.onShutdown('worker', () => jobs.stopWorker());
 }
 

@@ -12,6 +12,7 @@ test('defaults: loopback, port 4000, ./data, ./models, embedded database', () =>
     dataDir: resolve('data'),
     modelsDir: resolve('models'),
     lorasDir: resolve('models', 'loras'),
+    embeddingsDir: resolve('models', 'embeddings'),
     databaseUrl: null,
     logLevel: 'info',
     redisUrl: null,
@@ -41,6 +42,7 @@ test('the environment sets values and flags override it', () => {
     dataDir: '/srv/sdql',
     modelsDir: '/srv/models',
     lorasDir: '/srv/loras',
+    embeddingsDir: '/srv/models/embeddings',
     databaseUrl: 'postgresql://sdql:pw@db:5432/sdql',
     logLevel: 'debug',
     redisUrl: 'redis://cache:6379',
@@ -50,6 +52,9 @@ test('the environment sets values and flags override it', () => {
   });
   assert.equal(loadConfig({}, { DATABASE_URL: '' }).databaseUrl, null);
   assert.equal(loadConfig({}, { SDQL_MODELS_DIR: '/m' }).lorasDir, join('/m', 'loras'));
+  assert.equal(loadConfig({}, { SDQL_MODELS_DIR: '/m' }).embeddingsDir, join('/m', 'embeddings'));
+  assert.equal(loadConfig({ 'embeddings-dir': 'emb' }, { SDQL_EMBEDDINGS_DIR: '/e' }).embeddingsDir, resolve('emb'));
+  assert.equal(loadConfig({}, { SDQL_EMBEDDINGS_DIR: '/e' }).embeddingsDir, '/e');
   assert.equal(loadConfig({ port: '0' }, {}).port, 0);
 });
 

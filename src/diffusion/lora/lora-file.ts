@@ -116,7 +116,7 @@ function parseKey(key: string): ParsedKey | undefined {
 }
 
 /** ss_base_model_version as kohya's trainers write it: sd_v1, sd_v2 (with a _v suffix for v-prediction), sdxl_base_v1-0. */
-function familyOfVersion(version: string | undefined): LoraFile['family'] {
+export function familyOfVersion(version: string | undefined): LoraFile['family'] {
   if (!version) return undefined;
   if (version.startsWith('sdxl')) return 'SDXL';
   if (version.startsWith('sd_v1')) return 'SD1';

@@ -1,0 +1,172 @@
+// Prompts: the syntax a request's prompts are read in, what a prompt tokenizes to (for a panel's token
+// counter), the textual-inversion embeddings prompts can call up, and the LoRAs and embeddings a
+// generation was submitted with.
+import { embeddingsUsedIn, listEmbeddings, type EmbeddingInfo } from '../diffusion/embeddings.ts';
+import { LIMITS } from '../diffusion/limits.ts';
+import type { ModelFolderInfo } from '../diffusion/model-folder.ts';
+import { DEFAULTS } from '../diffusion/pipeline.ts';
+import type { EmbeddingMatch, FindEmbedding } from '../diffusion/prompt/chunks.ts';
+import { extractLoraTags, type LoraTag } from '../diffusion/prompt/lora-tags.ts';
+import { isBreak, type WeightedSegment } from '../diffusion/prompt/parse.ts';
+import { summarizePrompt, type PromptTokenSummary } from '../diffusion/prompt/prepare.ts';
+import { ClipTokenizer } from '../diffusion/tokenizer.ts';
+import type { StoredRequest } from '../jobs/request.ts';
+import { builder } from './builder.ts';
+import type { Context } from './context.ts';
+import { notFound, userError } from './errors.ts';
+
+export const PromptSyntax = builder.enumType('PromptSyntax', {
+  description: 'How the prompt and the negative prompt are read.',
+  values: {
+    A1111: {
+      description:
+        "AUTOMATIC1111's syntax: `(word)` ×1.1, `[word]` ÷1.1, `(word:1.3)`, `\\(` for a literal bracket; prompts past 75 tokens in chunks " +
+        '(`BREAK` starts a new one); prompt editing `[from:to:when]`, `[to:when]`, `[from::when]` (`when` a step, or a fraction with a decimal point) ' +
+        'and alternation `[a|b]`; `<lora:name:weight>` tags. A prompt of at most 75 tokens without any of these reads as PLAIN.',
+    },
+    PLAIN: { description: "diffusers' behaviour: the text as it is, cut after 75 tokens." },
+  },
+});
+
+const Embedding = builder.objectRef<EmbeddingInfo>('Embedding').implement({
+  description: 'A textual-inversion embedding of SDQL_EMBEDDINGS_DIR. Its name in a prompt or negative prompt applies it.',
+  fields: (t) => ({
+    name: t.exposeString('name', { description: 'The trigger word: the file name without its extension (case-sensitive).' }),
+    vectors: t.exposeInt('vectors', { nullable: true, description: 'Token vectors it stands for: tokens it takes in the prompt.' }),
+    dim: t.exposeInt('dim', { nullable: true, description: 'Width of its vectors: 768 for SD 1.x models, 1024 for SD 2.x.' }),
+    error: t.exposeString('error', { nullable: true, description: 'Why the file cannot be used, when it cannot.' }),
+  }),
+});
+
+const PromptSegment = builder.objectRef<WeightedSegment>('PromptSegment').implement({
+  description: 'A run of prompt text with its attention weight.',
+  fields: (t) => ({
+    text: t.exposeString('text'),
+    weight: t.float({ description: '1 for plain text; 1 for a BREAK.', resolve: (s) => (isBreak(s) ? 1 : s.weight) }),
+    isBreak: t.boolean({ description: 'The `BREAK` keyword, which starts a new chunk.', resolve: (s) => isBreak(s) }),
+  }),
+});
+
+const PromptLora = builder.objectRef<LoraTag & { found: boolean }>('PromptLora').implement({
+  description: 'A `<lora:name:weight>` tag of a prompt.',
+  fields: (t) => ({
+    name: t.exposeString('name', { description: 'A LoRA id (see `loras`).' }),
+    weight: t.exposeFloat('weight', { description: "Multiplier of the text encoder's update, and of the UNet's unless `unetWeight` differs." }),
+    unetWeight: t.exposeFloat('unetWeight', { description: "Multiplier of the UNet's update (`<lora:name:te:unet>`)." }),
+    found: t.exposeBoolean('found', { description: 'Whether SDQL_LORAS_DIR has a usable LoRA of this id (a generation with a missing one is refused).' }),
+  }),
+});
+
+const PromptTokens = builder.objectRef<PromptTokenSummary & { loras: (LoraTag & { found: boolean })[]; embeddings: string[] }>('PromptTokens').implement({
+  description: "What a prompt amounts to under the A1111 syntax, as AUTOMATIC1111's token counter shows it (`tokenCount/maxLength`).",
+  fields: (t) => ({
+    tokenCount: t.exposeInt('tokenCount', { description: 'Tokens, counting 75 for each full chunk; with prompt editing, the most of any step.' }),
+    maxLength: t.exposeInt('maxLength', { description: 'The token count at which another chunk begins: 75 × chunks.' }),
+    chunkCount: t.exposeInt('chunkCount', { description: 'Chunks of 75 tokens, each encoded on its own.' }),
+    segments: t.field({ type: [PromptSegment], description: 'The text counted, as weighted runs.', resolve: (p) => p.segments }),
+    loras: t.field({ type: [PromptLora], description: 'The `<lora:…>` tags, which are not part of the text.', resolve: (p) => p.loras }),
+    embeddings: t.exposeStringList('embeddings', { description: 'Embeddings (see `embeddings`) the prompt calls up.' }),
+  }),
+});
+
+const AppliedLora = builder.objectRef<{ name: string; weight: number; unetWeight?: number }>('AppliedLora').implement({
+  description: 'A LoRA a generation applies: one of its `loras`, or a `<lora:…>` tag of its prompt.',
+  fields: (t) => ({
+    name: t.exposeString('name', { description: 'The LoRA id.' }),
+    weight: t.exposeFloat('weight'),
+    unetWeight: t.float({ resolve: (l) => l.unetWeight ?? l.weight }),
+  }),
+});
+
+const storedRequest = (g: { request: unknown }) => (g.request ?? {}) as StoredRequest;
+
+builder.prismaObjectFields('Generation', (t) => ({
+  promptSyntax: t.field({ type: PromptSyntax, resolve: (g) => (storedRequest(g).promptSyntax === 'PLAIN' ? 'PLAIN' : 'A1111') }),
+  loras: t.field({
+    type: [AppliedLora],
+    description: 'The LoRAs applied, from `loras` and from the prompt, as found when it was submitted.',
+    resolve: (g) => storedRequest(g).adapters?.loras ?? [],
+  }),
+  embeddings: t.stringList({
+    description: 'The embeddings its prompts called up, as found when it was submitted.',
+    resolve: (g) => storedRequest(g).adapters?.embeddings.map((e) => e.token) ?? [],
+  }),
+}));
+
+// Tokenizers by model, loaded on first use; a rescan describes models anew, so stale entries drop out.
+const tokenizers = new WeakMap<ModelFolderInfo, Promise<ClipTokenizer>>();
+
+async function tokenizerOf(ctx: Context, modelId: string): Promise<ClipTokenizer> {
+  const model = ctx.registry.model(modelId);
+  if (!model) throw notFound('model', modelId);
+  if (model.error) throw userError('MODEL_INVALID', `model ${model.id} cannot be used: ${model.error}`);
+  let tokenizer = tokenizers.get(model);
+  if (!tokenizer) {
+    tokenizer = ClipTokenizer.fromFolder(model.paths.tokenizer).catch((error: Error) => {
+      tokenizers.delete(model);
+      throw userError('MODEL_INVALID', `model ${model.id}: its tokenizer cannot be read: ${error.message}`);
+    });
+    tokenizers.set(model, tokenizer);
+  }
+  return tokenizer;
+}
+
+function checkLength(name: string, text: string): void {
+  if (text.length > LIMITS.maxPromptChars) throw userError('BAD_USER_INPUT', `${name} is ${text.length} characters; the limit is ${LIMITS.maxPromptChars}`);
+}
+
+/**
+ * Embeddings found by their trigger word's tokens, as AUTOMATIC1111 finds them. Only the count of
+ * their vectors matters to the counter, so the ids stand in for the ones loading them would add.
+ */
+function embeddingCounter(tokenizer: ClipTokenizer, embeddings: EmbeddingInfo[]): FindEmbedding {
+  const known = embeddings.map((e) => ({ name: e.name, ids: tokenizer.tokenize(e.name), vectors: e.vectors ?? 1 })).filter((e) => e.ids.length > 0);
+  return (tokens, position): EmbeddingMatch | undefined => {
+    const found = known.find((e) => e.ids.every((id, k) => tokens[position + k] === id));
+    return found && { name: found.name, tokenIds: new Array<number>(found.vectors).fill(tokenizer.padTokenId), tokenLength: found.ids.length };
+  };
+}
+
+builder.queryFields((t) => ({
+  embeddings: t.field({
+    type: [Embedding],
+    description: 'The textual-inversion embeddings of SDQL_EMBEDDINGS_DIR, by name; unusable files too, with their `error`.',
+    resolve: (_r, _a, ctx) => listEmbeddings(ctx.config.embeddingsDir),
+  }),
+  tokenize: t.intList({
+    description: "CLIP token ids of a text with the model's tokenizer, with the start and end tokens, no padding and no truncation; no prompt syntax is read.",
+    args: { modelId: t.arg.id({ required: true }), text: t.arg.string({ required: true }) },
+    resolve: async (_r, { modelId, text }, ctx) => {
+      checkLength('text', text);
+      return (await tokenizerOf(ctx, String(modelId))).encode(text);
+    },
+  }),
+  promptTokens: t.field({
+    type: PromptTokens,
+    description: 'Tokens, chunks, weights, LoRA tags and embeddings of a prompt under the A1111 syntax, for a token counter.',
+    args: {
+      modelId: t.arg.id({ required: true }),
+      prompt: t.arg.string({ required: true }),
+      steps: t.arg.int({ description: `The steps prompt edits are scheduled over, which decide the texts counted. Default ${DEFAULTS.steps}.` }),
+    },
+    resolve: async (_r, { modelId, prompt, steps }, ctx) => {
+      checkLength('prompt', prompt);
+      const stepCount = steps ?? DEFAULTS.steps;
+      if (!Number.isInteger(stepCount) || stepCount < LIMITS.minSteps || stepCount > LIMITS.maxSteps) {
+        throw userError('BAD_USER_INPUT', `steps must be an integer from ${LIMITS.minSteps} to ${LIMITS.maxSteps}, got ${stepCount}`);
+      }
+      const tokenizer = await tokenizerOf(ctx, String(modelId));
+      const available = await listEmbeddings(ctx.config.embeddingsDir);
+      const used = new Set(embeddingsUsedIn([extractLoraTags(prompt).prompt], available).map((e) => e.token));
+      const summary = summarizePrompt(prompt, tokenizer, { steps: stepCount, findEmbedding: embeddingCounter(tokenizer, available.filter((e) => used.has(e.name))) });
+      return {
+        ...summary,
+        loras: summary.loras.map((tag) => {
+          const lora = ctx.registry.lora(tag.name);
+          return { ...tag, found: lora !== undefined && !lora.error };
+        }),
+        embeddings: [...used],
+      };
+    },
+  }),
+}));
