@@ -1,13 +1,18 @@
 // `sdql generate`: one request through the engine, straight to image files, with a progress bar.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { loadConfig } from '../config.ts';
+import { listEmbeddings } from '../diffusion/embeddings.ts';
 import { Engine } from '../diffusion/engine.ts';
 import { DiffusionError } from '../diffusion/errors.ts';
 import { encodeImage, type ImageFormat } from '../diffusion/image.ts';
 import { inspectModelFolder } from '../diffusion/model-folder.ts';
-import { DEFAULTS, resolveRequest, type StepProgress } from '../diffusion/pipeline.ts';
+import { DEFAULTS, PROMPT_SYNTAXES, resolveRequest, type PromptSyntax, type StepProgress } from '../diffusion/pipeline.ts';
 import { SCHEDULER_NAMES } from '../diffusion/schedulers/index.ts';
+import { resolveAdapters, type AdapterSource } from '../jobs/request.ts';
+import { inspectLoraFile } from '../registry/loras.ts';
 
 export const GENERATE_HELP = `Usage: sdql generate --model <folder or id> --prompt <text> [options]
 
@@ -22,6 +27,7 @@ Options:
   --scheduler <name>        ${SCHEDULER_NAMES.join(', ')} (default ${DEFAULTS.scheduler})
   --guidance-scale <x>      classifier-free guidance scale (default ${DEFAULTS.guidanceScale})
   --guidance-rescale <x>    0 to 1 (default 0)
+  --prompt-syntax <s>       A1111 (weights, long prompts, [edits], <lora:name:w> tags) or PLAIN (default ${DEFAULTS.promptSyntax})
   --eta <x>                 DDIM's eta (default 0)
   --size <W>x<H>            image size (default: the model's native size, or the init image's)
   --num-images <n>          1 to 16 (default 1)
@@ -44,6 +50,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
       scheduler: { type: 'string' },
       'guidance-scale': { type: 'string' },
       'guidance-rescale': { type: 'string' },
+      'prompt-syntax': { type: 'string' },
       eta: { type: 'string' },
       size: { type: 'string' },
       'num-images': { type: 'string' },
@@ -78,14 +85,26 @@ export async function generateCommand(argv: string[]): Promise<number> {
     return 2;
   }
 
+  const config = loadConfig({}, process.env);
   const engine = new Engine();
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
   try {
-    const model = await inspectModelFolder(resolveModelDir(values.model));
+    const model = await inspectModelFolder(resolveModelDir(values.model, config.modelsDir));
+    const promptSyntax = (values['prompt-syntax']?.toUpperCase() ?? DEFAULTS.promptSyntax) as PromptSyntax;
+    if (!PROMPT_SYNTAXES.includes(promptSyntax)) throw new DiffusionError('BAD_USER_INPUT', `--prompt-syntax must be A1111 or PLAIN, got "${values['prompt-syntax']}"`);
+    const adapters = await resolveAdapters(await fileAdapterSource(config.lorasDir, config.embeddingsDir), model, {
+      prompt: values.prompt,
+      negativePrompt: values['negative-prompt'],
+      promptSyntax,
+    });
+    for (const warning of adapters.warnings) process.stderr.write(`warning: ${warning}\n`);
     const request = await resolveRequest(model, {
       prompt: values.prompt,
+      promptSyntax,
+      loras: adapters.loras,
+      embeddings: adapters.embeddings,
       negativePrompt: values['negative-prompt'],
       seed: number('seed', values.seed),
       steps: number('steps', values.steps),
@@ -103,6 +122,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     process.stderr.write(`${model.id}: ${request.width}x${request.height}, ${request.scheduler}, ${request.steps} steps, seed ${request.seed}\n`);
     const result = await engine.run(model, request, { signal: controller.signal, onStep: (p) => bar.update(p) });
     bar.done();
+    for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
     for (const [i, { seed, image }] of result.images.entries()) {
       const file = result.images.length === 1 ? values.output : values.output.replace(/(\.\w+)$/, `-${i}$1`);
       writeFileSync(file, await encodeImage(image, format));
@@ -123,11 +143,18 @@ export async function generateCommand(argv: string[]): Promise<number> {
 }
 
 /** A model folder given as a path, or as the id of a folder in SDQL_MODELS_DIR. */
-function resolveModelDir(model: string): string {
+function resolveModelDir(model: string, modelsDir: string): string {
   if (existsSync(join(model, 'model_index.json'))) return resolve(model);
-  const byId = resolve(process.env.SDQL_MODELS_DIR || './models', model);
+  const byId = join(modelsDir, model);
   if (existsSync(join(byId, 'model_index.json'))) return byId;
-  throw new DiffusionError('BAD_USER_INPUT', `no model "${model}": give a folder with a model_index.json or the id of one in ${resolve(process.env.SDQL_MODELS_DIR || './models')}`);
+  throw new DiffusionError('BAD_USER_INPUT', `no model "${model}": give a folder with a model_index.json or the id of one in ${modelsDir}`);
+}
+
+/** LoRAs and embeddings straight from their folders, as the server's registry would list them. */
+async function fileAdapterSource(lorasDir: string, embeddingsDir: string): Promise<AdapterSource> {
+  const files = (await readdir(lorasDir).catch(() => [])).filter((f) => f.toLowerCase().endsWith('.safetensors'));
+  const loras = new Map((await Promise.all(files.map((f) => inspectLoraFile(join(lorasDir, f))))).map((l) => [l.id, l]));
+  return { lora: (id) => loras.get(id), embeddings: () => listEmbeddings(embeddingsDir) };
 }
 
 /** A one-line progress bar on a terminal; a line per tenth of the work elsewhere (logs stay readable). */
