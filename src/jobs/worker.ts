@@ -218,6 +218,9 @@ function storedRequestForImage(stored: StoredRequest): Omit<StoredRequest, 'init
   return initImage ? { ...rest, initImage: { sha256: initImage.sha256 } } : rest;
 }
 
+/** How often a running generation's step is written to its row. */
+const RECORD_PROGRESS_MS = 500;
+
 /**
  * Turns step progress into events with previews: the engine's TAESD pixels when it sends them, else
  * the linear approximation. Rendering runs on sharp's threads while the engine thread keeps
@@ -225,6 +228,7 @@ function storedRequestForImage(stored: StoredRequest): Omit<StoredRequest, 'init
  */
 class PreviewStream {
   private chain = Promise.resolve();
+  private lastRecorded = -Infinity;
 
   constructor(
     private readonly deps: Pick<WorkerDeps, 'events' | 'prisma'>,
@@ -243,10 +247,15 @@ class PreviewStream {
         })
       : Promise.resolve(null);
     const { prisma, events } = this.deps;
+    // Subscribers get every step; the row (for queries and late subscribers) twice a second at most.
+    const record = p.step === 1 || p.step === p.totalSteps || performance.now() - this.lastRecorded >= RECORD_PROGRESS_MS;
+    if (record) this.lastRecorded = performance.now();
     this.chain = this.chain.then(async () => {
-      await prisma.generation
-        .updateMany({ where: { id: this.generationId, status: 'RUNNING' }, data: { step: p.step, totalSteps: p.totalSteps } })
-        .catch((error) => log.warn('could not record progress', { generationId: this.generationId, err: error }));
+      if (record) {
+        await prisma.generation
+          .updateMany({ where: { id: this.generationId, status: 'RUNNING' }, data: { step: p.step, totalSteps: p.totalSteps } })
+          .catch((error) => log.warn('could not record progress', { generationId: this.generationId, err: error }));
+      }
       events.publish('generation', this.generationId, {
         generationId: this.generationId,
         status: 'RUNNING',
