@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { startTestServer, type TestServer } from '../helpers/api.ts';
-import { compareImages, loadReference, referenceDir, skipWithoutReference } from '../helpers/reference.ts';
+import { caseParams, compareImages, loadReference, referenceDir, skipWithoutReference } from '../helpers/reference.ts';
 
 const GENERATION = `query($id: ID!) { generation(id: $id) { status error images { url seed } } }`;
 
@@ -40,18 +40,7 @@ describe('reference cases through generate', { skip: skipWithoutReference }, () 
       const { generate } = await api.data<any>(`mutation($input: GenerateInput!) { generate(input: $input) { id } }`, {
         input: {
           modelId: c.case.name,
-          prompt: c.case.prompt,
-          negativePrompt: c.case.negative_prompt,
-          width: c.case.width,
-          height: c.case.height,
-          steps: c.case.steps,
-          guidanceScale: c.case.guidance_scale,
-          guidanceRescale: c.case.guidance_rescale,
-          scheduler: c.case.scheduler,
-          seed: c.case.seed,
-          numImages: c.case.num_images,
-          eta: c.case.eta,
-          strength: c.case.strength,
+          ...caseParams(c),
           initImage: init ? { dataUrl: `data:image/png;base64,${init.toString('base64')}` } : undefined,
         },
       });

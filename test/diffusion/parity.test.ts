@@ -10,7 +10,7 @@ import { Engine } from '../../src/diffusion/engine.ts';
 import { quantize } from '../../src/diffusion/image.ts';
 import { inspectModelFolder } from '../../src/diffusion/model-folder.ts';
 import { resolveRequest } from '../../src/diffusion/pipeline.ts';
-import { compareImages, loadReference, readNpy, referenceDir, skipWithoutReference, type ReferenceCase } from '../helpers/reference.ts';
+import { caseParams, compareImages, loadReference, readNpy, referenceDir, skipWithoutReference, type ReferenceCase } from '../helpers/reference.ts';
 
 /** The model folder a case runs on: the reference model, or a copy with its scheduler config overridden. */
 function modelDirFor(c: ReferenceCase, scratch: string): string {
@@ -36,18 +36,7 @@ describe('parity with diffusers 0.21.4', { skip: skipWithoutReference }, () => {
     test(c.case.name, async () => {
       const model = await inspectModelFolder(modelDirFor(c, scratch));
       const request = await resolveRequest(model, {
-        prompt: c.case.prompt,
-        negativePrompt: c.case.negative_prompt,
-        width: c.case.width,
-        height: c.case.height,
-        steps: c.case.steps,
-        guidanceScale: c.case.guidance_scale,
-        guidanceRescale: c.case.guidance_rescale,
-        scheduler: c.case.scheduler,
-        seed: c.case.seed,
-        numImages: c.case.num_images,
-        eta: c.case.eta,
-        strength: c.case.strength,
+        ...caseParams(c),
         initImage: c.case.init_image ? readFileSync(join(referenceDir!, c.case.init_image)) : undefined,
         // diffusers' load_lora_weights with cross_attention_kwargs={"scale": weight}.
         loras: c.case.lora && [{ ...c.case.lora, path: join(referenceDir!, 'loras', `${c.case.lora.name}.safetensors`) }],

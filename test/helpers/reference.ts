@@ -77,3 +77,22 @@ export function compareImages(actual: Uint8Array, expected: Uint8Array): { withi
   }
   return { within1: within1 / actual.length, maxDiff };
 }
+
+/** A case's request in our parameter names (GenerateParams and GenerateInput share them), without its init image. */
+export function caseParams(c: ReferenceCase) {
+  const k = c.case;
+  return {
+    prompt: k.prompt,
+    negativePrompt: k.negative_prompt,
+    width: k.width,
+    height: k.height,
+    steps: k.steps,
+    guidanceScale: k.guidance_scale,
+    guidanceRescale: k.guidance_rescale,
+    scheduler: k.scheduler,
+    seed: k.seed,
+    numImages: k.num_images,
+    eta: k.eta,
+    strength: k.strength,
+  };
+}
