@@ -5,7 +5,7 @@
 // process) is queued again, up to MAX_ATTEMPTS runs, then failed with a reason.
 import type { Generation, PrismaClient } from '../db/index.ts';
 import { log } from '../log.ts';
-import type { JobEvents, QueueEvent } from './events.ts';
+import type { GenerationEvent, GenerationStatus, JobEvents, QueueEvent } from './events.ts';
 
 export const MAX_ATTEMPTS = 3;
 /** How often a worker tells the database it still runs its generation... */
@@ -93,7 +93,7 @@ export class GenerationQueue {
       data: { status: 'CANCELED', finishedAt: new Date() },
     });
     if (queued.count > 0) {
-      this.events.publish('generation', id, terminalEvent(id, 'CANCELED', null));
+      this.events.publish('generation', id, statusEvent(id, 'CANCELED', null));
       this.events.publish('queue', { generationId: id, status: 'CANCELED' });
       return true;
     }
@@ -132,7 +132,7 @@ export class GenerationQueue {
       select: { id: true },
     });
     for (const { id, error } of failed) {
-      this.events.publish('generation', id, terminalEvent(id, 'FAILED', error));
+      this.events.publish('generation', id, statusEvent(id, 'FAILED', error));
       this.events.publish('queue', { generationId: id, status: 'FAILED' });
     }
     for (const { id } of requeued) this.events.publish('queue', { generationId: id, status: 'QUEUED' });
@@ -142,6 +142,7 @@ export class GenerationQueue {
   }
 }
 
-export function terminalEvent(generationId: string, status: 'SUCCEEDED' | 'FAILED' | 'CANCELED', error: string | null, step = 0, totalSteps: number | null = null) {
+/** An event that announces a status, without step progress. */
+export function statusEvent(generationId: string, status: GenerationStatus, error: string | null = null, step = 0, totalSteps: number | null = null): GenerationEvent {
   return { generationId, status, step, totalSteps, imageIndex: 0, etaMs: null, preview: null, error };
 }

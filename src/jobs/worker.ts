@@ -1,7 +1,7 @@
 // A worker runs queued generations one at a time on a generation engine (the engine thread in
 // the server), streams each step with a preview, and stores the images with their metadata.
 import { hostname } from 'node:os';
-import type { Generation, PrismaClient } from '../db/index.ts';
+import type { Generation, Prisma, PrismaClient } from '../db/index.ts';
 import type { EngineStepProgress, GenerationEngine } from '../diffusion/engine.ts';
 import { DiffusionError } from '../diffusion/errors.ts';
 import { encodeImage } from '../diffusion/image.ts';
@@ -14,7 +14,7 @@ import type { SchedulerName } from '../diffusion/schedulers/index.ts';
 import { log } from '../log.ts';
 import type { JobEvents } from './events.ts';
 import type { ImageStore } from './image-store.ts';
-import { terminalEvent, type GenerationQueue } from './queue.ts';
+import { statusEvent, type GenerationQueue } from './queue.ts';
 import { resolveAdapters, type AdapterSource, type StoredRequest } from './request.ts';
 
 export interface WorkerDeps {
@@ -107,7 +107,7 @@ export class GenerationWorker {
       const previewEvery = stored.previewEvery ?? 1;
       const previews = new PreviewStream(this.deps, generation.id, request, previewEvery);
       const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
-      events.publish('generation', generation.id, { ...terminalEvent(generation.id, 'SUCCEEDED', null), status: 'RUNNING' });
+      events.publish('generation', generation.id, statusEvent(generation.id, 'RUNNING'));
       const result = await engine.run(model, request, {
         signal: abort.signal,
         onStep: (p) => previews.push(p, started),
@@ -163,7 +163,7 @@ export class GenerationWorker {
     const { prisma, images, events, queue } = this.deps;
     const written: string[] = [];
     try {
-      const rows = [];
+      const rows: Prisma.ImageCreateManyInput[] = [];
       for (const [index, { seed, image }] of results.entries()) {
         const parameters = formatInfotext({ ...request, seed, modelHash: modelHash?.slice(0, 10), modelName: model.id });
         const png = addPngText(await encodeImage(image, 'png'), {
@@ -174,21 +174,21 @@ export class GenerationWorker {
         written.push(file.path);
         rows.push({ generationId: generation.id, index, path: file.path, width: image.width, height: image.height, seed: BigInt(seed), format: 'png', bytes: file.bytes, sha256: file.sha256 });
       }
-      const finishedAt = new Date();
-      const [updated] = await prisma.$transaction([
-        prisma.generation.updateMany({
+      await prisma.$transaction(async (tx) => {
+        const updated = await tx.generation.updateMany({
           where: { id: generation.id, workerId: this.id, status: 'RUNNING' },
-          data: { status: 'SUCCEEDED', finishedAt, step: generation.steps, modelHash: modelHash?.slice(0, 10) ?? null, warnings, heartbeatAt: null },
-        }),
-        prisma.image.createMany({ data: rows }),
-      ]);
-      if (updated.count === 0) throw new Error('the generation was taken from this worker');
+          data: { status: 'SUCCEEDED', finishedAt: new Date(), modelHash: modelHash?.slice(0, 10) ?? null, warnings, heartbeatAt: null },
+        });
+        // Canceled, or requeued by a recovery that took this worker for dead: its images are not wanted.
+        if (updated.count === 0) throw new Error('the generation was taken from this worker');
+        await tx.image.createMany({ data: rows });
+      });
     } catch (error) {
       await images.remove(written);
       throw error;
     }
     const final = await prisma.generation.findUniqueOrThrow({ where: { id: generation.id } });
-    events.publish('generation', generation.id, terminalEvent(generation.id, 'SUCCEEDED', null, final.step, final.totalSteps));
+    events.publish('generation', generation.id, statusEvent(generation.id, 'SUCCEEDED', null, final.step, final.totalSteps));
     queue.announce(final.id, final.status);
   }
 
@@ -207,7 +207,7 @@ export class GenerationWorker {
     await prisma.generation
       .updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { status, error: message, finishedAt: new Date(), heartbeatAt: null } })
       .catch((e) => log.error('could not record a failed generation', { err: e }));
-    events.publish('generation', generation.id, terminalEvent(generation.id, status, message));
+    events.publish('generation', generation.id, statusEvent(generation.id, status, message));
     queue.announce(generation.id, status);
   }
 }
