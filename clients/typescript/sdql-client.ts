@@ -1,0 +1,279 @@
+/**
+ * A small typed client for sdql, for scripts: submit a generation, follow it step by step over
+ * graphql-ws, fetch its images. Needs only `graphql-ws`, `ws` and the global fetch (Node 20+).
+ *
+ * The types are written by hand for the operations below and follow schema/schema.graphql: same
+ * field names, `| null` exactly where the schema's field is nullable, `?` where an input field is
+ * optional. ID, DateTime (ISO 8601) and SafeInt travel as JSON strings and numbers.
+ */
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+
+export type Scheduler = 'DDIM' | 'DPM2' | 'DPMPP_2M' | 'DPMPP_2M_KARRAS' | 'EULER' | 'EULER_A' | 'HEUN' | 'LMS' | 'PNDM' | 'UNIPC';
+export type GenerationStatus = 'CANCELED' | 'FAILED' | 'QUEUED' | 'RUNNING' | 'SUCCEEDED';
+export type PromptSyntax = 'A1111' | 'PLAIN';
+
+/** An image, given in exactly one way. A `file` is sent as a GraphQL multipart upload. */
+export interface ImageInput {
+  dataUrl?: string | null;
+  file?: Blob | null;
+  imageId?: string | null;
+}
+
+export interface LoraInput {
+  id: string;
+  weight?: number | null;
+}
+
+/** The schema's descriptions give each field's range and default. */
+export interface GenerateInput {
+  eta?: number | null;
+  guidanceRescale?: number | null;
+  guidanceScale?: number | null;
+  height?: number | null;
+  initImage?: ImageInput | null;
+  loras?: LoraInput[] | null;
+  modelId: string;
+  negativePrompt?: string | null;
+  numImages?: number | null;
+  previewEvery?: number | null;
+  priority?: number | null;
+  prompt: string;
+  promptSyntax?: PromptSyntax | null;
+  scheduler?: Scheduler | null;
+  seed?: number | null;
+  steps?: number | null;
+  strength?: number | null;
+  width?: number | null;
+}
+
+export interface AppliedLora {
+  name: string;
+  unetWeight: number;
+  weight: number;
+}
+
+/** Every field of the schema's Image but `generation` (the image comes with it). */
+export interface Image {
+  bytes: number;
+  createdAt: string;
+  format: string;
+  height: number;
+  id: string;
+  index: number;
+  infotext: string;
+  seed: number;
+  sha256: string;
+  url: string;
+  width: number;
+}
+
+/** Every field of the schema's Generation but `model` (see `modelId`). */
+export interface Generation {
+  createdAt: string;
+  durationMs: number | null;
+  embeddings: string[];
+  error: string | null;
+  eta: number;
+  finishedAt: string | null;
+  guidanceRescale: number;
+  guidanceScale: number;
+  height: number;
+  id: string;
+  images: Image[];
+  loras: AppliedLora[];
+  modelHash: string | null;
+  modelId: string;
+  negativePrompt: string;
+  numImages: number;
+  priority: number;
+  prompt: string;
+  promptSyntax: PromptSyntax;
+  queuePosition: number | null;
+  scheduler: Scheduler;
+  seed: number;
+  startedAt: string | null;
+  status: GenerationStatus;
+  step: number;
+  steps: number;
+  strength: number | null;
+  totalSteps: number | null;
+  warnings: string[];
+  width: number;
+}
+
+export interface Preview {
+  dataUrl: string;
+  height: number;
+  width: number;
+}
+
+export interface GenerationProgress {
+  error: string | null;
+  etaMs: number | null;
+  generationId: string;
+  imageIndex: number;
+  preview: Preview | null;
+  status: GenerationStatus;
+  step: number;
+  totalSteps: number | null;
+}
+
+/** Statuses after which a generation never changes again. */
+export const TERMINAL_STATUSES: readonly GenerationStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELED'];
+
+const IMAGE_FIELDS = 'bytes createdAt format height id index infotext seed sha256 url width';
+const GENERATION_FIELDS = `createdAt durationMs embeddings error eta finishedAt guidanceRescale guidanceScale height id
+  images { ${IMAGE_FIELDS} } loras { name unetWeight weight } modelHash modelId negativePrompt numImages priority prompt
+  promptSyntax queuePosition scheduler seed startedAt status step steps strength totalSteps warnings width`;
+
+/** The documents this client sends, for callers with a transport of their own. */
+export const operations = {
+  generate: `mutation Generate($input: GenerateInput!) { generate(input: $input) { ${GENERATION_FIELDS} } }`,
+  generation: `query Generation($id: ID!) { generation(id: $id) { ${GENERATION_FIELDS} } }`,
+  cancel: `mutation CancelGeneration($id: ID!) { cancelGeneration(id: $id) { ${GENERATION_FIELDS} } }`,
+  progress: `subscription GenerationProgress($id: ID!) { generationProgress(id: $id) {
+    error etaMs generationId imageIndex preview { dataUrl height width } status step totalSteps } }`,
+} as const;
+
+/** An error as GraphQL responses carry it. */
+export interface GraphQLErrorBody {
+  message: string;
+  path?: readonly (string | number)[];
+  extensions?: { code?: string; [key: string]: unknown };
+}
+
+/** What the server refused or failed to do: the first GraphQL error's `extensions.code` and message, with all of them. */
+export class SdqlError extends Error {
+  override name = 'SdqlError';
+  /** BAD_USER_INPUT, NOT_FOUND, CONFLICT, MODEL_INVALID, …; undefined when the server gave none. */
+  readonly code: string | undefined;
+  readonly errors: readonly GraphQLErrorBody[];
+
+  constructor(errors: readonly GraphQLErrorBody[]) {
+    super(errors[0]?.message ?? 'sdql returned an error without a message');
+    this.code = errors[0]?.extensions?.code;
+    this.errors = errors;
+  }
+}
+
+export interface SdqlClientOptions {
+  /** The server (`http://127.0.0.1:4000`) or its GraphQL endpoint (`…/graphql`). */
+  url: string;
+}
+
+export interface SdqlClient {
+  /** Queues a generation; it comes back QUEUED. */
+  generate(input: GenerateInput): Promise<Generation>;
+  /**
+   * Follows a generation over graphql-ws: `onEvent` sees its state now, each step, and its final
+   * state, which the promise resolves with (SUCCEEDED, FAILED or CANCELED alike).
+   */
+  progress(id: string, onEvent?: (event: GenerationProgress) => void): Promise<GenerationProgress>;
+  /** A generation by id; NOT_FOUND when there is none. */
+  generation(id: string): Promise<Generation>;
+  /** Cancels a queued generation at once or a running one at its next step; CONFLICT once it has ended. */
+  cancel(id: string): Promise<Generation>;
+  /** The image file's bytes (PNG unless the image says otherwise). */
+  download(image: Pick<Image, 'url'>): Promise<Uint8Array>;
+  /** Closes the WebSocket, if one is open. */
+  close(): Promise<void>;
+}
+
+export function createSdqlClient({ url }: SdqlClientOptions): SdqlClient {
+  const endpoint = new URL(url);
+  if (!endpoint.pathname.endsWith('/graphql')) endpoint.pathname = `${endpoint.pathname.replace(/\/$/, '')}/graphql`;
+  let ws: Client | undefined;
+
+  async function request<T>(query: string, variables: Record<string, unknown>): Promise<T> {
+    const body = encodeRequest(query, variables);
+    const response = await fetch(endpoint, {
+      method: 'POST',
+      // fetch writes a multipart body's content-type itself, with the boundary.
+      headers: { accept: 'application/graphql-response+json, application/json', ...(typeof body === 'string' && { 'content-type': 'application/json' }) },
+      body,
+    });
+    const text = await response.text();
+    let result: { data?: T | null; errors?: GraphQLErrorBody[] };
+    try {
+      result = JSON.parse(text);
+    } catch {
+      throw new SdqlError([{ message: `HTTP ${response.status} from ${endpoint.href}: ${text.slice(0, 200)}` }]);
+    }
+    if (result.errors?.length) throw new SdqlError(result.errors);
+    if (!response.ok || result.data == null) throw new SdqlError([{ message: `HTTP ${response.status} from ${endpoint.href} without data` }]);
+    return result.data;
+  }
+
+  function progress(id: string, onEvent?: (event: GenerationProgress) => void): Promise<GenerationProgress> {
+    ws ??= createClient({ url: endpoint.href.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: true });
+    const client = ws;
+    return new Promise((resolve, reject) => {
+      let final: GenerationProgress | undefined;
+      const unsubscribe = client.subscribe<{ generationProgress: GenerationProgress }>(
+        { query: operations.progress, variables: { id } },
+        {
+          next: (result) => {
+            if (result.errors?.length) return fail(new SdqlError(result.errors));
+            const event = result.data!.generationProgress;
+            onEvent?.(event);
+            if (TERMINAL_STATUSES.includes(event.status)) final = event;
+          },
+          error: (error) => fail(Array.isArray(error) ? new SdqlError(error) : toError(error)),
+          complete: () => (final ? resolve(final) : reject(new SdqlError([{ message: `the progress of generation ${id} ended before a final status` }]))),
+        },
+      );
+      function fail(error: Error) {
+        unsubscribe();
+        reject(error);
+      }
+    });
+  }
+
+  return {
+    generate: async (input) => (await request<{ generate: Generation }>(operations.generate, { input })).generate,
+    generation: async (id) => (await request<{ generation: Generation }>(operations.generation, { id })).generation,
+    cancel: async (id) => (await request<{ cancelGeneration: Generation }>(operations.cancel, { id })).cancelGeneration,
+    progress,
+    download: async (image) => {
+      // The server gives absolute URLs; a relative one is relative to the endpoint.
+      const response = await fetch(new URL(image.url, endpoint));
+      if (!response.ok) throw new Error(`HTTP ${response.status} for ${response.url}`);
+      return new Uint8Array(await response.arrayBuffer());
+    },
+    close: async () => {
+      await ws?.dispose();
+      ws = undefined;
+    },
+  };
+}
+
+/** JSON, or a GraphQL multipart request when the variables hold files (Blobs). */
+function encodeRequest(query: string, variables: Record<string, unknown>): string | FormData {
+  const files: [path: string, file: Blob][] = [];
+  const json = JSON.stringify({ query, variables: withoutFiles(variables, 'variables', files) });
+  if (files.length === 0) return json;
+  const form = new FormData();
+  form.set('operations', json);
+  form.set('map', JSON.stringify(Object.fromEntries(files.map(([path], i) => [i, [path]]))));
+  files.forEach(([, file], i) => form.set(String(i), file));
+  return form;
+}
+
+/** The value with each Blob replaced by null, as the multipart spec wants, and its path noted. */
+function withoutFiles(value: unknown, path: string, files: [string, Blob][]): unknown {
+  if (value instanceof Blob) {
+    files.push([path, value]);
+    return null;
+  }
+  if (Array.isArray(value)) return value.map((item, i) => withoutFiles(item, `${path}.${i}`, files));
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, withoutFiles(item, `${path}.${key}`, files)]));
+}
+
+function toError(error: unknown): Error {
+  if (error instanceof Error) return error;
+  // graphql-ws reports a closed socket with its CloseEvent.
+  const close = error as { code?: number; reason?: string };
+  return new Error(`the WebSocket to sdql closed${close.code ? ` (${close.code}${close.reason ? `: ${close.reason}` : ''})` : ''}`);
+}

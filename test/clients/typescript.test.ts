@@ -1,0 +1,171 @@
+// The TypeScript client (clients/typescript) against a listening server with the fixture model: its
+// documents fit the schema, it follows a generation step by step, surfaces error codes, cancels,
+// uploads init images, and its generate.ts example writes PNGs.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, test } from 'node:test';
+import { buildSchema, parse, validate, type FieldNode, type GraphQLObjectType, type OperationDefinitionNode } from 'graphql';
+import sharp from 'sharp';
+import {
+  createSdqlClient,
+  operations,
+  SdqlError,
+  type Generation,
+  type GenerationProgress,
+  type SdqlClient,
+} from '../../clients/typescript/sdql-client.ts';
+import { startTestServer, type TestServer } from '../helpers/api.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+/** Keeps the worker busy until canceled, so that a test subscribes before its generation starts. */
+const blocker = { modelId: 'demo', prompt: 'busy', steps: 150, numImages: 8, previewEvery: 0 };
+
+let api: TestServer;
+let client: SdqlClient;
+
+before(async () => {
+  api = await startTestServer();
+  client = createSdqlClient({ url: api.server.url });
+});
+after(async () => {
+  await client.close();
+  await api.close();
+});
+
+/** Follows a generation; `first` settles at its first event (its state when subscribing). */
+function follow(id: string) {
+  const events: GenerationProgress[] = [];
+  let subscribed!: () => void;
+  const first = new Promise<void>((resolve) => (subscribed = resolve));
+  const final = client.progress(id, (event) => {
+    events.push(event);
+    subscribed();
+  });
+  return { events, first, final };
+}
+
+async function cancelBlocker(id: string) {
+  const blocked = follow(id);
+  await client.cancel(id);
+  assert.equal((await blocked.final).status, 'CANCELED');
+}
+
+test('the documents are valid against schema/schema.graphql and select every field of their types but the back-links', () => {
+  const schema = buildSchema(readFileSync(join(root, 'schema/schema.graphql'), 'utf8'));
+  for (const [name, document] of Object.entries(operations)) assert.deepEqual(validate(schema, parse(document)), [], name);
+  const fieldsOf = (type: string, except?: string) => Object.keys((schema.getType(type) as GraphQLObjectType).getFields()).filter((f) => f !== except).sort();
+  const generation = rootSelection(operations.generation);
+  assert.deepEqual(names(generation), fieldsOf('Generation', 'model'));
+  assert.deepEqual(names(subSelection(generation, 'images')), fieldsOf('Image', 'generation'));
+  assert.deepEqual(names(subSelection(generation, 'loras')), fieldsOf('AppliedLora'));
+  for (const document of [operations.generate, operations.cancel]) assert.deepEqual(rootSelection(document), generation);
+  const progress = rootSelection(operations.progress);
+  assert.deepEqual(names(progress), fieldsOf('GenerationProgress'));
+  assert.deepEqual(names(subSelection(progress, 'preview')), fieldsOf('Preview'));
+});
+
+/** The fields selected on the operation's one root field. */
+function rootSelection(document: string): readonly FieldNode[] {
+  const [operation] = parse(document, { noLocation: true }).definitions as OperationDefinitionNode[];
+  const [root] = operation.selectionSet.selections as FieldNode[];
+  return root.selectionSet!.selections as FieldNode[];
+}
+
+function subSelection(fields: readonly FieldNode[], name: string): readonly FieldNode[] {
+  return fields.find((f) => f.name.value === name)!.selectionSet!.selections as FieldNode[];
+}
+
+const names = (fields: readonly FieldNode[]) => fields.map((f) => f.name.value).sort();
+
+test('generate → an event for every step → SUCCEEDED → a PNG that decodes', async () => {
+  const busy = await client.generate(blocker);
+  const queued = await client.generate({ modelId: 'demo', prompt: 'a lighthouse', steps: 3, seed: 1, scheduler: 'EULER' });
+  assert.equal(queued.status, 'QUEUED');
+  assert.deepEqual([queued.seed, queued.steps, queued.scheduler, queued.images], [1, 3, 'EULER', []]);
+  const followed = follow(queued.id);
+  await followed.first;
+  await cancelBlocker(busy.id);
+  const final = await followed.final;
+
+  assert.equal(followed.events[0].status, 'QUEUED');
+  const steps = followed.events.filter((e) => e.status === 'RUNNING' && e.step > 0);
+  assert.deepEqual(steps.map((e) => [e.step, e.totalSteps]), [[1, 3], [2, 3], [3, 3]]);
+  assert.ok(steps.every((e) => e.generationId === queued.id && e.preview?.dataUrl.startsWith('data:image/jpeg;base64,')));
+  assert.equal(final, followed.events.at(-1));
+  assert.equal(final.status, 'SUCCEEDED');
+
+  const done: Generation = await client.generation(queued.id);
+  assert.equal(done.status, 'SUCCEEDED');
+  assert.equal(done.images.length, 1);
+  const png = await client.download(done.images[0]);
+  assert.equal(png.byteLength, done.images[0].bytes);
+  const decoded = await sharp(png).metadata();
+  assert.deepEqual([decoded.format, decoded.width, decoded.height], ['png', done.width, done.height]);
+});
+
+test('GraphQL errors become SdqlErrors with their code', async () => {
+  await assert.rejects(client.generate({ modelId: 'demo', prompt: 'x', steps: 0 }), (error) => {
+    assert.ok(error instanceof SdqlError);
+    assert.equal(error.code, 'BAD_USER_INPUT');
+    assert.match(error.message, /steps/);
+    return true;
+  });
+  await assert.rejects(client.generation('missing'), { name: 'SdqlError', code: 'NOT_FOUND' });
+  await assert.rejects(client.progress('missing'), { name: 'SdqlError', code: 'NOT_FOUND' });
+});
+
+test('cancel: a queued generation at once, a running one at its next step; CONFLICT once ended', async () => {
+  const running = await client.generate(blocker);
+  const queued = await client.generate({ modelId: 'demo', prompt: 'never runs', steps: 2 });
+  assert.equal((await client.cancel(queued.id)).status, 'CANCELED');
+  const late = follow(queued.id);
+  assert.equal((await late.final).status, 'CANCELED');
+  assert.deepEqual(late.events.map((e) => e.status), ['CANCELED']);
+  await assert.rejects(client.cancel(queued.id), { name: 'SdqlError', code: 'CONFLICT' });
+
+  const followed = follow(running.id);
+  for (let g = running; g.status !== 'RUNNING'; g = await client.generation(running.id)) await new Promise((r) => setTimeout(r, 20));
+  assert.equal((await client.cancel(running.id)).status, 'CANCELED');
+  assert.equal((await followed.final).status, 'CANCELED');
+  assert.equal((await client.generation(running.id)).images.length, 0);
+});
+
+test('an init image given as a Blob goes up as a multipart upload', async () => {
+  const init = await sharp({ create: { width: 72, height: 80, channels: 3, background: '#336699' } }).png().toBuffer();
+  const queued = await client.generate({ modelId: 'demo', prompt: 'img2img', steps: 2, strength: 1, initImage: { file: new Blob([init], { type: 'image/png' }) } });
+  assert.deepEqual([queued.width, queued.height, queued.strength], [72, 80, 1]);
+  assert.equal((await client.progress(queued.id)).status, 'SUCCEEDED');
+});
+
+test('generate.ts prints a line per step and writes every image', async () => {
+  const busy = await client.generate(blocker);
+  const out = join(api.tmp, 'fox.png');
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'clients/typescript/generate.ts', '--url', api.server.url, '--model', 'demo', '--prompt', 'a fox', '--seed', '7', '--steps', '2', '-n', '2', '-o', out],
+    { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  // The worker stays busy until the child has subscribed, so it sees every step.
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+      if (stdout.includes('queued\n')) resolve();
+    });
+    child.on('close', () => reject(new Error(`generate.ts exited early: ${stdout}${stderr}`)));
+  });
+  await cancelBlocker(busy.id);
+  assert.equal(await exited, 0, stderr);
+
+  assert.match(stdout, /^generation \S+: seed 7, \d+x\d+, 2 steps, DPMPP_2M_KARRAS\nqueued\nstep 1\/2( {2}ETA \d+\.\ds)?\nstep 2\/2( {2}ETA \d+\.\ds)?\n/);
+  for (const [i, file] of ['fox-0.png', 'fox-1.png'].entries()) {
+    assert.match(stdout, new RegExp(`wrote ${join(api.tmp, file).replace(/[.\\]/g, '\\$&')} \\(seed ${7 + i}\\)`));
+    assert.equal((await sharp(join(api.tmp, file)).metadata()).format, 'png');
+  }
+});
