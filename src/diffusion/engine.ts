@@ -15,7 +15,8 @@ import { TaesdDecoder, TaesdPreviews, taesdWarning } from './taesd.ts';
 
 export interface EngineOptions {
   runtime?: RuntimeOptions;
-  /** Bytes of model files kept loaded between requests; half the machine's memory by default. */
+  /** Bytes of model files kept loaded between requests; a sixth of the machine's memory by default,
+   * since a loaded model takes about three times its files (weights plus onnxruntime's arena). */
   cacheBudgetBytes?: number;
 }
 
@@ -55,7 +56,7 @@ export class Engine implements GenerationEngine {
   private readonly decoders = new ModelCache<TaesdDecoder>(DECODER_CACHE_BYTES);
 
   constructor(private readonly options: EngineOptions = {}) {
-    this.cache = new ModelCache(options.cacheBudgetBytes ?? totalmem() / 2);
+    this.cache = new ModelCache(options.cacheBudgetBytes ?? totalmem() / 6);
   }
 
   /** Runs a request on the model with its LoRAs and embeddings; each such set is loaded (merged) once and
