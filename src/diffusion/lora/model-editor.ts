@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { invalidModel } from '../errors.ts';
 import type { ModelBuffer } from '../onnx-model.ts';
-import { DataLocation, bytesToFloat32, decodeModel, encodeModel, inlineTensorBytes, loadTensorBytes, setTensorFloat32, type ModelProto, type TensorProto } from '../onnx/proto.ts';
+import { DataLocation, bytesToFloat32, decodeModel, encodeModel, inlineTensorBytes, loadTensorBytes, setExternalData, setTensorFloat32, type ModelProto, type TensorProto } from '../onnx/proto.ts';
 import { WeightIndex, type WeightSlot } from './weights.ts';
 
 /** protobuf refuses to parse a message of 2 GB or more. */
@@ -115,16 +115,7 @@ export class ModelEditor {
       const bytes = external ? await loadTensorBytes(t, this.dir) : inlineTensorBytes(t);
       if (size > 0 && size + bytes.length > BLOCK_BYTES) flush();
       parts.push({ bytes, offset: size });
-      t.externalData = [
-        { key: 'location', value: `sdql-memory-${blocks.length}.bin` },
-        { key: 'offset', value: String(size) },
-        { key: 'length', value: String(bytes.length) },
-      ];
-      t.dataLocation = DataLocation.EXTERNAL;
-      delete t.rawData;
-      delete t.floatData;
-      delete t.int32Data;
-      delete t.int64Data;
+      setExternalData(t, `sdql-memory-${blocks.length}.bin`, size, bytes.length);
       size += Math.ceil(bytes.length / ALIGNMENT) * ALIGNMENT;
     }
     if (size > 0) flush();

@@ -610,6 +610,20 @@ export function makeTensor(name: string, dataType: number, dims: number[], value
   return { name, dims: [...dims], dataType, rawData: littleEndianBytes(values) };
 }
 
+/** Points an initializer at `length` bytes at `offset` of the external data file `location`, dropping its inline data. */
+export function setExternalData(t: TensorProto, location: string, offset: number, length: number): void {
+  t.externalData = [
+    { key: 'location', value: location },
+    { key: 'offset', value: String(offset) },
+    { key: 'length', value: String(length) },
+  ];
+  t.dataLocation = DataLocation.EXTERNAL;
+  delete t.rawData;
+  delete t.floatData;
+  delete t.int32Data;
+  delete t.int64Data;
+}
+
 /** Moves every initializer of at least `threshold` bytes into one external data file, as onnx's
  * `save_model(..., save_as_external_data=True)` does; returns that file's contents. */
 export function moveToExternalData(model: ModelProto, location: string, threshold = 1024): Uint8Array {
@@ -620,16 +634,7 @@ export function moveToExternalData(model: ModelProto, location: string, threshol
     const bytes = inlineTensorBytes(t);
     if (bytes.length < threshold) continue;
     parts.push(bytes);
-    t.externalData = [
-      { key: 'location', value: location },
-      { key: 'offset', value: String(offset) },
-      { key: 'length', value: String(bytes.length) },
-    ];
-    t.dataLocation = DataLocation.EXTERNAL;
-    delete t.rawData;
-    delete t.floatData;
-    delete t.int32Data;
-    delete t.int64Data;
+    setExternalData(t, location, offset, bytes.length);
     offset += bytes.length;
   }
   const file = new Uint8Array(offset);
