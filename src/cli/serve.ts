@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 import { configArgs, configHelp, HELP_COLUMN, loadConfig } from '../config.ts';
 import { DatabaseUnavailableError } from '../db/index.ts';
 import { configureLogging, log } from '../log.ts';
-import { ServerStartError, startServer } from '../server/index.ts';
+import { startServer } from '../app/serve.ts';
+import { StartError } from '../lifecycle.ts';
 
 export const SERVE_HELP = `Usage: sdql serve [options]
 
@@ -29,7 +30,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   try {
     server = await startServer(config);
   } catch (error) {
-    if (error instanceof ServerStartError || error instanceof DatabaseUnavailableError) {
+    if (error instanceof StartError || error instanceof DatabaseUnavailableError) {
       process.stderr.write(`sdql serve: ${error.message}\n`);
       return 1;
     }

@@ -1,14 +1,11 @@
 // `sdql worker`: a process that only runs generations, beside API servers, on a shared Postgres
 // (DATABASE_URL) with events through Redis (REDIS_URL). Put one on each GPU host.
 import { parseArgs } from 'node:util';
+import { startWorker } from '../app/worker.ts';
 import { configArgs, configHelp, ConfigError, HELP_COLUMN, loadConfig } from '../config.ts';
-import { DatabaseUnavailableError, openDatabase } from '../db/index.ts';
-import { createEventBus, EventBusError } from '../graphql/pubsub.ts';
-import { Jobs } from '../jobs/index.ts';
+import { DatabaseUnavailableError } from '../db/index.ts';
+import { StartError } from '../lifecycle.ts';
 import { configureLogging, log } from '../log.ts';
-import { Registry } from '../registry/index.ts';
-import { startJobs } from '../server/index.ts';
-import { Lifecycle } from '../server/lifecycle.ts';
 
 export const WORKER_HELP = `Usage: sdql worker [options]
 
@@ -28,35 +25,26 @@ export async function workerCommand(argv: string[]): Promise<number> {
     process.stdout.write(WORKER_HELP);
     return 0;
   }
-  const config = { ...loadConfig(values), worker: true };
+  const config = loadConfig(values);
   configureLogging({ level: config.logLevel });
   if (!config.databaseUrl) throw new ConfigError('sdql worker needs DATABASE_URL: the embedded database belongs to the one `sdql serve` process');
   if (!config.redisUrl) log.warn('REDIS_URL is unset: API servers will not see this worker\'s progress, and cancels reach it only at its next heartbeat');
 
-  const lifecycle = new Lifecycle();
+  let app;
   try {
-    const db = await openDatabase({ kind: 'postgres', url: config.databaseUrl });
-    lifecycle.onShutdown('database', () => db.close());
-    const registry = new Registry(db.prisma, config.modelsDir, config.lorasDir);
-    await registry.scan();
-    const bus = await createEventBus(config.redisUrl);
-    lifecycle.onShutdown('events', () => bus.close());
-    const jobs = new Jobs(db.prisma, bus.pubsub, config.dataDir);
-    await startJobs({ config, db, registry, pubsub: bus.pubsub, lifecycle, jobs });
+    app = await startWorker(config);
   } catch (error) {
-    await lifecycle.shutdown();
-    if (error instanceof DatabaseUnavailableError || error instanceof EventBusError) {
+    if (error instanceof DatabaseUnavailableError || error instanceof StartError) {
       process.stderr.write(`sdql worker: ${error.message}\n`);
       return 1;
     }
     throw error;
   }
-  log.info('sdql worker is ready', { modelsDir: config.modelsDir });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
   log.info('shutting down', { signal });
-  await lifecycle.shutdown();
+  await app.lifecycle.shutdown();
   return 0;
 }

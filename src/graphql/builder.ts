@@ -2,6 +2,7 @@
 // …), each adding its objects, queries, mutations and subscriptions with builder.queryFields,
 // builder.mutationFields and builder.subscriptionFields; index.ts imports them all.
 import SchemaBuilder from '@pothos/core';
+import DataloaderPlugin from '@pothos/plugin-dataloader';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import type PrismaTypes from '../db/generated/pothos-types.ts';
@@ -20,7 +21,8 @@ export const builder = new SchemaBuilder<{
     File: { Input: File; Output: never };
   };
 }>({
-  plugins: [PrismaPlugin, RelayPlugin],
+  // Dataloader batches per-row lookups of one operation into one query (e.g. queue positions).
+  plugins: [PrismaPlugin, RelayPlugin, DataloaderPlugin],
   defaultFieldNullability: false,
   prisma: {
     client: (ctx) => ctx.db.prisma,

@@ -1,17 +1,21 @@
-// What every resolver can reach. Services live as long as the server; the rest is per operation.
+// What every resolver can reach: services that live as long as the app (built by src/app/), and
+// what belongs to one operation.
 import type { Config } from '../config.ts';
 import type { Database } from '../db/index.ts';
-import type { Jobs } from '../jobs/index.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { Jobs, JobTopics } from '../jobs/index.ts';
 import type { Registry } from '../registry/index.ts';
-import type { Lifecycle } from '../server/lifecycle.ts';
-import type { SdqlPubSub } from './pubsub.ts';
+
+/** The bus's topics: the jobs' and the schema's own. */
+export type Topics = JobTopics & {
+  modelsChanged: [{ scannedAt: string }];
+};
 
 export interface Services {
   config: Config;
   db: Database;
   registry: Registry;
-  pubsub: SdqlPubSub;
-  lifecycle: Lifecycle;
+  events: EventBus<Topics>;
   jobs: Jobs;
 }
 
@@ -20,4 +24,6 @@ export interface Context extends Services {
   requestId: string;
   /** The HTTP request (GraphQL over HTTP and SSE); absent over WebSocket. */
   request?: Request;
+  /** Where the server serves an image's file: absolute when the request's URL is known. */
+  imageUrl(image: { id: string; format: string }): string;
 }

@@ -5,7 +5,7 @@ import { LIMITS } from '../diffusion/limits.ts';
 import type { SchedulerName } from '../diffusion/schedulers/index.ts';
 import type { GenerationEvent } from '../jobs/events.ts';
 import { PRIORITY_RANGE, adapterSource, submitGeneration } from '../jobs/request.ts';
-import type { Prisma } from '../db/index.ts';
+import type { GenerationStatus as GenerationStatusValue, Prisma } from '../db/index.ts';
 import { builder } from './builder.ts';
 import { notFound, userError } from './errors.ts';
 import { ImageInput, readImageInput } from './images.ts';
@@ -13,13 +13,14 @@ import { PromptSyntax } from './prompts.ts';
 import { Scheduler } from './scheduler.ts';
 
 export const GenerationStatus = builder.enumType('GenerationStatus', {
+  // The database's enum, each value described here.
   values: {
     QUEUED: { description: 'Waiting for a worker; see `queuePosition`.' },
     RUNNING: { description: 'Being denoised; see `step` and `totalSteps`, or subscribe to `generationProgress`.' },
     SUCCEEDED: { description: 'Finished; `images` holds the results.' },
     FAILED: { description: 'Stopped by an error; see `error`.' },
     CANCELED: { description: 'Canceled with `cancelGeneration` before it finished.' },
-  },
+  } satisfies Record<GenerationStatusValue, { description: string }>,
 });
 
 const LoraInput = builder.inputType('LoraInput', {
@@ -90,10 +91,16 @@ builder.prismaObject('Generation', {
     warnings: t.exposeStringList('warnings'),
     step: t.exposeInt('step', { description: 'UNet calls done so far.' }),
     totalSteps: t.exposeInt('totalSteps', { nullable: true, description: 'UNet calls in all (second-order schedulers make two per step); known once running.' }),
-    queuePosition: t.int({
+    queuePosition: t.loadable({
+      type: 'Int',
       nullable: true,
       description: '1 for the next to run; null unless QUEUED.',
-      resolve: (g, _a, ctx) => ctx.jobs.queue.position(g),
+      // One query for all the generations of a response.
+      load: async (ids: string[], ctx) => {
+        const positions = await ctx.jobs.queue.positions(ids);
+        return ids.map((id) => positions.get(id) ?? null);
+      },
+      resolve: (g) => (g.status === 'QUEUED' ? g.id : null),
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true }),

@@ -9,8 +9,6 @@ import type { Context } from './context.ts';
 import { notFound, userError } from './errors.ts';
 import { Scheduler } from './scheduler.ts';
 
-export const IMAGE_PATH = '/images/';
-
 builder.scalarType('File', {
   description: 'A file sent with the GraphQL multipart request specification (multipart/form-data).',
   serialize: () => {
@@ -69,7 +67,7 @@ builder.prismaObject('Image', {
     id: t.exposeID('id'),
     url: t.string({
       description: 'Where this server serves the file (immutable: cache it).',
-      resolve: (image, _a, ctx) => imageUrl(image, ctx),
+      resolve: (image, _a, ctx) => ctx.imageUrl(image),
     }),
     index: t.exposeInt('index', { description: 'Position in its generation, from 0.' }),
     width: t.exposeInt('width'),
@@ -97,11 +95,6 @@ builder.prismaObject('Image', {
     }),
   }),
 });
-
-function imageUrl(image: { id: string; format: string }, ctx: Context): string {
-  const path = `${IMAGE_PATH}${image.id}.${image.format === 'jpeg' ? 'jpg' : image.format}`;
-  return ctx.request ? new URL(path, ctx.request.url).href : path;
-}
 
 interface PngInfoValue {
   parameters: string | null;

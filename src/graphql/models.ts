@@ -93,7 +93,7 @@ builder.mutationField('rescanModels', (t) =>
     description: 'Scans SDQL_MODELS_DIR and SDQL_LORAS_DIR again (after adding or removing files) and notifies `modelsChanged`.',
     resolve: async (_r, _a, ctx) => {
       const scan = await ctx.registry.scan();
-      ctx.pubsub.publish('modelsChanged', { scannedAt: scan.scannedAt.toISOString() });
+      ctx.events.publish('modelsChanged', { scannedAt: scan.scannedAt.toISOString() });
       return scan;
     },
   }),
@@ -103,7 +103,7 @@ builder.subscriptionField('modelsChanged', (t) =>
   t.field({
     type: ModelScan,
     description: 'An event after every rescan of the models folder.',
-    subscribe: (_r, _a, ctx) => ctx.pubsub.subscribe('modelsChanged'),
+    subscribe: (_r, _a, ctx) => ctx.events.subscribe('modelsChanged'),
     resolve: (event) => ({ scannedAt: new Date(event.scannedAt) }),
   }),
 );

@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { VERSION } from '../version.ts';
 import { builder } from './builder.ts';
-
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const DatabaseKind = builder.enumType('DatabaseKind', {
   values: {
@@ -13,7 +11,7 @@ const DatabaseKind = builder.enumType('DatabaseKind', {
 const System = builder.objectRef<object>('System').implement({
   description: 'This server.',
   fields: (t) => ({
-    version: t.string({ description: 'sdql version.', resolve: () => version }),
+    version: t.string({ description: 'sdql version.', resolve: () => VERSION }),
     nodeVersion: t.string({ resolve: () => process.versions.node }),
     database: t.field({ type: DatabaseKind, resolve: (_s, _a, ctx) => (ctx.db.kind === 'pglite' ? 'EMBEDDED' : 'POSTGRES') }),
     modelsDir: t.string({ description: 'SDQL_MODELS_DIR on the server: where model folders go.', resolve: (_s, _a, ctx) => ctx.config.modelsDir }),

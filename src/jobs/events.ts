@@ -1,8 +1,9 @@
 // What the queue and the workers announce. Payloads are plain JSON (dates as ISO strings) so the
 // same events cross processes through Redis when REDIS_URL is set.
-import type { PubSub } from 'graphql-yoga';
+import type { GenerationStatus } from '../db/index.ts';
+import type { EventBus } from '../events/bus.ts';
 
-export type GenerationStatus = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELED';
+export type { GenerationStatus };
 export const TERMINAL_STATUSES: readonly GenerationStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELED'];
 
 export interface PreviewImage {
@@ -31,7 +32,7 @@ export interface QueueEvent {
   status: GenerationStatus | 'DELETED';
 }
 
-/** Topic name → published arguments, for graphql-yoga's typed pub/sub. */
+/** Topic name → published arguments. */
 export type JobTopics = {
   generation: [generationId: string, event: GenerationEvent];
   queue: [QueueEvent];
@@ -39,5 +40,5 @@ export type JobTopics = {
   cancel: [generationId: string];
 };
 
-/** The event bus the queue and workers publish on (graphql-yoga's typed pub/sub). */
-export type JobEvents = PubSub<JobTopics>;
+/** The part of the event bus the queue and workers use (closing it is its owner's business). */
+export type JobEvents = Pick<EventBus<JobTopics>, 'publish' | 'subscribe'>;

@@ -1,6 +1,6 @@
 // The jobs layer as the server uses it: the queue, the image files, the in-process worker, and
 // the event streams that subscriptions read.
-import { Repeater } from 'graphql-yoga';
+import { Repeater } from '@repeaterjs/repeater';
 import type { PrismaClient } from '../db/index.ts';
 import { log } from '../log.ts';
 import type { GenerationEngine } from '../diffusion/engine.ts';

@@ -3,7 +3,7 @@
 // workers on one Postgres never take the same row, and the embedded database runs the same SQL.
 // A running generation carries its worker's heartbeat; one whose heartbeat stops (a crashed
 // process) is queued again, up to MAX_ATTEMPTS runs, then failed with a reason.
-import type { Generation, PrismaClient } from '../db/index.ts';
+import { Prisma, type Generation, type PrismaClient } from '../db/index.ts';
 import { log } from '../log.ts';
 import type { GenerationEvent, GenerationStatus, JobEvents, QueueEvent } from './events.ts';
 
@@ -60,17 +60,18 @@ export class GenerationQueue {
     return generation;
   }
 
-  /** 1 for the next to run, counting only queued generations; null when not queued. */
-  async position(generation: Pick<Generation, 'id' | 'status' | 'priority' | 'createdAt'>): Promise<number | null> {
-    if (generation.status !== 'QUEUED') return null;
-    const { priority, createdAt, id } = generation;
-    const ahead = await this.prisma.generation.count({
-      where: {
-        status: 'QUEUED',
-        OR: [{ priority: { gt: priority } }, { priority, createdAt: { lt: createdAt } }, { priority, createdAt, id: { lt: id } }],
-      },
-    });
-    return ahead + 1;
+  /**
+   * The place in the queue of each of `ids` that is QUEUED (1 for the next to run), in one query;
+   * ids not queued are absent.
+   */
+  async positions(ids: readonly string[]): Promise<Map<string, number>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.prisma.$queryRaw<{ id: string; position: number }[]>`
+      SELECT id, position::int FROM (
+        SELECT id, row_number() OVER (ORDER BY priority DESC, "createdAt" ASC, id ASC) AS position
+        FROM "Generation" WHERE status = 'QUEUED'
+      ) queued WHERE id IN (${Prisma.join(ids)})`;
+    return new Map(rows.map((r) => [r.id, r.position]));
   }
 
   /** Records that the worker still runs the generation; returns whether someone asked to cancel it. */

@@ -11,6 +11,7 @@ import type { Context, Services } from '../graphql/context.ts';
 import { maskError, withInputErrorCode } from '../graphql/errors.ts';
 import { schema } from '../graphql/index.ts';
 import { log, withLogFields } from '../log.ts';
+import { imagePath } from './images.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -53,7 +54,11 @@ export function createGraphQLHandler(services: Services): Yoga {
     graphiql: { title: 'sdql', subscriptionsProtocol: 'WS' },
     landingPage: false,
     maskedErrors: { maskError },
-    context: ({ requestId }) => ({ ...services, requestId: requestId ?? randomUUID() }),
+    context: ({ requestId, request }) => ({
+      ...services,
+      requestId: requestId ?? randomUUID(),
+      imageUrl: (image) => (request ? new URL(imagePath(image), request.url).href : imagePath(image)),
+    }),
     plugins: [operationLog],
     logging: {
       debug: (...args) => log.debug(args.map(String).join(' ')),

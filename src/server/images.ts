@@ -3,11 +3,17 @@
 import { createReadStream } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import type { Services } from '../graphql/context.ts';
-import { IMAGE_PATH } from '../graphql/images.ts';
-import type { Route } from './routes.ts';
-import { sendJson } from './routes.ts';
+import { sendJson, type Route } from './http.ts';
+
+/** Where image files are served: IMAGE_PATH + id + extension. */
+const IMAGE_PATH = '/images/';
 
 const CONTENT_TYPES: Record<string, string> = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' };
+
+/** The path of an image's file on this server (immutable: clients may cache it). */
+export function imagePath(image: { id: string; format: string }): string {
+  return `${IMAGE_PATH}${image.id}.${image.format === 'jpeg' ? 'jpg' : image.format}`;
+}
 
 export function imageRoute(services: Services): Route {
   return {

@@ -1,30 +1,19 @@
 // HTTP routes besides /graphql. Add a route here (e.g. image files under /images/) and it is served
 // once the server is ready; until then every route but /healthz answers 503.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Services } from '../graphql/context.ts';
+import type { Lifecycle } from '../lifecycle.ts';
 import { log } from '../log.ts';
+import { sendJson, type Route } from './http.ts';
 import { imageRoute } from './images.ts';
-
-export interface Route {
-  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
-  path: string;
-  /** Match every path that starts with `path` (e.g. '/images/'), not only `path` itself. */
-  prefix?: boolean;
-  handle: (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
-}
-
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-  res.end(text);
-}
 
 const HEALTH_QUERY_TIMEOUT_MS = 2000;
 
 /** 200 when the database answers; 503 while starting, stopping, or when the database does not answer. */
-export async function health(services: Services | undefined, res: ServerResponse): Promise<void> {
-  if (!services) return sendJson(res, 503, { status: 'starting' });
-  if (services.lifecycle.shuttingDown) return sendJson(res, 503, { status: 'stopping' });
+export async function health(ready: { services: Services; lifecycle: Lifecycle } | undefined, res: ServerResponse): Promise<void> {
+  if (!ready) return sendJson(res, 503, { status: 'starting' });
+  const { services, lifecycle } = ready;
+  if (lifecycle.shuttingDown) return sendJson(res, 503, { status: 'stopping' });
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([

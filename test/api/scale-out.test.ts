@@ -3,12 +3,8 @@
 // the API server stops the worker's generation.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { openDatabase } from '../../src/db/index.ts';
-import { createEventBus } from '../../src/graphql/pubsub.ts';
-import { Jobs } from '../../src/jobs/index.ts';
-import { Registry } from '../../src/registry/index.ts';
-import { startJobs } from '../../src/server/index.ts';
-import { Lifecycle } from '../../src/server/lifecycle.ts';
+import { startWorker } from '../../src/app/worker.ts';
+import { Lifecycle } from '../../src/lifecycle.ts';
 import { collectWs, startTestServer } from '../helpers/api.ts';
 import { skipWithoutPostgres } from '../helpers/db.ts';
 
@@ -18,16 +14,10 @@ const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { i
 
 test('an API server and a separate worker share the queue over Postgres and the events over Redis', { skip: skipWithoutPostgres }, async () => {
   const api = await startTestServer({ env: { SDQL_WORKER: 'false', REDIS_URL: redisUrl } });
-  const worker = new Lifecycle();
+  let worker: Lifecycle | undefined;
   try {
-    // The worker process's side, started as `sdql worker` starts it, on the same database and folders.
-    const config = { ...api.config, worker: true };
-    const db = await openDatabase(api.server.services.db.kind === 'postgres' ? { kind: 'postgres', url: api.server.services.db.connectionString } : assert.fail('needs Postgres'));
-    worker.onShutdown('database', () => db.close());
-    const registry = new Registry(db.prisma, config.modelsDir, config.lorasDir);
-    await registry.scan();
-    const bus = await createEventBus(redisUrl);
-    worker.onShutdown('events', () => bus.close());
+    const { db } = api.server.app;
+    assert.ok(db.kind === 'postgres', 'needs Postgres');
 
     const { generate } = await api.data<any>(GENERATE, { input: { modelId: 'demo', prompt: 'far away', steps: 4, seed: 9 } });
     const stream = collectWs<any>(api.wsClient(), PROGRESS, { id: generate.id });
@@ -35,7 +25,8 @@ test('an API server and a separate worker share the queue over Postgres and the 
     const { generation: waiting } = await api.data<any>(`query($id: ID!) { generation(id: $id) { status } }`, { id: generate.id });
     assert.equal(waiting.status, 'QUEUED', 'the API server ran the generation itself');
 
-    await startJobs({ config, db, registry, pubsub: bus.pubsub, lifecycle: worker, jobs: new Jobs(db.prisma, bus.pubsub, config.dataDir) });
+    // The worker process's side, started as `sdql worker` starts it, on the same database and folders.
+    ({ lifecycle: worker } = await startWorker(api.config, { database: { kind: 'postgres', url: db.connectionString } }));
     const events = (await stream.done).map((e) => e.generationProgress);
     assert.deepEqual(events.filter((e) => e.status === 'RUNNING' && e.step > 0).map((e) => e.step), [1, 2, 3, 4]);
     assert.ok(events.filter((e) => e.status === 'RUNNING' && e.step > 0).every((e) => e.preview?.width > 0));
@@ -50,7 +41,7 @@ test('an API server and a separate worker share the queue over Postgres and the 
     const canceled = await api.data<any>(`mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, { id: long.generate.id });
     assert.equal(canceled.cancelGeneration.status, 'CANCELED');
   } finally {
-    await worker.shutdown();
+    await worker?.shutdown();
     await api.close();
   }
 });

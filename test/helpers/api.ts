@@ -8,7 +8,7 @@ import WebSocket from 'ws';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { createFixturePipeline, type FixtureOptions } from '../../src/diffusion/fixtures/index.ts';
 import { configureLogging } from '../../src/log.ts';
-import { startServer, type RunningServer } from '../../src/server/index.ts';
+import { startServer, type RunningServer } from '../../src/app/serve.ts';
 import { createTestDatabase, usingPostgres, type TestDatabase } from './db.ts';
 
 export interface GraphQLResponse<T = Record<string, unknown>> {

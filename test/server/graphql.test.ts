@@ -5,25 +5,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { GraphQLError } from 'graphql';
+import { createApp, type App } from '../../src/app/index.ts';
 import { loadConfig } from '../../src/config.ts';
-import { openDatabase, type Database } from '../../src/db/index.ts';
 import { DiffusionError } from '../../src/diffusion/errors.ts';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
-import type { Services } from '../../src/graphql/context.ts';
 import { maskError } from '../../src/graphql/errors.ts';
 import { printSortedSchema, SCHEMA_FILE } from '../../src/graphql/print-schema.ts';
-import { createEventBus } from '../../src/graphql/pubsub.ts';
-import { Jobs } from '../../src/jobs/index.ts';
 import { configureLogging } from '../../src/log.ts';
-import { Registry } from '../../src/registry/index.ts';
 import { createGraphQLHandler, type Yoga } from '../../src/server/graphql.ts';
-import { Lifecycle } from '../../src/server/lifecycle.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 
 let tmp: string;
 let testDb: TestDatabase;
-let db: Database;
-let services: Services;
+let services: App;
 let yoga: Yoga;
 const logLines: string[] = [];
 
@@ -36,16 +30,12 @@ before(async () => {
   rmSync(join(config.modelsDir, 'broken', 'vae_decoder'), { recursive: true });
   mkdirSync(config.lorasDir);
   testDb = await createTestDatabase();
-  db = await openDatabase(testDb.target);
-  const registry = new Registry(db.prisma, config.modelsDir, config.lorasDir);
-  await registry.scan();
-  const { pubsub } = await createEventBus(null);
-  services = { config, db, registry, pubsub, lifecycle: new Lifecycle(), jobs: new Jobs(db.prisma, pubsub, config.dataDir) };
+  services = await createApp(config, { database: testDb.target });
   yoga = createGraphQLHandler(services);
 });
 
 after(async () => {
-  await db?.close();
+  await services?.lifecycle.shutdown();
   await testDb?.drop();
   rmSync(tmp, { recursive: true, force: true });
   configureLogging({ write: (line) => process.stdout.write(`${line}\n`) });
@@ -131,7 +121,7 @@ test('an unexpected error is masked for the client and logged in full', async ()
     throw new Error('disk on fire at /secret/path');
   };
   try {
-    await db.prisma.model.update({ where: { id: 'demo' }, data: { unetSha256: null } });
+    await services.db.prisma.model.update({ where: { id: 'demo' }, data: { unetSha256: null } });
     const { data, errors } = await graphql('{ model(id: "demo") { id sha256 } }');
     assert.deepEqual(data!.model, { id: 'demo', sha256: null });
     assert.equal(errors?.[0].message, 'Unexpected error.');

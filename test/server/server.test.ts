@@ -14,7 +14,8 @@ import { loadConfig, type Config } from '../../src/config.ts';
 import { readMigrations } from '../../src/db/migrate.ts';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
 import { configureLogging } from '../../src/log.ts';
-import { ServerStartError, startServer, type RunningServer } from '../../src/server/index.ts';
+import { startServer, type RunningServer } from '../../src/app/serve.ts';
+import { StartError } from '../../src/lifecycle.ts';
 import { createTestDatabase, skipWithoutPostgres, type TestDatabase } from '../helpers/db.ts';
 
 let tmp: string;
@@ -182,7 +183,7 @@ test('subscriptions work over server-sent events', async () => {
 
 test('a port in use is reported clearly', async () => {
   await assert.rejects(startServer(config, { database: testDb.target }), (error: Error) => {
-    assert.ok(error instanceof ServerStartError);
+    assert.ok(error instanceof StartError);
     assert.equal(error.message, `port ${config.port} on 127.0.0.1 is in use (another sdql?): stop that process or choose another PORT / --port`);
     return true;
   });
@@ -196,7 +197,7 @@ test('two servers started at once on one Postgres migrate it once and both serve
     );
     try {
       for (const s of [a, b]) assert.equal((await fetch(`${s.url}/healthz`)).status, 200);
-      const rows = await a.services.db.prisma.$queryRawUnsafe<{ n: number }[]>('SELECT count(*)::int AS n FROM _prisma_migrations');
+      const rows = await a.app.db.prisma.$queryRawUnsafe<{ n: number }[]>('SELECT count(*)::int AS n FROM _prisma_migrations');
       assert.equal(rows[0].n, readMigrations().length);
     } finally {
       await Promise.all([a.close(), b.close()]);
@@ -216,7 +217,7 @@ test('shutdown closes WebSockets, stops listening and closes the database', asyn
   assert.equal(await closed, 1001);
   await server.close();
   await assert.rejects(fetch(`${server.url}/healthz`));
-  const { db } = server.services;
+  const { db } = server.app;
   if (db.kind === 'pglite') {
     assert.equal(db.pglite.closed, true);
   } else {

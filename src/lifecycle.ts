@@ -1,7 +1,12 @@
 // Graceful shutdown as a list of hooks. Whatever holds a resource registers how to release it when it
 // starts; shutdown runs the hooks newest first, so each one runs while what it depends on (registered
 // before it, like the database) is still open.
-import { log } from '../log.ts';
+import { log } from './log.ts';
+
+/** A start-up failure with a one-line reason for the user (the CLI prints it without a stack). */
+export class StartError extends Error {
+  override name = 'StartError';
+}
 
 export type ShutdownHook = () => Promise<void> | void;
 

@@ -1,21 +1,16 @@
-// Events for subscriptions: in memory for one process, or through Redis (REDIS_URL) so that
-// API and worker processes on several machines see each other's events. Publishers and
-// subscribers are the same either way; payloads are plain JSON so they cross processes.
+// The event bus: in memory for one process, or through Redis (REDIS_URL) so that API and worker
+// processes on several machines see each other's events. Publishers and subscribers are the same
+// either way; payloads are plain JSON so they cross processes. The typed publish/subscribe is
+// @graphql-yoga/subscription's, which knows nothing of GraphQL despite its name.
 import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
-import { createPubSub, type PubSub } from 'graphql-yoga';
+import { createPubSub, type PubSub } from '@graphql-yoga/subscription';
 import { setMaxListeners } from 'node:events';
 import { Redis } from 'ioredis';
-import type { JobTopics } from '../jobs/index.ts';
 
-/** Topic name → published arguments ([payload], or [id, payload] for per-object topics). */
-export type Topics = JobTopics & {
-  modelsChanged: [{ scannedAt: string }];
-};
+/** Topic name → published arguments: [payload], or [id, payload] for per-object topics. */
+export type Topics = { [topic: string]: [unknown] | [string, unknown] };
 
-export type SdqlPubSub = PubSub<Topics>;
-
-export interface EventBus {
-  pubsub: SdqlPubSub;
+export interface EventBus<T extends Topics> extends PubSub<T> {
   close(): Promise<void>;
 }
 
@@ -25,12 +20,13 @@ export class EventBusError extends Error {
   override name = 'EventBusError';
 }
 
-export async function createEventBus(redisUrl: string | null): Promise<EventBus> {
+/** The in-process bus when `redisUrl` is null; EventBusError when Redis cannot be reached. */
+export async function createEventBus<T extends Topics>(redisUrl: string | null): Promise<EventBus<T>> {
   if (!redisUrl) {
     // One listener per subscriber: many clients may watch one generation, which is no leak.
     const eventTarget = new EventTarget();
     setMaxListeners(0, eventTarget);
-    return { pubsub: createPubSub<Topics>({ eventTarget }), close: async () => {} };
+    return { ...createPubSub<T>({ eventTarget }), close: async () => {} };
   }
   const options = { lazyConnect: true, connectTimeout: REDIS_CONNECT_TIMEOUT_MS, maxRetriesPerRequest: 1 };
   const publishClient = new Redis(redisUrl, options);
@@ -43,7 +39,7 @@ export async function createEventBus(redisUrl: string | null): Promise<EventBus>
     throw new EventBusError(`cannot reach Redis at REDIS_URL: ${(error as Error).message}`);
   }
   return {
-    pubsub: createPubSub<Topics>({ eventTarget: createRedisEventTarget({ publishClient, subscribeClient }) }),
+    ...createPubSub<T>({ eventTarget: createRedisEventTarget({ publishClient, subscribeClient }) }),
     close: async () => {
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())));
     },

@@ -1,0 +1,73 @@
+// The composition root: builds the app's services from the config — the database, the model
+// registry, the event bus, the job queue — and starts the jobs (recovery and, unless
+// SDQL_WORKER=false, a worker on the engine thread). `sdql serve` (serve.ts) puts HTTP and GraphQL on
+// top; `sdql worker` (worker.ts) runs the jobs alone and loads no schema.
+import type { Config } from '../config.ts';
+import { databaseTarget, openDatabase, type Database, type DatabaseTarget } from '../db/index.ts';
+import { EngineThread } from '../diffusion/engine-thread.ts';
+import { findTaesdDecoder } from '../diffusion/taesd.ts';
+import { createEventBus, EventBusError, type EventBus } from '../events/bus.ts';
+import type { Topics } from '../graphql/context.ts';
+import { Jobs } from '../jobs/index.ts';
+import { heartbeatInterval } from '../jobs/queue.ts';
+import { adapterSource } from '../jobs/request.ts';
+import { Lifecycle, StartError } from '../lifecycle.ts';
+import { Registry } from '../registry/index.ts';
+
+export interface App {
+  config: Config;
+  db: Database;
+  registry: Registry;
+  events: EventBus<Topics>;
+  jobs: Jobs;
+  /** Releases everything above, newest first. */
+  lifecycle: Lifecycle;
+}
+
+export interface AppOptions {
+  /** Instead of the one `config` names (tests pass a throwaway database). */
+  database?: DatabaseTarget;
+  /** Where the app registers its shutdown hooks (a server registers its own before them). */
+  lifecycle?: Lifecycle;
+}
+
+/** Opens the database, scans the models, connects the event bus; on failure releases what it opened. */
+export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const lifecycle = options.lifecycle ?? new Lifecycle();
+  try {
+    const db = await openDatabase(options.database ?? databaseTarget(config));
+    lifecycle.onShutdown('database', () => db.close());
+    const registry = new Registry(db.prisma, config.modelsDir, config.lorasDir);
+    await registry.scan().catch((error: Error) => {
+      throw new StartError(`cannot scan the models folder: ${error.message}`, { cause: error });
+    });
+    const events = await createEventBus<Topics>(config.redisUrl).catch((error: unknown) => {
+      throw error instanceof EventBusError ? new StartError(error.message, { cause: error }) : error;
+    });
+    lifecycle.onShutdown('events', () => events.close());
+    const jobs = new Jobs(db.prisma, events, config.dataDir);
+    return { config, db, registry, events, jobs, lifecycle };
+  } catch (error) {
+    await lifecycle.shutdown();
+    throw error;
+  }
+}
+
+/** Recovers what dead processes left running, then starts this process's worker unless SDQL_WORKER=false. */
+export async function startJobs({ config, db, registry, lifecycle, jobs }: App): Promise<void> {
+  // The embedded database belongs to this process alone: whatever it shows running was left by a dead one.
+  await jobs.startRecovery(config.workerLeaseSeconds * 1000, { exclusive: db.kind === 'pglite' });
+  lifecycle.onShutdown('recovery', () => jobs.stopRecovery());
+  if (!config.worker) return;
+  const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes });
+  lifecycle.onShutdown('engine', () => engine.close());
+  await jobs.startWorker({
+    engine,
+    model: (id) => registry.model(id),
+    modelHash: (id) => registry.modelSha256(id),
+    previewDecoder: (model) => findTaesdDecoder(model, config.modelsDir),
+    adapters: adapterSource(registry, config.embeddingsDir),
+    heartbeatMs: heartbeatInterval(config.workerLeaseSeconds * 1000),
+  });
+  lifecycle.onShutdown('worker', () => jobs.stopWorker());
+}
