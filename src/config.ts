@@ -27,6 +27,12 @@ export interface Config {
   workerLeaseSeconds: number;
   /** Bytes of model files the engine keeps loaded between requests. */
   modelCacheBytes: number;
+  /** Origins (scheme://host[:port]) whose pages may call the API from a browser; empty: none but this server's own. */
+  corsOrigins: string[];
+  /** Host names accepted in the Host header besides loopback ones, when listening on a loopback address. */
+  allowedHosts: string[];
+  /** The server's URL as clients reach it (no trailing slash), for absolute URLs; null: see imageUrl. */
+  publicUrl: string | null;
 }
 
 export class ConfigError extends Error {
@@ -159,6 +165,45 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : Math.floor(totalmem() / 6)),
   }),
   option({
+    key: 'corsOrigins',
+    env: 'SDQL_CORS_ORIGINS',
+    flag: 'cors-origins',
+    default: '',
+    description: 'Comma-separated origins (e.g. `https://studio.example`) whose web pages may call the API and open its WebSocket. Empty: only pages this server serves (GraphiQL).',
+    parse: (raw, name) => list(raw).map((value) => origin(value, name)),
+  }),
+  option({
+    key: 'allowedHosts',
+    env: 'SDQL_ALLOWED_HOSTS',
+    flag: 'allowed-hosts',
+    default: '',
+    description: 'Comma-separated host names accepted in requests besides `localhost` and loopback addresses, when `HOST` is a loopback address (requests naming any other host are refused, against DNS rebinding).',
+    parse: (raw, name) =>
+      list(raw).map((value) => {
+        if (!/^[a-z0-9.-]+$/i.test(value)) throw new ConfigError(`${name} must list host names without scheme or port, got "${value}"`);
+        return value.toLowerCase();
+      }),
+  }),
+  option({
+    key: 'publicUrl',
+    env: 'SDQL_PUBLIC_URL',
+    flag: 'public-url',
+    default: '',
+    description: 'The URL clients reach this server at (e.g. `https://sdql.studio.example` behind a reverse proxy): image URLs start with it. Empty: the address it listens on, or paths alone when it listens on every interface.',
+    parse: (raw, name) => {
+      const value = raw.trim().replace(/\/+$/, '');
+      if (!value) return null;
+      let url: URL | undefined;
+      try {
+        url = new URL(value);
+      } catch {
+        // reported below
+      }
+      if (!url || !/^https?:$/.test(url.protocol) || url.search || url.hash) throw new ConfigError(`${name} must be an http(s) URL such as https://sdql.example.com, got "${raw}"`);
+      return value;
+    },
+  }),
+  option({
     key: 'logLevel',
     env: 'LOG_LEVEL',
     flag: 'log-level',
@@ -176,6 +221,25 @@ function positiveNumber(raw: string, name: string): number {
   const value = Number(raw.trim());
   if (!raw.trim() || !Number.isFinite(value) || value <= 0) throw new ConfigError(`${name} must be a positive number, got "${raw}"`);
   return value;
+}
+
+function list(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
+}
+
+/** scheme://host[:port], as browsers send it in the Origin header. */
+function origin(value: string, name: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    // reported below
+  }
+  if (!url || url.origin === 'null' || url.origin !== value.replace(/\/$/, '')) throw new ConfigError(`${name} must list origins such as https://studio.example or http://localhost:3000, got "${value}"`);
+  return url.origin;
 }
 
 function directory(raw: string, name: string): string {

@@ -189,8 +189,12 @@ export function createSdqlClient({ url }: SdqlClientOptions): SdqlClient {
     const body = encodeRequest(query, variables);
     const response = await fetch(endpoint, {
       method: 'POST',
-      // fetch writes a multipart body's content-type itself, with the boundary.
-      headers: { accept: 'application/graphql-response+json, application/json', ...(typeof body === 'string' && { 'content-type': 'application/json' }) },
+      // fetch writes a multipart body's content-type itself, with the boundary; the server runs a
+      // multipart request only with a header that no cross-site form can send.
+      headers: {
+        accept: 'application/graphql-response+json, application/json',
+        ...(typeof body === 'string' ? { 'content-type': 'application/json' } : { 'graphql-require-preflight': '1' }),
+      },
       body,
     });
     const text = await response.text();

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import { getOperationAST, GraphQLError, type DocumentNode, type ExecutionArgs } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import type { Context, Services } from '../graphql/context.ts';
@@ -12,6 +13,8 @@ import { maskError, withInputErrorCode } from '../graphql/errors.ts';
 import { schema } from '../graphql/index.ts';
 import { log, withLogFields } from '../log.ts';
 import { imagePath } from './images.ts';
+import { MAX_MESSAGE_BYTES, queryLimitPlugins } from './limits.ts';
+import type { OriginPolicy } from './origins.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -46,7 +49,18 @@ const operationLog: Plugin<Context> = {
   },
 };
 
-export function createGraphQLHandler(services: Services): Yoga {
+export interface GraphQLHandlerOptions {
+  /** Origins whose pages may call the API (CORS); empty: no CORS headers at all. */
+  corsOrigins?: string[];
+  /** What absolute URLs start with; null: URLs are paths on this server. */
+  baseUrl?: string | null;
+}
+
+/** Headers that make a request non-simple, so that browsers preflight it (CSRF prevention). */
+const PREFLIGHT_HEADERS = ['graphql-require-preflight', 'apollo-require-preflight', 'x-graphql-yoga-csrf'];
+
+export function createGraphQLHandler(services: Services, { corsOrigins = [], baseUrl = null }: GraphQLHandlerOptions = {}): Yoga {
+  const imageUrl = (image: { id: string; format: string }) => (baseUrl ? `${baseUrl}${imagePath(image)}` : imagePath(image));
   return createYoga<ServerContext, Context>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
@@ -54,12 +68,11 @@ export function createGraphQLHandler(services: Services): Yoga {
     graphiql: { title: 'sdql', subscriptionsProtocol: 'WS' },
     landingPage: false,
     maskedErrors: { maskError },
-    context: ({ requestId, request }) => ({
-      ...services,
-      requestId: requestId ?? randomUUID(),
-      imageUrl: (image) => (request ? new URL(imagePath(image), request.url).href : imagePath(image)),
-    }),
-    plugins: [operationLog],
+    cors: corsOrigins.length ? { origin: corsOrigins, credentials: true } : false,
+    context: ({ requestId }) => ({ ...services, requestId: requestId ?? randomUUID(), imageUrl }),
+    // A form or a multipart upload from another site is a "simple" request that browsers send
+    // without asking: such content types must come with a header no form can set.
+    plugins: [useCSRFPrevention({ requestHeaders: PREFLIGHT_HEADERS }), ...queryLimitPlugins(), operationLog],
     logging: {
       debug: (...args) => log.debug(args.map(String).join(' ')),
       info: (...args) => log.info(args.map(String).join(' ')),
@@ -75,8 +88,18 @@ interface WsRoot {
 }
 
 /** Serves graphql-ws on the HTTP server's GraphQL path; returns what closes every socket. */
-export function attachWebSockets(http: HttpServer, yoga: Yoga): () => Promise<void> {
-  const wss = new WebSocketServer({ server: http, path: GRAPHQL_PATH });
+export function attachWebSockets(http: HttpServer, yoga: Yoga, policy: OriginPolicy): () => Promise<void> {
+  const wss = new WebSocketServer({
+    server: http,
+    path: GRAPHQL_PATH,
+    // Browsers let any page open a WebSocket anywhere: the Origin and Host headers are the guard.
+    verifyClient: ({ req }, done) => {
+      const refusal = policy.refusal(req.headers);
+      if (refusal) log.warn('WebSocket refused', { reason: refusal });
+      done(!refusal, 403, refusal ?? undefined);
+    },
+    maxPayload: MAX_MESSAGE_BYTES,
+  });
   const server = useServer(
     {
       execute: (args) => withLogFields({ requestId: (args.contextValue as Context).requestId }, () => (args.rootValue as WsRoot).execute(args)) as never,

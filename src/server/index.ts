@@ -10,6 +10,8 @@ import { StartError, type Lifecycle } from '../lifecycle.ts';
 import { log, withLogFields } from '../log.ts';
 import { attachWebSockets, createGraphQLHandler, GRAPHQL_PATH, type Yoga } from './graphql.ts';
 import { sendJson, type Route } from './http.ts';
+import { MAX_REQUEST_BYTES } from './limits.ts';
+import { isWildcard, originPolicy } from './origins.ts';
 import { health, routes } from './routes.ts';
 
 export interface HttpServer {
@@ -27,17 +29,17 @@ const DRAIN_MS = 2000;
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
-/** Largest request body: room for an init image as a base64 data URL or a multipart upload (LIMITS.maxImageBytes). */
-export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
-
 /** Listens on config.host:config.port; StartError when it cannot. */
 export async function startHttpServer(config: Config): Promise<HttpServer> {
   let ready: { services: Services; lifecycle: Lifecycle; yoga: Yoga; routes: Route[] } | undefined;
   let closeSockets = async () => {};
+  const policy = originPolicy(config);
 
   const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === '/healthz') return health(ready, res);
+    const refusal = policy.refusal(req.headers);
+    if (refusal) return sendJson(res, 403, { errors: [{ message: refusal, extensions: { code: 'FORBIDDEN_ORIGIN' } }] });
     if (!ready) return sendJson(res, 503, { errors: [{ message: 'sdql is starting: try again in a moment' }] });
     if (url.pathname === GRAPHQL_PATH) {
       if (Number(req.headers['content-length'] ?? 0) > MAX_REQUEST_BYTES) {
@@ -64,12 +66,15 @@ export async function startHttpServer(config: Config): Promise<HttpServer> {
     );
   });
   const port = await listen(http, config.port, config.host);
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  // Absolute URLs never come from a request's headers: SDQL_PUBLIC_URL, else the address listened on.
+  const base = config.publicUrl ?? (isWildcard(config.host) ? null : url);
   return {
-    url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
+    url,
     port,
     serve(services, lifecycle) {
-      const yoga = createGraphQLHandler(services);
-      closeSockets = attachWebSockets(http, yoga);
+      const yoga = createGraphQLHandler(services, { corsOrigins: policy.corsOrigins, baseUrl: base });
+      closeSockets = attachWebSockets(http, yoga, policy);
       ready = { services, lifecycle, yoga, routes: routes(services) };
     },
     // WebSockets hold their HTTP connections open: close them after the server stops accepting.

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { LIMITS } from '../../src/diffusion/limits.ts';
-import { MAX_REQUEST_BYTES } from '../../src/server/index.ts';
+import { MAX_REQUEST_BYTES } from '../../src/server/limits.ts';
 import { startTestServer, type TestServer } from '../helpers/api.ts';
 
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id } }`;

@@ -19,6 +19,9 @@ test('defaults: loopback, port 4000, ./data, ./models, embedded database', () =>
     worker: true,
     workerLeaseSeconds: 30,
     modelCacheBytes: Math.floor(totalmem() / 6),
+    corsOrigins: [],
+    allowedHosts: [],
+    publicUrl: null,
   });
 });
 
@@ -34,6 +37,9 @@ test('the environment sets values and flags override it', () => {
     SDQL_WORKER: 'false',
     SDQL_WORKER_LEASE: '12.5',
     SDQL_MODEL_CACHE_MB: '2048',
+    SDQL_CORS_ORIGINS: 'https://studio.example, http://localhost:3000/',
+    SDQL_ALLOWED_HOSTS: 'SDQL.lan,gpu-box',
+    SDQL_PUBLIC_URL: 'https://sdql.example/',
   };
   const config = loadConfig({ port: '5001', 'loras-dir': '/srv/loras' }, env);
   assert.deepEqual(config, {
@@ -49,6 +55,9 @@ test('the environment sets values and flags override it', () => {
     worker: false,
     workerLeaseSeconds: 12.5,
     modelCacheBytes: 2048 * 1024 * 1024,
+    corsOrigins: ['https://studio.example', 'http://localhost:3000'],
+    allowedHosts: ['sdql.lan', 'gpu-box'],
+    publicUrl: 'https://sdql.example',
   });
   assert.equal(loadConfig({}, { DATABASE_URL: '' }).databaseUrl, null);
   assert.equal(loadConfig({}, { SDQL_MODELS_DIR: '/m' }).lorasDir, join('/m', 'loras'));
@@ -72,6 +81,10 @@ test('invalid values fail with a message naming the setting and the expected for
     [{}, { SDQL_WORKER: 'maybe' }, /^SDQL_WORKER must be true or false/],
     [{}, { SDQL_WORKER_LEASE: '0' }, /^SDQL_WORKER_LEASE must be a positive number/],
     [{ 'model-cache-mb': 'lots' }, {}, /^--model-cache-mb must be a positive number/],
+    [{}, { SDQL_CORS_ORIGINS: '*' }, /^SDQL_CORS_ORIGINS must list origins such as https:\/\/studio.example/],
+    [{}, { SDQL_CORS_ORIGINS: 'https://studio.example/app' }, /^SDQL_CORS_ORIGINS must list origins/],
+    [{}, { SDQL_ALLOWED_HOSTS: 'http://sdql.lan' }, /^SDQL_ALLOWED_HOSTS must list host names without scheme or port/],
+    [{}, { SDQL_PUBLIC_URL: 'sdql.example' }, /^SDQL_PUBLIC_URL must be an http\(s\) URL/],
   ];
   for (const [flags, env, expected] of cases) {
     assert.throws(() => loadConfig(flags, env), (error: Error) => error instanceof ConfigError && expected.test(error.message));
