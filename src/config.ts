@@ -21,6 +21,8 @@ export interface Config {
   logLevel: LogLevel;
   /** null: events stay in this process. */
   redisUrl: string | null;
+  /** What every Redis channel name of this deployment starts with. */
+  redisPrefix: string;
   /** Whether this server runs generations itself (false: API only, with `sdql worker` processes elsewhere). */
   worker: boolean;
   /** Seconds without a heartbeat after which a running generation counts as abandoned by a dead worker. */
@@ -133,6 +135,17 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
       if (!value) return null;
       if (!/^rediss?:\/\/[^/]/.test(value)) throw new ConfigError(`${name} must look like redis://host:6379, got "${redactUrl(value)}"`);
       return value;
+    },
+  }),
+  option({
+    key: 'redisPrefix',
+    env: 'SDQL_REDIS_PREFIX',
+    flag: 'redis-prefix',
+    default: 'sdql:',
+    description: 'What the names of sdql\'s Redis channels start with: give each deployment sharing one Redis its own.',
+    parse: (raw, name) => {
+      if (!/^[\w:.-]{1,64}$/.test(raw)) throw new ConfigError(`${name} must be 1 to 64 letters, digits or _ : . -, got "${raw}"`);
+      return raw;
     },
   }),
   option({

@@ -41,7 +41,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     await registry.scan().catch((error: Error) => {
       throw new StartError(`cannot scan the models folder: ${error.message}`, { cause: error });
     });
-    const events = await createEventBus<Topics>(config.redisUrl).catch((error: unknown) => {
+    const events = await createEventBus<Topics>(config.redisUrl, config.redisPrefix).catch((error: unknown) => {
       throw error instanceof EventBusError ? new StartError(error.message, { cause: error }) : error;
     });
     lifecycle.onShutdown('events', () => events.close());

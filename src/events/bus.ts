@@ -20,8 +20,12 @@ export class EventBusError extends Error {
   override name = 'EventBusError';
 }
 
-/** The in-process bus when `redisUrl` is null; EventBusError when Redis cannot be reached. */
-export async function createEventBus<T extends Topics>(redisUrl: string | null): Promise<EventBus<T>> {
+/**
+ * The in-process bus when `redisUrl` is null; EventBusError when Redis cannot be reached. On Redis,
+ * every channel starts with `prefix`, so that other users of the same Redis neither see sdql's
+ * events nor inject their own.
+ */
+export async function createEventBus<T extends Topics>(redisUrl: string | null, prefix = 'sdql:'): Promise<EventBus<T>> {
   if (!redisUrl) {
     // One listener per subscriber: many clients may watch one generation, which is no leak.
     const eventTarget = new EventTarget();
@@ -39,9 +43,18 @@ export async function createEventBus<T extends Topics>(redisUrl: string | null):
     throw new EventBusError(`cannot reach Redis at REDIS_URL: ${(error as Error).message}`);
   }
   return {
-    ...createPubSub<T>({ eventTarget: createRedisEventTarget({ publishClient, subscribeClient }) }),
+    ...createPubSub<T>({ eventTarget: prefixed(createRedisEventTarget({ publishClient, subscribeClient }), prefix) }),
     close: async () => {
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())));
     },
+  };
+}
+
+/** The same event target with `prefix` before every event type (a Redis channel name). */
+function prefixed(target: EventTarget, prefix: string): EventTarget {
+  return {
+    addEventListener: (type, listener, options) => target.addEventListener(prefix + type, listener, options),
+    removeEventListener: (type, listener, options) => target.removeEventListener(prefix + type, listener, options),
+    dispatchEvent: (event) => target.dispatchEvent(new CustomEvent(prefix + event.type, { detail: (event as CustomEvent).detail })),
   };
 }
