@@ -25,25 +25,37 @@ interface Pending {
   onStep?: RunOptions['onStep'];
 }
 
+/**
+ * The engine on its own thread. A thread that dies (a native crash, memory exhausted) fails the
+ * runs it had with the reason, and the next run starts a new one: one bad request must not leave
+ * the worker failing every generation after it.
+ */
 export class EngineThread implements GenerationEngine {
-  private readonly worker: Worker;
+  private worker: Worker | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  private failure: Error | undefined;
+  private closed = false;
 
-  constructor(options: EngineOptions = {}) {
-    this.worker = startTsWorker(new URL('./engine-worker.ts', import.meta.url), options);
-    this.worker.on('message', (message: FromWorker) => this.receive(message));
-    this.worker.on('error', (error) => this.fail(error));
-    this.worker.on('exit', (code) => this.fail(new Error(`the engine thread exited (code ${code})`)));
+  constructor(private readonly options: EngineOptions = {}) {
+    this.start();
+  }
+
+  private start(): Worker {
+    const worker = startTsWorker(new URL('./engine-worker.ts', import.meta.url), this.options);
+    worker.on('message', (message: FromWorker) => this.receive(message));
+    worker.on('error', (error) => this.lost(worker, error));
+    worker.on('exit', (code) => this.lost(worker, new Error(`the engine thread exited (code ${code})`)));
+    this.worker = worker;
+    return worker;
   }
 
   run(model: ModelFolderInfo, request: GenerateRequest, options: RunOptions = {}): Promise<EngineResult> {
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new Error('the engine is closed'));
+    const worker = this.worker ?? this.start();
     const id = this.nextId++;
     const { signal, onStep, previews } = options;
     return new Promise<EngineResult>((resolve, reject) => {
-      const abort = () => this.post({ type: 'abort', id });
+      const abort = () => this.post(worker, { type: 'abort', id });
       signal?.addEventListener('abort', abort, { once: true });
       const settle = () => signal?.removeEventListener('abort', abort);
       this.pending.set(id, {
@@ -51,20 +63,23 @@ export class EngineThread implements GenerationEngine {
         reject: (error) => (settle(), reject(error)),
         onStep,
       });
-      this.post({ type: 'run', id, model, request, previews });
+      this.post(worker, { type: 'run', id, model, request, previews });
       if (signal?.aborted) abort();
     });
   }
 
   async close(): Promise<void> {
-    if (this.failure) return;
-    const closed = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
-    this.post({ type: 'close' });
-    await closed;
+    this.closed = true;
+    const worker = this.worker;
+    if (!worker) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    this.post(worker, { type: 'close' });
+    await exited;
   }
 
-  private post(message: ToWorker): void {
-    this.worker.postMessage(message);
+  private post(worker: Worker, message: ToWorker): void {
+    // A thread that has died drops the message; its runs are failed by lost().
+    if (worker === this.worker) worker.postMessage(message);
   }
 
   private receive(message: FromWorker): void {
@@ -86,8 +101,10 @@ export class EngineThread implements GenerationEngine {
     }
   }
 
-  private fail(error: Error): void {
-    this.failure ??= error;
+  /** The thread is gone: its runs fail with the reason, and the next run starts another thread. */
+  private lost(worker: Worker, error: Error): void {
+    if (worker !== this.worker) return;
+    this.worker = undefined;
     for (const pending of this.pending.values()) pending.reject(error);
     this.pending.clear();
   }

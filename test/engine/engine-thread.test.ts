@@ -119,6 +119,6 @@ describe('EngineThread', () => {
     const own = new EngineThread(OPTIONS);
     await own.run(model, { ...request, steps: 1, width: 64, height: 64 });
     await own.close();
-    await assert.rejects(own.run(model, request), /the engine thread exited/);
+    await assert.rejects(own.run(model, request), /the engine is closed/);
   });
 });
