@@ -19,7 +19,7 @@ import { resolveAdapters } from '../../src/jobs/request.ts';
 import type { LoraFileInfo } from '../../src/registry/index.ts';
 import { diffusionError } from '../engine/helpers.ts';
 import { startTestServer, type TestServer } from '../helpers/api.ts';
-import { compareImages, loadReference, referenceDir, skipWithoutReference } from '../helpers/reference.ts';
+import { compareImages, loadReference, referenceDir } from '../helpers/reference.ts';
 import { randomLora, writeSafetensors, type TestTensor } from '../lora/helpers.ts';
 
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id promptSyntax } }`;
@@ -248,13 +248,13 @@ describe('resolving LoRAs and embeddings for a request', () => {
   });
 });
 
-describe('the reference LoRA case through generate', { skip: skipWithoutReference }, () => {
+describe('the reference LoRA case through generate', () => {
   let api: TestServer;
-  const reference = referenceDir ? loadReference() : undefined;
-  const loraCase = reference?.cases.find((c) => c.case.name === 'txt2img-lora-kohya');
+  const reference = loadReference();
+  const loraCase = reference.cases.find((c) => c.case.name === 'txt2img-lora-kohya');
 
   before(async () => {
-    api = await startTestServer({ modelsDir: join(referenceDir!, 'models'), env: { SDQL_LORAS_DIR: join(referenceDir!, 'loras') } });
+    api = await startTestServer({ modelsDir: join(referenceDir, 'models'), env: { SDQL_LORAS_DIR: join(referenceDir, 'loras') } });
   });
   after(() => api?.close());
 
@@ -275,14 +275,14 @@ describe('the reference LoRA case through generate', { skip: skipWithoutReferenc
       };
       const generation = await run(api, input);
       assert.deepEqual(generation.loras, [{ name: lora.name, weight: lora.weight, unetWeight: lora.weight }]);
-      const expected = await sharp(readFileSync(join(referenceDir!, loraCase.images[0].png))).removeAlpha().raw().toBuffer();
+      const expected = await sharp(readFileSync(join(referenceDir, loraCase.images[0].png))).removeAlpha().raw().toBuffer();
       const { within1, maxDiff } = compareImages(generation.pixels, expected);
       assert.ok(within1 >= 0.99 && maxDiff <= 4, `${(within1 * 100).toFixed(2)}% within 1 level, max ${maxDiff}`);
     });
   }
 
   test('tokenize gives the reference token ids', async () => {
-    for (const { text, ids } of reference!.tokens) {
+    for (const { text, ids } of reference.tokens) {
       const { tokenize } = await api.data<{ tokenize: number[] }>(`query($text: String!) { tokenize(modelId: "tiny-sd", text: $text) }`, { text });
       assert.deepEqual(tokenize, ids, text);
     }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
 import { inspectModelFolder, scanModelsDir } from '../../src/diffusion/model-folder.ts';
-import { referenceDir, skipWithoutReference } from '../helpers/reference.ts';
+import { referenceDir } from '../helpers/reference.ts';
 
 let tmp: string;
 /** A default fixture pipeline; tests copy it and change the copy. */
@@ -37,8 +37,8 @@ function sizeOf(dir: string): number {
     .reduce((sum, e) => sum + statSync(join(e.parentPath, e.name)).size, 0);
 }
 
-test('describes the reference tiny-sd folder', { skip: skipWithoutReference }, async () => {
-  const dir = join(referenceDir!, 'models', 'tiny-sd');
+test('describes the reference tiny-sd folder', async () => {
+  const dir = join(referenceDir, 'models', 'tiny-sd');
   const info = await inspectModelFolder(dir);
   assert.equal(info.error, undefined);
   assert.deepEqual(

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TorchGenerator, randomSeed } from '../../src/diffusion/random.ts';
-import { loadReference, skipWithoutReference } from '../helpers/reference.ts';
+import { loadReference } from '../helpers/reference.ts';
 
 const elementCount = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
@@ -22,7 +22,7 @@ function concat(parts: Float32Array[]): Float32Array {
   return out;
 }
 
-describe('TorchGenerator against torch.randn', { skip: skipWithoutReference }, () => {
+describe('TorchGenerator against torch.randn', () => {
   it('reproduces every reference draw bit for bit', () => {
     for (const { seed, shape, values } of loadReference().randn) {
       const actual = new TorchGenerator(seed).randn(elementCount(shape));

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { readSafetensorsHeader, SafetensorsError } from '../../src/diffusion/safetensors.ts';
-import { referenceDir, skipWithoutReference } from '../helpers/reference.ts';
+import { referenceDir } from '../helpers/reference.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'sdql-safetensors-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -19,8 +19,8 @@ function file(name: string, header: unknown, dataBytes: number, headerText: stri
   return path;
 }
 
-test('reads the reference kohya LoRA header', { skip: skipWithoutReference }, async () => {
-  const header = await readSafetensorsHeader(join(referenceDir!, 'loras', 'tiny-style.safetensors'));
+test('reads the reference kohya LoRA header', async () => {
+  const header = await readSafetensorsHeader(join(referenceDir, 'loras', 'tiny-style.safetensors'));
   assert.equal(Object.keys(header.tensors).length, 216);
   assert.deepEqual(header.tensors['lora_unet_down_blocks_1_attentions_0_proj_in.alpha'], { dtype: 'F32', shape: [], data_offsets: [0, 4] });
   assert.equal(header.metadata.ss_network_dim, '4');

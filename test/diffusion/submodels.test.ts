@@ -8,15 +8,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { OnnxModel } from '../../src/diffusion/onnx-model.ts';
-import { referenceDir, skipWithoutReference } from '../helpers/reference.ts';
+import { referenceDir } from '../helpers/reference.ts';
 
 type Vectors = Record<string, Record<string, { shape: number[]; values: number[] }>>;
 
-describe('reference submodels match PyTorch', { skip: skipWithoutReference }, () => {
-  const vectors: Vectors = referenceDir ? JSON.parse(readFileSync(join(referenceDir, 'models/tiny-sd.vectors.json'), 'utf8')) : {};
+describe('reference submodels match PyTorch', () => {
+  const vectors: Vectors = JSON.parse(readFileSync(join(referenceDir, 'models/tiny-sd.vectors.json'), 'utf8'));
   for (const [submodel, tensors] of Object.entries(vectors)) {
     test(submodel, async () => {
-      const model = await OnnxModel.load(join(referenceDir!, 'models/tiny-sd', submodel, 'model.onnx'));
+      const model = await OnnxModel.load(join(referenceDir, 'models/tiny-sd', submodel, 'model.onnx'));
       try {
         const feeds = Object.fromEntries(
           model.inputNames.map((name) => {

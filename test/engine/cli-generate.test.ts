@@ -11,7 +11,7 @@ import { Engine } from '../../src/diffusion/engine.ts';
 import { quantize } from '../../src/diffusion/image.ts';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { resolveRequest } from '../../src/diffusion/pipeline.ts';
-import { compareImages, loadReference, referenceDir, skipWithoutReference } from '../helpers/reference.ts';
+import { compareImages, loadReference, referenceDir } from '../helpers/reference.ts';
 import { FixtureDir } from './helpers.ts';
 
 const SDQL = resolve(fileURLToPath(import.meta.url), '../../../bin/sdql.js');
@@ -94,18 +94,18 @@ describe('sdql generate', () => {
     assert.match(stderr, /error: no model ".*absent"/);
   });
 
-  test('applies <lora:…> tags from SDQL_LORAS_DIR: the reference LoRA case', { skip: skipWithoutReference }, async () => {
+  test('applies <lora:…> tags from SDQL_LORAS_DIR: the reference LoRA case', async () => {
     const [c] = loadReference().cases.filter((k) => k.case.lora);
     const out = join(fixtures.root, 'lora.png');
     const { code, stderr } = await sdqlGenerate(
-      ['--model', join(referenceDir!, 'models', c.case.model), '--prompt', `${c.case.prompt} <lora:${c.case.lora!.name}:${c.case.lora!.weight}>`,
+      ['--model', join(referenceDir, 'models', c.case.model), '--prompt', `${c.case.prompt} <lora:${c.case.lora!.name}:${c.case.lora!.weight}>`,
         '--steps', String(c.case.steps), '--guidance-scale', String(c.case.guidance_scale), '--scheduler', c.case.scheduler, '--seed', String(c.case.seed),
         '--size', `${c.case.width}x${c.case.height}`, '-o', out],
-      { ...process.env, SDQL_LORAS_DIR: join(referenceDir!, 'loras') },
+      { ...process.env, SDQL_LORAS_DIR: join(referenceDir, 'loras') },
     );
     assert.equal(code, 0, stderr);
     const actual = await sharp(out).raw().toBuffer();
-    const expected = await sharp(join(referenceDir!, c.images[0].png)).removeAlpha().raw().toBuffer();
+    const expected = await sharp(join(referenceDir, c.images[0].png)).removeAlpha().raw().toBuffer();
     const { within1, maxDiff } = compareImages(actual, expected);
     assert.ok(within1 >= 0.99 && maxDiff <= 4, `${(within1 * 100).toFixed(2)}% within 1 level, max ${maxDiff}`);
   });

@@ -1,20 +1,34 @@
-// Access to ../shared/reference (diffusers' own outputs). Parity tests skip, saying so, when it is absent.
-import { existsSync, readFileSync } from 'node:fs';
+// Diffusers' own outputs in ../shared/reference (or SDQL_REFERENCE_DIR): the base set at its root and
+// further sets in sub-folders, each with its reference.json, images and README. The tests that read it
+// must not pass without it, so importing this module fails, saying what is missing, when it is absent.
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** The reference folder, or null when this checkout has no ../shared beside it. */
-export const referenceDir: string | null = (() => {
-  const dir = process.env.SDQL_REFERENCE_DIR ?? join(repoRoot, '../shared/reference');
-  return existsSync(join(dir, 'reference.json')) ? dir : null;
+function missing(path: string): Error {
+  return new Error(
+    `${path} is missing: the parity tests compare the engine with the images diffusers 0.21.4 made there; ` +
+      'put the shared reference folder at ../shared/reference beside this checkout, or set SDQL_REFERENCE_DIR to where it is.',
+  );
+}
+
+/** The reference folder's root. */
+export const referenceDir: string = (() => {
+  const dir = resolve(process.env.SDQL_REFERENCE_DIR ?? join(repoRoot, '../shared/reference'));
+  if (!existsSync(join(dir, 'reference.json'))) throw missing(join(dir, 'reference.json'));
+  return dir;
 })();
 
-/** Pass as `{ skip }` to node:test so the report says why a parity test did not run. */
-export const skipWithoutReference: string | false = referenceDir
-  ? false
-  : 'skipped: ../shared/reference is absent (set SDQL_REFERENCE_DIR to run parity tests)';
+/**
+ * The sets whose cases run through the engine and the API: the root and these sub-folders. The
+ * other sub-folders (inpaint/, variation/, checkpoint/, sdxl/, clip-skip/, sampling/) join this list
+ * with the features they test.
+ */
+export const PARITY_SETS = ['', 'schedulers'] as const;
 
 export interface ReferenceCase {
   case: {
@@ -46,9 +60,61 @@ export interface ReferenceJson {
   randn: { seed: number; shape: number[]; values: number[] }[];
 }
 
-export function loadReference(): ReferenceJson {
-  if (!referenceDir) throw new Error('reference folder absent');
-  return JSON.parse(readFileSync(join(referenceDir, 'reference.json'), 'utf8')) as ReferenceJson;
+export interface ReferenceSet extends ReferenceJson {
+  /** '' for the root, else the sub-folder's name. */
+  name: string;
+  dir: string;
+  /** A file that this set's reference.json names (relative to the set's folder; init images may be in ../). */
+  file(path: string): string;
+  /** A model folder by name: the set's own models/, else the root's (sub-folders reuse tiny-sd). */
+  modelDir(model: string): string;
+  /** How a test names a case: its name, after the set's. */
+  label(c: ReferenceCase): string;
+}
+
+/** The root's set, or a sub-folder's. */
+export function loadReference(name = ''): ReferenceSet {
+  const dir = join(referenceDir, name);
+  const jsonPath = join(dir, 'reference.json');
+  if (!existsSync(jsonPath)) throw missing(jsonPath);
+  const json = JSON.parse(readFileSync(jsonPath, 'utf8')) as Partial<ReferenceJson>;
+  return {
+    cases: json.cases ?? [],
+    tokens: json.tokens ?? [],
+    randn: json.randn ?? [],
+    name,
+    dir,
+    file: (path) => join(dir, path),
+    modelDir: (model) => {
+      const own = join(dir, 'models', model);
+      return existsSync(own) ? own : join(referenceDir, 'models', model);
+    },
+    label: (c) => (name ? `${name}/${c.case.name}` : c.case.name),
+  };
+}
+
+/** The reference LoRA file of a case's `lora`. */
+export function loraPath(name: string): string {
+  return join(referenceDir, 'loras', `${name}.safetensors`);
+}
+
+/**
+ * Puts a case's model into `modelsDir` as the folder `id`: a link to the reference folder, or, when
+ * the case overrides scheduler settings, a copy with them merged into scheduler_config.json (the
+ * engine takes such settings from the model folder only). Returns the folder.
+ */
+export function placeCaseModel(set: ReferenceSet, c: ReferenceCase, modelsDir: string, id = c.case.name): string {
+  const source = set.modelDir(c.case.model);
+  const dir = join(modelsDir, id);
+  const override = c.case.scheduler_config_override;
+  if (!override) {
+    symlinkSync(source, dir, 'dir');
+    return dir;
+  }
+  cpSync(source, dir, { recursive: true });
+  const configPath = join(dir, 'scheduler', 'scheduler_config.json');
+  writeFileSync(configPath, JSON.stringify({ ...JSON.parse(readFileSync(configPath, 'utf8')), ...override }));
+  return dir;
 }
 
 /** Reads a little-endian float32 .npy file (NumPy format 1.x/2.x). */
@@ -76,6 +142,18 @@ export function compareImages(actual: Uint8Array, expected: Uint8Array): { withi
     maxDiff = Math.max(maxDiff, d);
   }
   return { within1: within1 / actual.length, maxDiff };
+}
+
+/**
+ * Asserts that 8-bit RGB pixels match a reference PNG within the reference README's tolerance: 99% of
+ * channel values within 1 level, none off by more than 4. Returns the measurement, for the report.
+ */
+export async function assertMatchesPng(actual: Uint8Array, pngPath: string): Promise<string> {
+  const expected = await sharp(pngPath).removeAlpha().raw().toBuffer();
+  const { within1, maxDiff } = compareImages(actual, expected);
+  const measured = `${(within1 * 100).toFixed(2)}% within 1 level, max ${maxDiff}`;
+  assert.ok(within1 >= 0.99 && maxDiff <= 4, `${pngPath}: ${measured}`);
+  return measured;
 }
 
 /** A case's request in our parameter names (GenerateParams and GenerateInput share them), without its init image. */

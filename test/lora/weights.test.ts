@@ -8,7 +8,7 @@ import { WeightIndex } from '../../src/diffusion/lora/weights.ts';
 import { GraphBuilder } from '../../src/diffusion/onnx/builder.ts';
 import { DataType, decodeModel } from '../../src/diffusion/onnx/proto.ts';
 import { readSafetensorsHeader } from '../../src/diffusion/safetensors.ts';
-import { referenceDir, skipWithoutReference } from '../helpers/reference.ts';
+import { referenceDir } from '../helpers/reference.ts';
 
 const f32 = (n: number) => new Float32Array(n);
 
@@ -62,10 +62,10 @@ test('Gemm weights are found by name, stored as torch holds them unless transB i
   assert.equal(index.get('time_embedding.linear_2')?.transposed, true);
 });
 
-test('finds every layer the reference LoRA adapts, and every text encoder projection, in the reference exports', { skip: skipWithoutReference }, async () => {
-  const models = join(referenceDir!, 'models', 'tiny-sd');
+test('finds every layer the reference LoRA adapts, and every text encoder projection, in the reference exports', async () => {
+  const models = join(referenceDir, 'models', 'tiny-sd');
   const unet = new WeightIndex(decodeModel(readFileSync(join(models, 'unet', 'model.onnx'))));
-  const header = await readSafetensorsHeader(join(referenceDir!, 'loras', 'tiny-style.safetensors'));
+  const header = await readSafetensorsHeader(join(referenceDir, 'loras', 'tiny-style.safetensors'));
   const modules = new Set(Object.keys(header.tensors).map((k) => k.slice('lora_unet_'.length, k.indexOf('.'))));
   assert.equal(modules.size, 72);
   for (const module of modules) assert.ok(unet.getFlat(module), `${module} not found`);

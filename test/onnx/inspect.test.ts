@@ -8,7 +8,7 @@ import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
 import { GraphBuilder } from '../../src/diffusion/onnx/builder.ts';
 import { inspectOnnx, type OnnxValueInfo } from '../../src/diffusion/onnx/inspect.ts';
 import { DataType, encodeModel, makeValueInfo } from '../../src/diffusion/onnx/proto.ts';
-import { referenceDir, skipWithoutReference } from '../helpers/reference.ts';
+import { referenceDir } from '../helpers/reference.ts';
 
 async function ortMetadata(path: string): Promise<{ inputs: OnnxValueInfo[]; outputs: OnnxValueInfo[] }> {
   const session = await ort.InferenceSession.create(path);
@@ -31,9 +31,9 @@ after(async () => {
 });
 
 describe('inspectOnnx', () => {
-  test('agrees with onnxruntime on the reference models', { skip: skipWithoutReference }, async () => {
+  test('agrees with onnxruntime on the reference models', async () => {
     for (const name of ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder']) {
-      const path = join(referenceDir!, 'models/tiny-sd', name, 'model.onnx');
+      const path = join(referenceDir, 'models/tiny-sd', name, 'model.onnx');
       const summary = await inspectOnnx(path);
       assert.deepEqual({ inputs: summary.inputs, outputs: summary.outputs }, await ortMetadata(path), name);
       assert.equal(summary.opsetVersion, 14);

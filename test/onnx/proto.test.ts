@@ -24,7 +24,7 @@ import {
   type ModelProto,
 } from '../../src/diffusion/onnx/proto.ts';
 import { Reader, Writer } from '../../src/diffusion/onnx/wire.ts';
-import { referenceDir, skipWithoutReference } from '../helpers/reference.ts';
+import { referenceDir } from '../helpers/reference.ts';
 
 /** y = x · W + b over x [batch, 3], with W an anonymous initializer as the exporter writes it. */
 function linearModel(): ModelProto {
@@ -271,18 +271,18 @@ describe('float16', () => {
   });
 });
 
-describe('reference models', { skip: skipWithoutReference }, () => {
+describe('reference models', () => {
   const names = ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'];
 
   test('decode + encode reproduces every exported file byte for byte', async () => {
     for (const name of names) {
-      const bytes = await readFile(join(referenceDir!, 'models/tiny-sd', name, 'model.onnx'));
+      const bytes = await readFile(join(referenceDir, 'models/tiny-sd', name, 'model.onnx'));
       assert.ok(Buffer.from(encodeModel(decodeModel(bytes))).equals(bytes), name);
     }
   });
 
   test('the re-encoded UNet computes exactly what the original does, and an edit is visible', async () => {
-    const path = join(referenceDir!, 'models/tiny-sd/unet/model.onnx');
+    const path = join(referenceDir, 'models/tiny-sd/unet/model.onnx');
     const model = decodeModel(await readFile(path));
     const feeds = {
       sample: new ort.Tensor('float32', Float32Array.from({ length: 2 * 4 * 8 * 8 }, (_, i) => Math.sin(i)), [2, 4, 8, 8]),

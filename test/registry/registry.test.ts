@@ -10,7 +10,7 @@ import { configureLogging } from '../../src/log.ts';
 import { Registry } from '../../src/registry/index.ts';
 import { inspectLoraFile, triggerWords } from '../../src/registry/loras.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { referenceDir, skipWithoutReference } from '../helpers/reference.ts';
+import { referenceDir } from '../helpers/reference.ts';
 
 let tmp: string;
 let fixture: string;
@@ -72,8 +72,8 @@ test('inspectLoraFile reads kohya metadata from the header', async () => {
   assert.deepEqual(info.triggerWords, []);
 });
 
-test('the reference LoRA lists its trigger words', { skip: skipWithoutReference }, async () => {
-  const info = await inspectLoraFile(join(referenceDir!, 'loras', 'tiny-style.safetensors'));
+test('the reference LoRA lists its trigger words', async () => {
+  const info = await inspectLoraFile(join(referenceDir, 'loras', 'tiny-style.safetensors'));
   assert.deepEqual(
     { id: info.id, base: info.baseModelVersion, dim: info.networkDim, alpha: info.networkAlpha, words: info.triggerWords, error: info.error },
     { id: 'tiny-style', base: 'sd_v1', dim: 4, alpha: 2, words: ['tinystyle', 'watercolor', 'lighthouse'], error: undefined },

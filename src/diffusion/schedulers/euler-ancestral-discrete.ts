@@ -1,7 +1,7 @@
 // Euler ancestral sampling (k-diffusion's sample_euler_ancestral): an Euler step down to σ_down,
 // then fresh noise of σ_up, so that σ_down² + σ_up² = σ_next² (η = 1).
-import { DiscreteSigmaScheduler } from './euler-discrete.ts';
-import type { SigmaSchedulerConfig } from './euler-discrete.ts';
+import { DiscreteSigmaScheduler } from './discrete-sigma-scheduler.ts';
+import type { SigmaSchedulerConfig } from './discrete-sigma-scheduler.ts';
 import { BETA_SCHEDULES, resolveConfig, TIMESTEP_SPACINGS } from './scheduler.ts';
 import type { NoiseSource } from './scheduler.ts';
 

@@ -1,66 +1,30 @@
 // Heun's method (Karras et al. 2022, algorithm 1 with γ = 0) as diffusers 0.21.4's
 // HeunDiscreteScheduler: every step but the last is an Euler step followed by a correction that
 // averages the derivatives at both ends, so the UNet sees each inner timestep twice.
-import {
-  alphasCumprod,
-  arange,
-  BETA_SCHEDULES,
-  initStepIndex,
-  interp,
-  karrasSigmas,
-  PREDICTION_TYPES,
-  resolveConfig,
-  sigmaToT,
-  spacedTimesteps,
-  TIMESTEP_SPACINGS,
-  trainingSigmas,
-} from './scheduler.ts';
-import type { BetaSchedule, PredictionType, Scheduler, TimestepSpacing } from './scheduler.ts';
+import { DiscreteSigmaScheduler } from './discrete-sigma-scheduler.ts';
+import type { SigmaSchedulerConfig } from './discrete-sigma-scheduler.ts';
+import { BETA_SCHEDULES, initStepIndex, PREDICTION_TYPES, resolveConfig, TIMESTEP_SPACINGS } from './scheduler.ts';
 
-const DEFAULTS = {
+interface HeunDiscreteConfig extends SigmaSchedulerConfig {
+  use_karras_sigmas: boolean;
+  clip_sample: boolean;
+  clip_sample_range: number;
+}
+
+// HeunDiscreteScheduler.__init__ defaults of diffusers 0.21.4.
+const DEFAULTS: HeunDiscreteConfig = {
   num_train_timesteps: 1000,
   beta_start: 0.00085,
   beta_end: 0.012,
-  beta_schedule: 'linear' as BetaSchedule,
-  trained_betas: null as number[] | null,
-  prediction_type: 'epsilon' as PredictionType,
+  beta_schedule: 'linear',
+  trained_betas: null,
+  prediction_type: 'epsilon',
   use_karras_sigmas: false,
   clip_sample: false,
   clip_sample_range: 1.0,
-  timestep_spacing: 'linspace' as TimestepSpacing,
+  timestep_spacing: 'linspace',
   steps_offset: 0,
 };
-
-const f32 = Math.fround;
-
-// The k-diffusion pieces HeunDiscreteScheduler shares with KDPM2DiscreteScheduler (which diffusers
-// derives from it), in float32 as torch computes them.
-
-/** init_noise_sigma: σ_max, or sqrt(σ_max² + 1) for "leading" spacing. */
-export function kInitNoiseSigma(sigmas: Float32Array, spacing: TimestepSpacing): number {
-  const sigmaMax = sigmas.reduce((a, b) => Math.max(a, b));
-  return spacing === 'leading' ? f32(Math.sqrt(f32(f32(sigmaMax * sigmaMax) + 1))) : sigmaMax;
-}
-
-/** The model input at noise level σ: sample / sqrt(σ² + 1). */
-export function kScaleModelInput(sample: Float32Array, sigma: number): Float32Array {
-  const scale = f32(Math.sqrt(f32(f32(sigma * sigma) + 1)));
-  return sample.map((x) => x / scale);
-}
-
-/** x0 as the model predicts it at noise level σ. */
-export function kPredictOriginal(
-  prediction: PredictionType,
-  modelOutput: Float32Array,
-  sample: Float32Array,
-  sigma: number,
-): Float32Array {
-  if (prediction === 'epsilon') return sample.map((x, i) => x - sigma * modelOutput[i]);
-  if (prediction === 'sample') return modelOutput;
-  const variance = f32(f32(sigma * sigma) + 1);
-  const outputScale = f32(-sigma / f32(Math.sqrt(variance)));
-  return sample.map((x, i) => f32(modelOutput[i] * outputScale) + f32(x / variance));
-}
 
 /** The derivative and step size of a step's Euler half, which its second half corrects. */
 interface FirstOrderHalf {
@@ -69,89 +33,59 @@ interface FirstOrderHalf {
   sample: Float32Array;
 }
 
-export class HeunDiscreteScheduler implements Scheduler {
-  readonly order = 2;
-  timesteps: number[] = [];
-  initNoiseSigma = 1;
-  private readonly config: typeof DEFAULTS;
-  private readonly trainSigmas: Float32Array;
-  private readonly logSigmas: Float32Array;
-  /** One noise level per entry of `timesteps`, plus the final 0 (inner levels repeat, as the timesteps do). */
-  sigmas = new Float32Array(0);
-  private stepIndex: number | null = null;
-  private firstOrderHalf: FirstOrderHalf | null = null;
+export class HeunDiscreteScheduler extends DiscreteSigmaScheduler<HeunDiscreteConfig> {
+  override readonly order = 2;
+  #firstOrderHalf: FirstOrderHalf | null = null;
 
   constructor(rawConfig: Record<string, unknown>) {
-    this.config = resolveConfig('HeunDiscreteScheduler', DEFAULTS, rawConfig, {
+    const config = resolveConfig('HeunDiscreteScheduler', DEFAULTS, rawConfig, {
       beta_schedule: BETA_SCHEDULES,
       prediction_type: PREDICTION_TYPES,
       timestep_spacing: TIMESTEP_SPACINGS,
     });
-    this.trainSigmas = trainingSigmas(alphasCumprod({ ...this.config, rescale_betas_zero_snr: false }));
-    this.logSigmas = this.trainSigmas.map(Math.log);
+    super(config, { interpolation_type: 'linear', use_karras_sigmas: config.use_karras_sigmas });
   }
 
-  setTimesteps(numInferenceSteps: number): void {
-    const { config } = this;
-    // float32, as numpy builds them before interpolating the noise levels
-    let timesteps = spacedTimesteps(
-      config.timestep_spacing,
-      config.num_train_timesteps,
-      numInferenceSteps,
-      config.steps_offset,
-    ).map(Math.fround);
-    const trainIndices = arange(0, this.trainSigmas.length, 1);
-    let sigmas = timesteps.map((t) => interp(t, trainIndices, this.trainSigmas));
-    if (config.use_karras_sigmas) {
-      sigmas = karrasSigmas(sigmas, numInferenceSteps);
-      timesteps = sigmas.map((sigma) => sigmaToT(sigma, this.logSigmas));
-    }
+  /** One σ per entry of `timesteps`, plus the final 0: every level after the first twice, as the timesteps. */
+  override setTimesteps(numInferenceSteps: number): void {
+    const { timesteps, sigmas } = this.inferenceSigmas(numInferenceSteps);
     const inner = (values: number[]) => values.slice(1).flatMap((v) => [v, v]);
-    this.sigmas = Float32Array.from([sigmas[0], ...inner(sigmas), 0]);
-    this.timesteps = [timesteps[0], ...inner(timesteps)];
-    this.initNoiseSigma = kInitNoiseSigma(this.sigmas, config.timestep_spacing);
-    this.stepIndex = null;
-    this.firstOrderHalf = null;
-  }
-
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
-    this.stepIndex ??= initStepIndex(this.timesteps, timestep);
-    return kScaleModelInput(sample, this.sigmas[this.stepIndex]);
+    this.useSchedule([timesteps[0], ...inner(timesteps)], [sigmas[0], ...inner(sigmas), 0]);
+    this.#firstOrderHalf = null;
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array): Float32Array {
-    const index = (this.stepIndex ??= initStepIndex(this.timesteps, timestep));
-    const eulerHalf = this.firstOrderHalf;
+    const index = this.currentIndex(timestep);
+    const eulerHalf = this.#firstOrderHalf;
     // The correction evaluates the model at the end of the Euler step, sigmas[index].
     const sigma = eulerHalf ? this.sigmas[index - 1] : this.sigmas[index];
     const sigmaNext = eulerHalf ? this.sigmas[index] : this.sigmas[index + 1];
     const sigmaInput = eulerHalf ? sigmaNext : sigma;
-    const predOriginal = this.clip(kPredictOriginal(this.config.prediction_type, modelOutput, sample, sigmaInput));
+    const predOriginal = this.#clipped(this.predictOriginalSample(modelOutput, sample, sigmaInput));
     let prevSample: Float32Array;
     if (!eulerHalf) {
       const derivative = sample.map((x, i) => (x - predOriginal[i]) / sigma);
       const dt = sigmaNext - sigma;
-      this.firstOrderHalf = { derivative, dt, sample };
+      this.#firstOrderHalf = { derivative, dt, sample };
       prevSample = sample.map((x, i) => x + derivative[i] * dt);
     } else {
       const { derivative: prevDerivative, dt, sample: startSample } = eulerHalf;
       prevSample = startSample.map(
         (x, i) => x + ((prevDerivative[i] + (sample[i] - predOriginal[i]) / sigmaNext) / 2) * dt,
       );
-      this.firstOrderHalf = null;
+      this.#firstOrderHalf = null;
     }
     this.stepIndex = index + 1;
     return prevSample;
   }
 
-  addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    // Both occurrences of a repeated timestep carry the same noise level, so diffusers' occurrence
-    // counting (index_for_timestep) cannot change the result.
-    const sigma = this.sigmas[initStepIndex(this.timesteps, timestep)];
-    return originalSamples.map((x, i) => x + noise[i] * sigma);
+  // Both occurrences of a repeated timestep carry the same noise level, so diffusers' occurrence
+  // counting (index_for_timestep) cannot change the result.
+  protected override noiseIndex(timestep: number): number {
+    return initStepIndex(this.timesteps, timestep);
   }
 
-  private clip(predOriginal: Float32Array): Float32Array {
+  #clipped(predOriginal: Float32Array): Float32Array {
     if (!this.config.clip_sample) return predOriginal;
     const range = this.config.clip_sample_range;
     return predOriginal.map((x) => Math.min(Math.max(x, -range), range));

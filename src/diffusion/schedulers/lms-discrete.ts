@@ -1,7 +1,7 @@
 // Linear multistep (k-diffusion's sample_lms): the ODE derivative is interpolated through the last
 // four steps by a Lagrange polynomial in σ and integrated exactly over the next σ interval.
-import { DiscreteSigmaScheduler } from './euler-discrete.ts';
-import type { SigmaSchedulerConfig } from './euler-discrete.ts';
+import { DiscreteSigmaScheduler } from './discrete-sigma-scheduler.ts';
+import type { SigmaSchedulerConfig } from './discrete-sigma-scheduler.ts';
 import { BETA_SCHEDULES, PREDICTION_TYPES, resolveConfig, TIMESTEP_SPACINGS } from './scheduler.ts';
 
 interface LMSDiscreteConfig extends SigmaSchedulerConfig {
