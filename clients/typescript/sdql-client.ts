@@ -5,6 +5,11 @@
  * The types are written by hand for the operations below and follow schema/schema.graphql: same
  * field names, `| null` exactly where the schema's field is nullable, `?` where an input field is
  * optional. ID, DateTime (ISO 8601) and SafeInt travel as JSON strings and numbers.
+ *
+ * Ids are the schema's global ids (`Generation.id`, `Image.id`, `generationId`, `modelId`, …):
+ * opaque strings that say their type, to pass back as they come (`node(id:)` refetches any of them).
+ * Where a script names a model or a LoRA, `modelId` and `LoraInput.id` also take the plain name
+ * (`modelId: 'sd15'`, the folder name; a LoRA's `tagName`).
  */
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
@@ -17,10 +22,12 @@ export type PromptSyntax = 'A1111' | 'PLAIN';
 export interface ImageInput {
   dataUrl?: string | null;
   file?: Blob | null;
+  /** An `Image.id` of the history. */
   imageId?: string | null;
 }
 
 export interface LoraInput {
+  /** The LoRA's `id`, or its `tagName` (file name without .safetensors). */
   id: string;
   weight?: number | null;
 }
@@ -33,6 +40,7 @@ export interface GenerateInput {
   height?: number | null;
   initImage?: ImageInput | null;
   loras?: LoraInput[] | null;
+  /** The model's `id`, or its `name` (folder name). */
   modelId: string;
   negativePrompt?: string | null;
   numImages?: number | null;
@@ -122,17 +130,23 @@ export interface GenerationProgress {
 /** Statuses after which a generation never changes again. */
 export const TERMINAL_STATUSES: readonly GenerationStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELED'];
 
-const IMAGE_FIELDS = 'bytes createdAt format height id index infotext seed sha256 url width';
-const GENERATION_FIELDS = `createdAt durationMs embeddings error eta finishedAt guidanceRescale guidanceScale height id
-  images { ${IMAGE_FIELDS} } loras { name unetWeight weight } modelHash modelId negativePrompt numImages priority prompt
-  promptSyntax queuePosition scheduler seed startedAt status step steps strength totalSteps warnings width`;
+// Complete documents (no interpolation inside them), so that `npm run lint` checks them against
+// the schema; each operation travels with the fragments it spreads.
+const FRAGMENTS = /* GraphQL */ `
+  fragment GenerationFields on Generation {
+    createdAt durationMs embeddings error eta finishedAt guidanceRescale guidanceScale height id
+    images { ...ImageFields } loras { name unetWeight weight } modelHash modelId negativePrompt numImages priority prompt
+    promptSyntax queuePosition scheduler seed startedAt status step steps strength totalSteps warnings width
+  }
+  fragment ImageFields on Image { bytes createdAt format height id index infotext seed sha256 url width }
+`;
 
 /** The documents this client sends, for callers with a transport of their own. */
 export const operations = {
-  generate: `mutation Generate($input: GenerateInput!) { generate(input: $input) { ${GENERATION_FIELDS} } }`,
-  generation: `query Generation($id: ID!) { generation(id: $id) { ${GENERATION_FIELDS} } }`,
-  cancel: `mutation CancelGeneration($id: ID!) { cancelGeneration(id: $id) { ${GENERATION_FIELDS} } }`,
-  progress: `subscription GenerationProgress($id: ID!) { generationProgress(id: $id) {
+  generate: /* GraphQL */ `mutation Generate($input: GenerateInput!) { generate(input: $input) { ...GenerationFields } }` + FRAGMENTS,
+  generation: /* GraphQL */ `query Generation($id: ID!) { generation(id: $id) { ...GenerationFields } }` + FRAGMENTS,
+  cancel: /* GraphQL */ `mutation CancelGeneration($id: ID!) { cancelGeneration(id: $id) { ...GenerationFields } }` + FRAGMENTS,
+  progress: /* GraphQL */ `subscription GenerationProgress($id: ID!) { generationProgress(id: $id) {
     error etaMs generationId imageIndex preview { dataUrl height width } status step totalSteps } }`,
 } as const;
 

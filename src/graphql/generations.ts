@@ -8,12 +8,14 @@ import { PRIORITY_RANGE, adapterSource, submitGeneration } from '../jobs/request
 import type { GenerationStatus as GenerationStatusValue, Prisma } from '../db/index.ts';
 import { builder } from './builder.ts';
 import { notFound, userError } from './errors.ts';
+import { localId } from './ids.ts';
 import { ImageInput, readImageInput } from './images.ts';
 import { PromptSyntax } from './prompts.ts';
 import { Scheduler } from './scheduler.ts';
 
 export const GenerationStatus = builder.enumType('GenerationStatus', {
   // The database's enum, each value described here.
+  description: 'Where a generation is in its life: QUEUED, then RUNNING, then one of SUCCEEDED, FAILED and CANCELED, after which it never changes.',
   values: {
     QUEUED: { description: 'Waiting for a worker; see `queuePosition`.' },
     RUNNING: { description: 'Being denoised; see `step` and `totalSteps`, or subscribe to `generationProgress`.' },
@@ -26,15 +28,15 @@ export const GenerationStatus = builder.enumType('GenerationStatus', {
 const LoraInput = builder.inputType('LoraInput', {
   description: 'A LoRA of `loras` to apply, by id, at a weight.',
   fields: (t) => ({
-    id: t.id({ required: true }),
-    weight: t.float({ defaultValue: 1, description: 'Strength of the LoRA; 1 is as trained.' }),
+    id: t.id({ required: true, description: 'The LoRA: its `id` or its `tagName`. Unknown: BAD_USER_INPUT.' }),
+    weight: t.float({ defaultValue: 1, description: 'Multiplier of its update to the text encoder and the UNet; 1 is as trained, 0 leaves it out, negative inverts it.' }),
   }),
 });
 
 const GenerateInput = builder.inputType('GenerateInput', {
   description: `A generation request. Limits: sides from ${LIMITS.minSide} to ${LIMITS.maxSide} px and multiples of the model's \`vaeScaleFactor\`, at most ${LIMITS.maxPixels} pixels; steps ${LIMITS.minSteps}–${LIMITS.maxSteps}; numImages 1–${LIMITS.maxImages}; prompts up to ${LIMITS.maxPromptChars} characters.`,
   fields: (t) => ({
-    modelId: t.id({ required: true, description: 'A model of `models` that is `supported`.' }),
+    modelId: t.id({ required: true, description: 'A model of `models` that is `supported`: its `id` or its `name` (the folder name). NOT_FOUND when there is none; MODEL_INVALID when it cannot be used.' }),
     prompt: t.string({ required: true, description: 'Read as `promptSyntax` says; its `<lora:name:weight>` tags apply LoRAs, and the names of embeddings (see `embeddings`) apply them.' }),
     negativePrompt: t.string({ description: 'What to steer away from. Default: empty (diffusers\' unconditional prompt).' }),
     promptSyntax: t.field({ type: PromptSyntax, description: `Default ${DEFAULTS.promptSyntax}.` }),
@@ -56,39 +58,41 @@ const GenerateInput = builder.inputType('GenerateInput', {
 });
 
 const GenerationFilter = builder.inputType('GenerationFilter', {
+  description: 'Which generations of the history to list; a generation must match every field given.',
   fields: (t) => ({
     text: t.string({ description: 'Words found in the prompt or the negative prompt (case-insensitive).' }),
-    modelId: t.id(),
-    status: t.field({ type: [GenerationStatus] }),
-    createdAfter: t.field({ type: 'DateTime' }),
-    createdBefore: t.field({ type: 'DateTime' }),
+    modelId: t.id({ description: 'Made with this model: its `id` or its `name`.' }),
+    status: t.field({ type: [GenerationStatus], description: 'In one of these statuses.' }),
+    createdAfter: t.field({ type: 'DateTime', description: 'Submitted at or after this time.' }),
+    createdBefore: t.field({ type: 'DateTime', description: 'Submitted before this time.' }),
   }),
 });
 
-builder.prismaObject('Generation', {
+builder.prismaNode('Generation', {
   description: 'One generation request and its outcome, with every parameter as it ran (defaults resolved).',
+  id: { field: 'id', description: 'Global id. `generation(id:)`, `cancelGeneration`, `deleteGeneration` and `generationProgress` take it.' },
+  nullable: true,
   fields: (t) => ({
-    id: t.exposeID('id'),
-    status: t.expose('status', { type: GenerationStatus }),
-    model: t.relation('model'),
-    modelId: t.exposeID('modelId'),
+    status: t.expose('status', { type: GenerationStatus, description: 'Where it is now; `generationProgress` follows it live.' }),
+    model: t.relation('model', { description: 'The model it runs with (still listed after its folder is removed).' }),
+    modelId: t.globalID({ description: "`model`'s global id (`model.name` is the folder name).", resolve: (g) => ({ type: 'Model', id: g.modelId }) }),
     modelHash: t.exposeString('modelHash', { nullable: true, description: "The model's short hash when it ran (AUTOMATIC1111's Model hash)." }),
-    prompt: t.exposeString('prompt'),
-    negativePrompt: t.exposeString('negativePrompt'),
-    scheduler: t.field({ type: Scheduler, resolve: (g) => g.scheduler as SchedulerName }),
-    width: t.exposeInt('width'),
-    height: t.exposeInt('height'),
-    steps: t.exposeInt('steps'),
-    guidanceScale: t.exposeFloat('guidanceScale'),
-    guidanceRescale: t.exposeFloat('guidanceRescale'),
-    eta: t.exposeFloat('eta'),
-    strength: t.exposeFloat('strength', { nullable: true }),
+    prompt: t.exposeString('prompt', { description: 'The prompt as sent.' }),
+    negativePrompt: t.exposeString('negativePrompt', { description: 'The negative prompt as sent; empty for none.' }),
+    scheduler: t.field({ type: Scheduler, description: 'The sampler.', resolve: (g) => g.scheduler as SchedulerName }),
+    width: t.exposeInt('width', { description: 'Image width in pixels.' }),
+    height: t.exposeInt('height', { description: 'Image height in pixels.' }),
+    steps: t.exposeInt('steps', { description: 'Denoising steps asked for (img2img runs `strength` × steps of them).' }),
+    guidanceScale: t.exposeFloat('guidanceScale', { description: 'Classifier-free guidance scale (CFG).' }),
+    guidanceRescale: t.exposeFloat('guidanceRescale', { description: 'Guidance rescale φ; 0 for none.' }),
+    eta: t.exposeFloat('eta', { description: "DDIM's η; other schedulers ignore it." }),
+    strength: t.exposeFloat('strength', { nullable: true, description: 'img2img: the share of the init image replaced; null for txt2img.' }),
     seed: t.field({ type: 'SafeInt', description: 'Seed of the first image; image i used seed + i.', resolve: (g) => g.seed }),
-    numImages: t.exposeInt('numImages'),
-    priority: t.exposeInt('priority'),
-    images: t.relation('images', { query: { orderBy: { index: 'asc' } } }),
-    error: t.exposeString('error', { nullable: true }),
-    warnings: t.exposeStringList('warnings'),
+    numImages: t.exposeInt('numImages', { description: 'Images in the batch.' }),
+    priority: t.exposeInt('priority', { description: 'Its place in the queue: higher runs first.' }),
+    images: t.relation('images', { query: { orderBy: { index: 'asc' } }, description: 'The results, by `index`; empty until SUCCEEDED.' }),
+    error: t.exposeString('error', { nullable: true, description: 'Why it FAILED; null otherwise.' }),
+    warnings: t.exposeStringList('warnings', { description: 'What did not go as asked without failing it (prompt text past the token limit, …).' }),
     step: t.exposeInt('step', { description: 'UNet calls done so far.' }),
     totalSteps: t.exposeInt('totalSteps', { nullable: true, description: 'UNet calls in all (second-order schedulers make two per step); known once running.' }),
     queuePosition: t.loadable({
@@ -102,12 +106,12 @@ builder.prismaObject('Generation', {
       },
       resolve: (g) => (g.status === 'QUEUED' ? g.id : null),
     }),
-    createdAt: t.expose('createdAt', { type: 'DateTime' }),
-    startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true }),
-    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was submitted.' }),
+    startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true, description: 'When a worker started it; null while QUEUED.' }),
+    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true, description: 'When it SUCCEEDED, FAILED or was CANCELED.' }),
     durationMs: t.int({
       nullable: true,
-      description: 'From start to finish, once finished.',
+      description: 'Milliseconds from start to finish, once finished.',
       resolve: (g) => (g.startedAt && g.finishedAt ? g.finishedAt.getTime() - g.startedAt.getTime() : null),
     }),
   }),
@@ -117,22 +121,22 @@ const Preview = builder.objectRef<NonNullable<GenerationEvent['preview']>>('Prev
   description: 'A small live preview of the image being denoised.',
   fields: (t) => ({
     dataUrl: t.exposeString('dataUrl', { description: 'A data: URL (JPEG), at most 256 px on the long side.' }),
-    width: t.exposeInt('width'),
-    height: t.exposeInt('height'),
+    width: t.exposeInt('width', { description: 'Width in pixels.' }),
+    height: t.exposeInt('height', { description: 'Height in pixels.' }),
   }),
 });
 
 const GenerationProgress = builder.objectRef<GenerationEvent>('GenerationProgress').implement({
   description: 'A state of one generation: the first event is its state when subscribing, then one per step, then its final status.',
   fields: (t) => ({
-    generationId: t.exposeID('generationId'),
-    status: t.field({ type: GenerationStatus, resolve: (e) => e.status }),
-    step: t.exposeInt('step'),
-    totalSteps: t.exposeInt('totalSteps', { nullable: true }),
+    generationId: t.globalID({ description: "The generation's `id`.", resolve: (e) => ({ type: 'Generation', id: e.generationId }) }),
+    status: t.field({ type: GenerationStatus, description: 'Its status at this event.', resolve: (e) => e.status }),
+    step: t.exposeInt('step', { description: 'UNet calls done so far.' }),
+    totalSteps: t.exposeInt('totalSteps', { nullable: true, description: 'UNet calls in all; null until it runs.' }),
     imageIndex: t.exposeInt('imageIndex', { description: 'The image of the batch the preview shows (the batch is denoised together).' }),
-    etaMs: t.exposeInt('etaMs', { nullable: true, description: 'Estimated time left for denoising.' }),
-    preview: t.field({ type: Preview, nullable: true, resolve: (e) => e.preview }),
-    error: t.exposeString('error', { nullable: true }),
+    etaMs: t.exposeInt('etaMs', { nullable: true, description: 'Estimated milliseconds of denoising left, from the pace so far; null before the first step.' }),
+    preview: t.field({ type: Preview, nullable: true, description: 'The image at this step, every `previewEvery` steps; null otherwise.', resolve: (e) => e.preview }),
+    error: t.exposeString('error', { nullable: true, description: 'Why it FAILED; null otherwise.' }),
   }),
 });
 
@@ -141,6 +145,7 @@ const QueueState = builder.objectRef<object>('QueueState').implement({
   fields: (t) => ({
     running: t.prismaField({
       type: ['Generation'],
+      description: 'Being denoised now, oldest start first.',
       resolve: (query, _s, _a, ctx) => ctx.db.prisma.generation.findMany({ ...query, where: { status: 'RUNNING' }, orderBy: { startedAt: 'asc' } }),
     }),
     queued: t.prismaField({
@@ -152,20 +157,23 @@ const QueueState = builder.objectRef<object>('QueueState').implement({
   }),
 });
 
-async function findGeneration(prisma: Prisma.TransactionClient, id: string) {
-  const generation = await prisma.generation.findUnique({ where: { id } });
-  if (!generation) throw notFound('generation', id);
+/** The generation a `generationId` argument names (global or plain id); NOT_FOUND when there is none. */
+async function findGeneration(prisma: Prisma.TransactionClient, id: string | number) {
+  const generation = await prisma.generation.findUnique({ where: { id: localId('Generation', id) } });
+  if (!generation) throw notFound('generation', String(id));
   return generation;
 }
+
+const generationIdArg = (description: string) => ({ required: true as const, description: `The generation's \`id\` (or its plain id: see schema/CHANGELOG.md). ${description}` });
 
 builder.queryFields((t) => ({
   generation: t.prismaField({
     type: 'Generation',
     nullable: true,
-    args: { id: t.arg.id({ required: true }) },
+    args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none; BAD_USER_INPUT for the id of another type.')) },
     description: 'A generation by id. NOT_FOUND when there is none.',
     resolve: async (query, _r, { id }, ctx) => {
-      const generation = await ctx.db.prisma.generation.findUnique({ ...query, where: { id: String(id) } });
+      const generation = await ctx.db.prisma.generation.findUnique({ ...query, where: { id: localId('Generation', id) } });
       if (!generation) throw notFound('generation', String(id));
       return generation;
     },
@@ -174,7 +182,7 @@ builder.queryFields((t) => ({
     type: 'Generation',
     cursor: 'id',
     description: 'The history, newest first, optionally filtered.',
-    args: { filter: t.arg({ type: GenerationFilter }) },
+    args: { filter: t.arg({ type: GenerationFilter, description: 'Only the generations that match it; all of them when absent.' }) },
     resolve: (query, _r, { filter }, ctx) => {
       const where: Prisma.GenerationWhereInput = {};
       if (filter?.text) {
@@ -183,7 +191,7 @@ builder.queryFields((t) => ({
           { negativePrompt: { contains: filter.text, mode: 'insensitive' } },
         ];
       }
-      if (filter?.modelId) where.modelId = String(filter.modelId);
+      if (filter?.modelId) where.modelId = localId('Model', filter.modelId);
       if (filter?.status?.length) where.status = { in: filter.status };
       if (filter?.createdAfter || filter?.createdBefore) where.createdAt = { gte: filter.createdAfter ?? undefined, lt: filter.createdBefore ?? undefined };
       return ctx.db.prisma.generation.findMany({ ...query, where, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }] });
@@ -196,9 +204,9 @@ builder.mutationFields((t) => ({
   generate: t.prismaField({
     type: 'Generation',
     description: 'Validates a request, queues it and returns at once (status QUEUED); follow it with `generationProgress`.',
-    args: { input: t.arg({ type: GenerateInput, required: true }) },
+    args: { input: t.arg({ type: GenerateInput, required: true, description: 'The request; BAD_USER_INPUT names the first field out of range.' }) },
     resolve: async (_query, _r, { input }, ctx) => {
-      const model = ctx.registry.model(String(input.modelId));
+      const model = ctx.registry.model(localId('Model', input.modelId));
       if (!model) throw notFound('model', String(input.modelId));
       const initImage = input.initImage ? await readImageInput(input.initImage, ctx) : undefined;
       const { prisma, queue, images } = ctx.jobs;
@@ -206,7 +214,7 @@ builder.mutationFields((t) => ({
         prompt: input.prompt,
         negativePrompt: input.negativePrompt ?? undefined,
         promptSyntax: input.promptSyntax ?? undefined,
-        loras: input.loras?.map((l) => ({ id: String(l.id), weight: l.weight ?? 1 })),
+        loras: input.loras?.map((l) => ({ id: localId('Lora', l.id), weight: l.weight ?? 1 })),
         width: input.width ?? undefined,
         height: input.height ?? undefined,
         steps: input.steps ?? undefined,
@@ -226,28 +234,28 @@ builder.mutationFields((t) => ({
   cancelGeneration: t.prismaField({
     type: 'Generation',
     description: 'Cancels a queued generation at once, or a running one at its next step. CONFLICT when it has already ended.',
-    args: { id: t.arg.id({ required: true }) },
+    args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none.')) },
     resolve: async (query, _r, { id }, ctx) => {
-      const generation = await findGeneration(ctx.db.prisma, String(id));
+      const generation = await findGeneration(ctx.db.prisma, id);
       if (!(await ctx.jobs.queue.cancel(generation.id))) {
-        throw userError('CONFLICT', `generation ${generation.id} has already ended (${generation.status})`, { status: generation.status });
+        throw userError('CONFLICT', `generation ${id} has already ended (${generation.status})`, { status: generation.status });
       }
       if (generation.status === 'RUNNING') await ctx.jobs.awaitEnd(generation.id, 5000);
       return ctx.db.prisma.generation.findUniqueOrThrow({ ...query, where: { id: generation.id } });
     },
   }),
-  deleteGeneration: t.id({
-    description: 'Deletes a generation that is not running, with its image files; returns its id. CONFLICT while it runs: cancel it first.',
-    args: { id: t.arg.id({ required: true }) },
+  deleteGeneration: t.globalID({
+    description: 'Deletes a generation that is not running, with its image files; returns its `id`. CONFLICT while it runs: cancel it first.',
+    args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none.')) },
     resolve: async (_r, { id }, ctx) => {
-      const generation = await findGeneration(ctx.db.prisma, String(id));
-      if (generation.status === 'RUNNING') throw userError('CONFLICT', `generation ${generation.id} is running: cancel it first`);
+      const generation = await findGeneration(ctx.db.prisma, id);
+      if (generation.status === 'RUNNING') throw userError('CONFLICT', `generation ${id} is running: cancel it first`);
       const images = await ctx.db.prisma.image.findMany({ where: { generationId: generation.id }, select: { path: true } });
       const deleted = await ctx.db.prisma.generation.deleteMany({ where: { id: generation.id, status: { not: 'RUNNING' } } });
-      if (deleted.count === 0) throw userError('CONFLICT', `generation ${generation.id} started running: cancel it first`);
+      if (deleted.count === 0) throw userError('CONFLICT', `generation ${id} started running: cancel it first`);
       await ctx.jobs.images.remove(images.map((i) => i.path));
       ctx.jobs.queue.announce(generation.id, 'DELETED');
-      return generation.id;
+      return { type: 'Generation', id: generation.id };
     },
   }),
 }));
@@ -256,10 +264,10 @@ builder.subscriptionFields((t) => ({
   generationProgress: t.field({
     type: GenerationProgress,
     description: "One generation's progress: its current state first, an event per step with a preview, and its final status, after which the stream ends.",
-    args: { id: t.arg.id({ required: true }) },
+    args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none.')) },
     subscribe: async (_r, { id }, ctx) => {
-      await findGeneration(ctx.db.prisma, String(id));
-      return ctx.jobs.progress(String(id));
+      const generation = await findGeneration(ctx.db.prisma, id);
+      return ctx.jobs.progress(generation.id);
     },
     resolve: (event) => event,
   }),

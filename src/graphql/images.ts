@@ -7,6 +7,7 @@ import type { SchedulerName } from '../diffusion/schedulers/index.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
 import { notFound, userError } from './errors.ts';
+import { localId } from './ids.ts';
 import { Scheduler } from './scheduler.ts';
 
 builder.scalarType('File', {
@@ -25,7 +26,7 @@ builder.scalarType('File', {
 export const ImageInput = builder.inputType('ImageInput', {
   description: `An image, given in exactly one way. PNG, JPEG or WebP, at most ${LIMITS.maxImageBytes} bytes and ${LIMITS.maxInputPixels} pixels.`,
   fields: (t) => ({
-    imageId: t.id({ description: 'An image of the history (`Image.id`).' }),
+    imageId: t.id({ description: 'An image of the history: its `id` (or its plain id: see schema/CHANGELOG.md). NOT_FOUND when there is none.' }),
     dataUrl: t.string({ description: 'A data: URL, e.g. data:image/png;base64,…' }),
     file: t.field({ type: 'File', description: 'A file uploaded with the request (GraphQL multipart request).' }),
   }),
@@ -45,10 +46,9 @@ export async function readImageInput(input: ImageInputValue, ctx: Context): Prom
   if (given.length !== 1) throw userError('BAD_USER_INPUT', `give exactly one of imageId, dataUrl and file (got ${given.length})`);
   const tooBig = (bytes: number) => userError('BAD_USER_INPUT', `the image is ${bytes} bytes; the limit is ${LIMITS.maxImageBytes}`);
   if (input.imageId !== undefined && input.imageId !== null) {
-    const id = String(input.imageId);
-    const image = await ctx.db.prisma.image.findUnique({ where: { id } });
-    if (!image) throw notFound('image', id);
-    return { bytes: await ctx.jobs.images.read(image.path), imageId: id };
+    const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', input.imageId) } });
+    if (!image) throw notFound('image', String(input.imageId));
+    return { bytes: await ctx.jobs.images.read(image.path), imageId: image.id };
   }
   if (input.dataUrl) {
     const match = DATA_URL.exec(input.dataUrl.slice(0, 64).includes(',') ? input.dataUrl : '');
@@ -61,23 +61,24 @@ export async function readImageInput(input: ImageInputValue, ctx: Context): Prom
   return { bytes: new Uint8Array(await file.arrayBuffer()) };
 }
 
-builder.prismaObject('Image', {
+builder.prismaNode('Image', {
   description: 'An image a generation produced.',
+  id: { field: 'id', description: 'Global id. `ImageInput.imageId` and `deleteImage` take it.' },
+  nullable: true,
   fields: (t) => ({
-    id: t.exposeID('id'),
     url: t.string({
       description: 'Where this server serves the file (immutable: cache it).',
       resolve: (image, _a, ctx) => ctx.imageUrl(image),
     }),
     index: t.exposeInt('index', { description: 'Position in its generation, from 0.' }),
-    width: t.exposeInt('width'),
-    height: t.exposeInt('height'),
-    seed: t.field({ type: 'SafeInt', resolve: (image) => image.seed }),
+    width: t.exposeInt('width', { description: 'Width in pixels.' }),
+    height: t.exposeInt('height', { description: 'Height in pixels.' }),
+    seed: t.field({ type: 'SafeInt', description: "The seed it was denoised from: its generation's `seed` + `index`.", resolve: (image) => image.seed }),
     format: t.exposeString('format', { description: 'png, jpeg or webp.' }),
-    bytes: t.exposeInt('bytes'),
-    sha256: t.exposeString('sha256'),
-    createdAt: t.expose('createdAt', { type: 'DateTime' }),
-    generation: t.relation('generation'),
+    bytes: t.exposeInt('bytes', { description: 'Size of the file in bytes.' }),
+    sha256: t.exposeString('sha256', { description: 'SHA-256 of the file (hex).' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was written.' }),
+    generation: t.relation('generation', { description: 'The generation that made it.' }),
     infotext: t.string({
       description: "The parameters as AUTOMATIC1111 writes them (the PNG's \"parameters\" text).",
       select: { generation: true },
@@ -105,7 +106,11 @@ interface PngInfoValue {
 }
 
 const PngInfoSetting = builder.objectRef<{ key: string; value: string }>('PngInfoSetting').implement({
-  fields: (t) => ({ key: t.exposeString('key'), value: t.exposeString('value') }),
+  description: 'One "Key: value" of an AUTOMATIC1111 infotext.',
+  fields: (t) => ({
+    key: t.exposeString('key', { description: 'The key, e.g. Steps, Sampler, CFG scale.' }),
+    value: t.exposeString('value', { description: 'The value as written.' }),
+  }),
 });
 
 const setting = (info: PngInfoValue, key: string) => info.settings.find((s) => s.key === key)?.value;
@@ -122,19 +127,19 @@ const PngInfo = builder.objectRef<PngInfoValue>('PngInfo').implement({
   description: "Generation parameters read from a PNG's text chunks: sdql's own, or AUTOMATIC1111's \"parameters\" infotext (also written by many other tools).",
   fields: (t) => ({
     parameters: t.exposeString('parameters', { nullable: true, description: 'The infotext as stored.' }),
-    prompt: t.exposeString('prompt', { nullable: true }),
-    negativePrompt: t.exposeString('negativePrompt', { nullable: true }),
+    prompt: t.exposeString('prompt', { nullable: true, description: 'The prompt of the infotext.' }),
+    negativePrompt: t.exposeString('negativePrompt', { nullable: true, description: 'Its "Negative prompt:", when it has one.' }),
     settings: t.field({ type: [PngInfoSetting], description: 'Every "Key: value" of the infotext, in order.', resolve: (i) => i.settings }),
-    steps: t.int({ nullable: true, resolve: (i) => numberSetting(i, 'Steps') }),
+    steps: t.int({ nullable: true, description: 'Steps; null when absent or not a number (as every number field here).', resolve: (i) => numberSetting(i, 'Steps') }),
     sampler: t.string({ nullable: true, description: "AUTOMATIC1111's sampler name.", resolve: (i) => setting(i, 'Sampler') ?? null }),
     scheduler: t.field({ type: Scheduler, nullable: true, description: 'Our scheduler for `sampler`, when there is one.', resolve: (i) => schedulerFromA1111(setting(i, 'Sampler')) ?? null }),
-    guidanceScale: t.float({ nullable: true, resolve: (i) => numberSetting(i, 'CFG scale') }),
-    seed: t.field({ type: 'SafeInt', nullable: true, resolve: (i) => numberSetting(i, 'Seed') }),
-    width: t.int({ nullable: true, resolve: (i) => sizeSetting(i, 0) }),
-    height: t.int({ nullable: true, resolve: (i) => sizeSetting(i, 1) }),
-    modelHash: t.string({ nullable: true, resolve: (i) => setting(i, 'Model hash') ?? null }),
-    model: t.string({ nullable: true, resolve: (i) => setting(i, 'Model') ?? null }),
-    strength: t.float({ nullable: true, resolve: (i) => numberSetting(i, 'Denoising strength') }),
+    guidanceScale: t.float({ nullable: true, description: 'CFG scale.', resolve: (i) => numberSetting(i, 'CFG scale') }),
+    seed: t.field({ type: 'SafeInt', nullable: true, description: 'Seed.', resolve: (i) => numberSetting(i, 'Seed') }),
+    width: t.int({ nullable: true, description: 'Width in pixels, from Size (WxH).', resolve: (i) => sizeSetting(i, 0) }),
+    height: t.int({ nullable: true, description: 'Height in pixels, from Size (WxH).', resolve: (i) => sizeSetting(i, 1) }),
+    modelHash: t.string({ nullable: true, description: "Model hash: the model's short hash.", resolve: (i) => setting(i, 'Model hash') ?? null }),
+    model: t.string({ nullable: true, description: "Model: the model's name where the image was made (for sdql, a model's `name`).", resolve: (i) => setting(i, 'Model') ?? null }),
+    strength: t.float({ nullable: true, description: 'Denoising strength (img2img).', resolve: (i) => numberSetting(i, 'Denoising strength') }),
     request: t.exposeString('request', { nullable: true, description: "sdql's full request as JSON (images made by sdql)." }),
   }),
 });
@@ -143,7 +148,7 @@ builder.queryField('pngInfo', (t) =>
   t.field({
     type: PngInfo,
     description: 'Reads the generation parameters a PNG carries. Fields are null when the image has none (JPEG and WebP never do here).',
-    args: { image: t.arg({ type: ImageInput, required: true }) },
+    args: { image: t.arg({ type: ImageInput, required: true, description: 'The image; only PNGs carry parameters.' }) },
     resolve: async (_r, { image }, ctx) => {
       const { bytes } = await readImageInput(image, ctx);
       const texts = readPngText(bytes);
@@ -161,15 +166,15 @@ builder.queryField('pngInfo', (t) =>
 );
 
 builder.mutationField('deleteImage', (t) =>
-  t.id({
-    description: 'Deletes an image and its file; returns its id.',
-    args: { id: t.arg.id({ required: true }) },
+  t.globalID({
+    description: 'Deletes an image and its file; returns its `id`.',
+    args: { id: t.arg.id({ required: true, description: "The image's `id` (or its plain id: see schema/CHANGELOG.md). NOT_FOUND when there is none." }) },
     resolve: async (_r, { id }, ctx) => {
-      const image = await ctx.db.prisma.image.findUnique({ where: { id: String(id) } });
+      const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', id) } });
       if (!image) throw notFound('image', String(id));
       await ctx.db.prisma.image.delete({ where: { id: image.id } });
       await ctx.jobs.images.remove([image.path]);
-      return image.id;
+      return { type: 'Image', id: image.id };
     },
   }),
 );

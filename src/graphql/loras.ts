@@ -1,14 +1,19 @@
 import { shortHash } from '../registry/index.ts';
 import { builder } from './builder.ts';
 import { notFound } from './errors.ts';
+import { localId } from './ids.ts';
 
-builder.prismaObject('Lora', {
+builder.prismaNode('Lora', {
   description: 'A LoRA file (.safetensors) of SDQL_LORAS_DIR, described from its header.',
+  id: { field: 'id', description: 'Global id of `Lora:<tagName>`. `lora(id:)` and `LoraInput.id` take this or the plain `tagName`.' },
+  // As for Model: node(id:) finds what lora(id:) finds, files present at the last scan.
+  findUnique: (id) => ({ id, present: true }),
+  nullable: true,
   fields: (t) => ({
-    id: t.exposeID('id', { description: 'The file name without its extension.' }),
-    name: t.exposeString('name', { description: 'ss_output_name from the training metadata, else the id.' }),
+    tagName: t.exposeString('id', { description: 'The file name without `.safetensors`: the name `<lora:tagName:weight>` tags call it by.' }),
+    name: t.exposeString('name', { description: 'ss_output_name from the training metadata, else `tagName`.' }),
     error: t.exposeString('error', { nullable: true, description: 'Why the file cannot be used, when it cannot.' }),
-    sizeBytes: t.field({ type: 'SafeInt', resolve: (l) => l.sizeBytes }),
+    sizeBytes: t.field({ type: 'SafeInt', description: 'Size of the file in bytes.', resolve: (l) => l.sizeBytes }),
     sha256: t.string({
       nullable: true,
       description: 'SHA-256 of the whole file. Computed on first request, then stored.',
@@ -30,23 +35,23 @@ builder.prismaObject('Lora', {
       args: { first: t.arg.int({ description: 'At most this many.' }) },
       resolve: (l, { first }) => (typeof first === 'number' ? l.triggerWords.slice(0, Math.max(0, first)) : l.triggerWords),
     }),
-    scannedAt: t.expose('scannedAt', { type: 'DateTime' }),
+    scannedAt: t.expose('scannedAt', { type: 'DateTime', description: 'When the file was last read (`rescanModels`, or start-up).' }),
   }),
 });
 
 builder.queryFields((t) => ({
   loras: t.prismaField({
     type: ['Lora'],
-    description: 'The LoRA files of SDQL_LORAS_DIR (see `system.lorasDir`), by id; invalid ones too, with their `error`.',
+    description: 'The LoRA files of SDQL_LORAS_DIR (see `system.lorasDir`), by `tagName`; invalid ones too, with their `error`.',
     resolve: (query, _r, _a, ctx) => ctx.db.prisma.lora.findMany({ ...query, where: { present: true }, orderBy: { id: 'asc' } }),
   }),
   lora: t.prismaField({
     type: 'Lora',
     nullable: true,
-    description: 'A LoRA by id (its file name without extension). NOT_FOUND when there is none.',
-    args: { id: t.arg.id({ required: true }) },
+    description: 'A LoRA by `id` or `tagName`. NOT_FOUND when there is none.',
+    args: { id: t.arg.id({ required: true, description: 'Its `id` or its `tagName`. NOT_FOUND when there is none; BAD_USER_INPUT for the id of another type.' }) },
     resolve: async (query, _r, { id }, ctx) => {
-      const lora = await ctx.db.prisma.lora.findFirst({ ...query, where: { id: String(id), present: true } });
+      const lora = await ctx.db.prisma.lora.findFirst({ ...query, where: { id: localId('Lora', id), present: true } });
       if (!lora) throw notFound('LoRA', String(id));
       return lora;
     },

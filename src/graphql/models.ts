@@ -1,6 +1,7 @@
 import { shortHash } from '../registry/index.ts';
 import { builder } from './builder.ts';
 import { notFound } from './errors.ts';
+import { localId } from './ids.ts';
 
 const ModelFamily = builder.enumType('ModelFamily', {
   description: "The model's architecture, as its own numbers tell it (the text embedding width); never guessed.",
@@ -14,24 +15,28 @@ const ModelFamily = builder.enumType('ModelFamily', {
 
 const Precision = builder.enumType('Precision', {
   description: "Floating-point type of the UNet's inputs.",
-  values: { FP32: {}, FP16: {} },
+  values: { FP32: { description: '32-bit floats.' }, FP16: { description: '16-bit floats (half precision).' } },
 });
 
-builder.prismaObject('Model', {
+builder.prismaNode('Model', {
   description: 'A model folder of SDQL_MODELS_DIR (diffusers/Optimum ONNX layout).',
+  id: { field: 'id', description: 'Global id of `Model:<name>`. Arguments that take a model (`modelId`, `model(id:)`) take this or the plain `name`.' },
+  // node(id:) finds what model(id:) finds: folders present at the last scan. (Model has no relation
+  // fields, so Pothos never refetches a loaded model, e.g. a generation's, through this.)
+  findUnique: (id) => ({ id, present: true }),
+  nullable: true,
   fields: (t) => ({
-    id: t.exposeID('id', { description: 'The folder name.' }),
-    name: t.exposeString('name'),
-    family: t.expose('family', { type: ModelFamily }),
+    name: t.exposeString('name', { description: 'The folder name in SDQL_MODELS_DIR: unique, and what scripts type as `modelId` ("sd15").' }),
+    family: t.expose('family', { type: ModelFamily, description: 'Its architecture.' }),
     supported: t.exposeBoolean('supported', { description: 'Whether sdql can generate with it: no `error`, and a supported family.' }),
     error: t.exposeString('error', { nullable: true, description: 'What is wrong with the folder, when something is.' }),
     predictionType: t.exposeString('predictionType', { nullable: true, description: 'What the UNet predicts: epsilon, v_prediction or sample.' }),
     nativeWidth: t.exposeInt('nativeWidth', { nullable: true, description: 'Default image width: UNet sample size × VAE scale factor.' }),
-    nativeHeight: t.exposeInt('nativeHeight', { nullable: true }),
+    nativeHeight: t.exposeInt('nativeHeight', { nullable: true, description: 'Default image height: UNet sample size × VAE scale factor.' }),
     vaeScaleFactor: t.exposeInt('vaeScaleFactor', { nullable: true, description: 'Pixels per latent; image sides must be multiples of it.' }),
     canImg2img: t.exposeBoolean('canImg2img', { description: 'It has a VAE encoder, so it accepts an init image.' }),
     canInpaint: t.exposeBoolean('canInpaint', { description: 'Its UNet takes 9 channels (an inpainting model).' }),
-    precision: t.expose('precision', { type: Precision, nullable: true }),
+    precision: t.expose('precision', { type: Precision, nullable: true, description: 'Of the UNet; null for a broken folder.' }),
     sizeBytes: t.field({ type: 'SafeInt', description: 'Size of all its files.', resolve: (m) => m.sizeBytes }),
     sha256: t.string({
       nullable: true,
@@ -46,20 +51,22 @@ builder.prismaObject('Model', {
         return sha256 && shortHash(sha256);
       },
     }),
-    scannedAt: t.expose('scannedAt', { type: 'DateTime' }),
+    scannedAt: t.expose('scannedAt', { type: 'DateTime', description: 'When the folder was last read (`rescanModels`, or start-up).' }),
   }),
 });
 
 const ModelScan = builder.objectRef<{ scannedAt: Date }>('ModelScan').implement({
   description: 'The models and LoRAs found by a scan of SDQL_MODELS_DIR and SDQL_LORAS_DIR.',
   fields: (t) => ({
-    scannedAt: t.expose('scannedAt', { type: 'DateTime' }),
+    scannedAt: t.expose('scannedAt', { type: 'DateTime', description: 'When the scan ran.' }),
     models: t.prismaField({
       type: ['Model'],
+      description: 'The model folders now, by `name` (as `models`).',
       resolve: (query, _s, _a, ctx) => ctx.db.prisma.model.findMany({ ...query, where: { present: true }, orderBy: { id: 'asc' } }),
     }),
     loras: t.prismaField({
       type: ['Lora'],
+      description: 'The LoRA files now, by `tagName` (as `loras`).',
       resolve: (query, _s, _a, ctx) => ctx.db.prisma.lora.findMany({ ...query, where: { present: true }, orderBy: { id: 'asc' } }),
     }),
   }),
@@ -69,7 +76,7 @@ builder.queryFields((t) => ({
   models: t.prismaField({
     type: ['Model'],
     description:
-      'The model folders of SDQL_MODELS_DIR (see `system.modelsDir`), by id; broken ones too, with their `error`. ' +
+      'The model folders of SDQL_MODELS_DIR (see `system.modelsDir`), by `name`; broken ones too, with their `error`. ' +
       'Empty? Put a Stable Diffusion ONNX pipeline folder there (README, "Getting models") or run ' +
       '`sdql models create-demo <SDQL_MODELS_DIR>/demo` for a tiny demo model whose images are noise, then call `rescanModels`.',
     resolve: (query, _r, _a, ctx) => ctx.db.prisma.model.findMany({ ...query, where: { present: true }, orderBy: { id: 'asc' } }),
@@ -77,10 +84,10 @@ builder.queryFields((t) => ({
   model: t.prismaField({
     type: 'Model',
     nullable: true,
-    description: 'A model by id (its folder name). NOT_FOUND when there is none.',
-    args: { id: t.arg.id({ required: true }) },
+    description: 'A model by `id` or `name` (its folder name). NOT_FOUND when there is none.',
+    args: { id: t.arg.id({ required: true, description: 'Its `id` or its `name`. NOT_FOUND when there is none; BAD_USER_INPUT for the id of another type.' }) },
     resolve: async (query, _r, { id }, ctx) => {
-      const model = await ctx.db.prisma.model.findFirst({ ...query, where: { id: String(id), present: true } });
+      const model = await ctx.db.prisma.model.findFirst({ ...query, where: { id: localId('Model', id), present: true } });
       if (!model) throw notFound('model', String(id));
       return model;
     },

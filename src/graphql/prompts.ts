@@ -14,6 +14,7 @@ import type { StoredRequest } from '../jobs/request.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
 import { notFound, userError } from './errors.ts';
+import { localId } from './ids.ts';
 
 export const PromptSyntax = builder.enumType('PromptSyntax', {
   description: 'How the prompt and the negative prompt are read.',
@@ -28,8 +29,14 @@ export const PromptSyntax = builder.enumType('PromptSyntax', {
   },
 });
 
-const Embedding = builder.objectRef<EmbeddingInfo>('Embedding').implement({
+const Embedding = builder.node(builder.objectRef<EmbeddingInfo>('Embedding'), {
   description: 'A textual-inversion embedding of SDQL_EMBEDDINGS_DIR. Its name in a prompt or negative prompt applies it.',
+  id: { description: 'Global id of `Embedding:<name>`.', resolve: (e) => e.name },
+  // The folder is read on each request, as the `embeddings` query reads it.
+  loadMany: async (names, ctx) => {
+    const found = await listEmbeddings(ctx.config.embeddingsDir);
+    return names.map((name) => found.find((e) => e.name === name));
+  },
   fields: (t) => ({
     name: t.exposeString('name', { description: 'The trigger word: the file name without its extension (case-sensitive).' }),
     vectors: t.exposeInt('vectors', { nullable: true, description: 'Token vectors it stands for: tokens it takes in the prompt.' }),
@@ -41,7 +48,7 @@ const Embedding = builder.objectRef<EmbeddingInfo>('Embedding').implement({
 const PromptSegment = builder.objectRef<WeightedSegment>('PromptSegment').implement({
   description: 'A run of prompt text with its attention weight.',
   fields: (t) => ({
-    text: t.exposeString('text'),
+    text: t.exposeString('text', { description: 'The text, without the brackets and weights of the syntax; empty for a BREAK.' }),
     weight: t.float({ description: '1 for plain text; 1 for a BREAK.', resolve: (s) => (isBreak(s) ? 1 : s.weight) }),
     isBreak: t.boolean({ description: 'The `BREAK` keyword, which starts a new chunk.', resolve: (s) => isBreak(s) }),
   }),
@@ -50,7 +57,7 @@ const PromptSegment = builder.objectRef<WeightedSegment>('PromptSegment').implem
 const PromptLora = builder.objectRef<LoraTag & { found: boolean }>('PromptLora').implement({
   description: 'A `<lora:name:weight>` tag of a prompt.',
   fields: (t) => ({
-    name: t.exposeString('name', { description: 'A LoRA id (see `loras`).' }),
+    name: t.exposeString('name', { description: "The tag's name: a LoRA's `tagName` when `found`." }),
     weight: t.exposeFloat('weight', { description: "Multiplier of the text encoder's update, and of the UNet's unless `unetWeight` differs." }),
     unetWeight: t.exposeFloat('unetWeight', { description: "Multiplier of the UNet's update (`<lora:name:te:unet>`)." }),
     found: t.exposeBoolean('found', { description: 'Whether SDQL_LORAS_DIR has a usable LoRA of this id (a generation with a missing one is refused).' }),
@@ -72,16 +79,16 @@ const PromptTokens = builder.objectRef<PromptTokenSummary & { loras: (LoraTag & 
 const AppliedLora = builder.objectRef<{ name: string; weight: number; unetWeight?: number }>('AppliedLora').implement({
   description: 'A LoRA a generation applies: one of its `loras`, or a `<lora:…>` tag of its prompt.',
   fields: (t) => ({
-    name: t.exposeString('name', { description: 'The LoRA id.' }),
-    weight: t.exposeFloat('weight'),
-    unetWeight: t.float({ resolve: (l) => l.unetWeight ?? l.weight }),
+    name: t.exposeString('name', { description: "The LoRA's `tagName`." }),
+    weight: t.exposeFloat('weight', { description: "Multiplier of the text encoder's update (and of the UNet's unless `unetWeight` differs)." }),
+    unetWeight: t.float({ description: "Multiplier of the UNet's update.", resolve: (l) => l.unetWeight ?? l.weight }),
   }),
 });
 
 const storedRequest = (g: { request: unknown }) => (g.request ?? {}) as StoredRequest;
 
 builder.prismaObjectFields('Generation', (t) => ({
-  promptSyntax: t.field({ type: PromptSyntax, resolve: (g) => (storedRequest(g).promptSyntax === 'PLAIN' ? 'PLAIN' : 'A1111') }),
+  promptSyntax: t.field({ type: PromptSyntax, description: 'How its prompts were read.', resolve: (g) => (storedRequest(g).promptSyntax === 'PLAIN' ? 'PLAIN' : 'A1111') }),
   loras: t.field({
     type: [AppliedLora],
     description: 'The LoRAs applied, from `loras` and from the prompt, as found when it was submitted.',
@@ -96,9 +103,9 @@ builder.prismaObjectFields('Generation', (t) => ({
 // Tokenizers by model, loaded on first use; a rescan describes models anew, so stale entries drop out.
 const tokenizers = new WeakMap<ModelFolderInfo, Promise<ClipTokenizer>>();
 
-async function tokenizerOf(ctx: Context, modelId: string): Promise<ClipTokenizer> {
-  const model = ctx.registry.model(modelId);
-  if (!model) throw notFound('model', modelId);
+async function tokenizerOf(ctx: Context, modelId: string | number): Promise<ClipTokenizer> {
+  const model = ctx.registry.model(localId('Model', modelId));
+  if (!model) throw notFound('model', String(modelId));
   if (model.error) throw userError('MODEL_INVALID', `model ${model.id} cannot be used: ${model.error}`);
   let tokenizer = tokenizers.get(model);
   if (!tokenizer) {
@@ -127,6 +134,8 @@ function embeddingCounter(tokenizer: ClipTokenizer, embeddings: EmbeddingInfo[])
   };
 }
 
+const MODEL_ARG = "The model whose tokenizer counts: its `id` or `name`. NOT_FOUND when there is none; MODEL_INVALID when its tokenizer cannot be read.";
+
 builder.queryFields((t) => ({
   embeddings: t.field({
     type: [Embedding],
@@ -135,18 +144,21 @@ builder.queryFields((t) => ({
   }),
   tokenize: t.intList({
     description: "CLIP token ids of a text with the model's tokenizer, with the start and end tokens, no padding and no truncation; no prompt syntax is read.",
-    args: { modelId: t.arg.id({ required: true }), text: t.arg.string({ required: true }) },
+    args: {
+      modelId: t.arg.id({ required: true, description: MODEL_ARG }),
+      text: t.arg.string({ required: true, description: `Any text, up to ${LIMITS.maxPromptChars} characters (else BAD_USER_INPUT).` }),
+    },
     resolve: async (_r, { modelId, text }, ctx) => {
       checkLength('text', text);
-      return (await tokenizerOf(ctx, String(modelId))).encode(text);
+      return (await tokenizerOf(ctx, modelId)).encode(text);
     },
   }),
   promptTokens: t.field({
     type: PromptTokens,
     description: 'Tokens, chunks, weights, LoRA tags and embeddings of a prompt under the A1111 syntax, for a token counter.',
     args: {
-      modelId: t.arg.id({ required: true }),
-      prompt: t.arg.string({ required: true }),
+      modelId: t.arg.id({ required: true, description: MODEL_ARG }),
+      prompt: t.arg.string({ required: true, description: `A prompt in the A1111 syntax, up to ${LIMITS.maxPromptChars} characters (else BAD_USER_INPUT).` }),
       steps: t.arg.int({ description: `The steps prompt edits are scheduled over, which decide the texts counted. Default ${DEFAULTS.steps}.` }),
     },
     resolve: async (_r, { modelId, prompt, steps }, ctx) => {
@@ -155,7 +167,7 @@ builder.queryFields((t) => ({
       if (!Number.isInteger(stepCount) || stepCount < LIMITS.minSteps || stepCount > LIMITS.maxSteps) {
         throw userError('BAD_USER_INPUT', `steps must be an integer from ${LIMITS.minSteps} to ${LIMITS.maxSteps}, got ${stepCount}`);
       }
-      const tokenizer = await tokenizerOf(ctx, String(modelId));
+      const tokenizer = await tokenizerOf(ctx, modelId);
       const available = await listEmbeddings(ctx.config.embeddingsDir);
       const used = new Set(embeddingsUsedIn([extractLoraTags(prompt).prompt], available).map((e) => e.token));
       const summary = summarizePrompt(prompt, tokenizer, { steps: stepCount, findEmbedding: embeddingCounter(tokenizer, available.filter((e) => used.has(e.name))) });

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { buildSchema, parse, validate, type FieldNode, type GraphQLObjectType, type OperationDefinitionNode } from 'graphql';
+import { buildSchema, Kind, parse, validate, type FieldNode, type FragmentDefinitionNode, type GraphQLObjectType, type OperationDefinitionNode, type SelectionNode } from 'graphql';
 import sharp from 'sharp';
 import {
   createSdqlClient,
@@ -67,16 +67,27 @@ test('the documents are valid against schema/schema.graphql and select every fie
   assert.deepEqual(names(subSelection(progress, 'preview')), fieldsOf('Preview'));
 });
 
-/** The fields selected on the operation's one root field. */
+/** The fields selected on the operation's one root field, with its fragments spread. */
 function rootSelection(document: string): readonly FieldNode[] {
-  const [operation] = parse(document, { noLocation: true }).definitions as OperationDefinitionNode[];
+  const { definitions } = parse(document, { noLocation: true });
+  const fragments = definitions.filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION);
+  const spread = (selections: readonly SelectionNode[]): FieldNode[] =>
+    selections.flatMap((s) => {
+      if (s.kind === Kind.FRAGMENT_SPREAD) return spread(fragments.find((f) => f.name.value === s.name.value)!.selectionSet.selections);
+      if (s.kind !== Kind.FIELD) throw new Error('unexpected inline fragment');
+      return [s.selectionSet ? { ...s, selectionSet: { ...s.selectionSet, selections: spread(s.selectionSet.selections) } } : s];
+    });
+  const operation = definitions.find((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION)!;
   const [root] = operation.selectionSet.selections as FieldNode[];
-  return root.selectionSet!.selections as FieldNode[];
+  return spread(root.selectionSet!.selections);
 }
 
 function subSelection(fields: readonly FieldNode[], name: string): readonly FieldNode[] {
   return fields.find((f) => f.name.value === name)!.selectionSet!.selections as FieldNode[];
 }
+
+/** The type a global id names (it is base64 of Typename:localId). */
+const typeOfId = (id: string) => Buffer.from(id, 'base64').toString('utf8').split(':')[0];
 
 const names = (fields: readonly FieldNode[]) => fields.map((f) => f.name.value).sort();
 
@@ -97,7 +108,11 @@ test('generate → an event for every step → SUCCEEDED → a PNG that decodes'
   assert.equal(final, followed.events.at(-1));
   assert.equal(final.status, 'SUCCEEDED');
 
+  // Ids are global ids, and the client passes them back as they came.
+  assert.equal(typeOfId(queued.id), 'Generation');
+  assert.equal(final.generationId, queued.id);
   const done: Generation = await client.generation(queued.id);
+  assert.deepEqual([typeOfId(done.modelId), typeOfId(done.images[0].id)], ['Model', 'Image']);
   assert.equal(done.status, 'SUCCEEDED');
   assert.equal(done.images.length, 1);
   const png = await client.download(done.images[0]);

@@ -56,16 +56,16 @@ test('schema/schema.graphql is the printed, sorted schema (else run `npm run sch
 
 test('models lists every folder, broken ones with their error', async () => {
   const { data, errors } = await graphql(
-    '{ models { id family supported error nativeWidth nativeHeight vaeScaleFactor canImg2img canInpaint precision predictionType sizeBytes } }',
+    '{ models { name family supported error nativeWidth nativeHeight vaeScaleFactor canImg2img canInpaint precision predictionType sizeBytes } }',
   );
   assert.equal(errors, undefined);
   const models = data!.models as Record<string, unknown>[];
   assert.deepEqual(
-    models.map((m) => m.id),
+    models.map((m) => m.name),
     ['broken', 'demo'],
   );
   assert.deepEqual(models[1], {
-    id: 'demo',
+    name: 'demo',
     family: 'UNKNOWN',
     supported: true,
     error: null,
@@ -122,8 +122,8 @@ test('an unexpected error is masked for the client and logged in full', async ()
   };
   try {
     await services.db.prisma.model.update({ where: { id: 'demo' }, data: { unetSha256: null } });
-    const { data, errors } = await graphql('{ model(id: "demo") { id sha256 } }');
-    assert.deepEqual(data!.model, { id: 'demo', sha256: null });
+    const { data, errors } = await graphql('{ model(id: "demo") { name sha256 } }');
+    assert.deepEqual(data!.model, { name: 'demo', sha256: null });
     assert.equal(errors?.[0].message, 'Unexpected error.');
     assert.equal(errors?.[0].extensions?.code, 'INTERNAL_SERVER_ERROR');
     assert.ok(!JSON.stringify(errors).includes('secret'));

@@ -88,10 +88,10 @@ test('each operation is logged once with its request id, taken from x-request-id
   const response = await fetch(`${server.url}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'x-request-id': 'test-request-42' },
-    body: JSON.stringify({ query: 'query ListModels { models { id supported } }' }),
+    body: JSON.stringify({ query: 'query ListModels { models { name supported } }' }),
   });
   assert.equal(response.headers.get('x-request-id'), 'test-request-42');
-  assert.deepEqual(await response.json(), { data: { models: [{ id: 'demo', supported: true }] } });
+  assert.deepEqual(await response.json(), { data: { models: [{ name: 'demo', supported: true }] } });
   const lines = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.requestId === 'test-request-42');
   assert.deepEqual(
     lines.map((l) => [l.msg, l.operation, l.kind]),
@@ -120,7 +120,7 @@ test('subscriptions work over graphql-ws', async () => {
     const events: unknown[] = [];
     const done = new Promise<void>((resolve, reject) => {
       const unsubscribe = client.subscribe(
-        { query: 'subscription { modelsChanged { models { id } loras { id } } }' },
+        { query: 'subscription { modelsChanged { models { name } loras { tagName } } }' },
         {
           next: (value) => {
             events.push(value);
@@ -134,7 +134,7 @@ test('subscriptions work over graphql-ws', async () => {
     });
     await rescanUntil(() => events.length > 0);
     await done;
-    assert.deepEqual(events[0], { data: { modelsChanged: { models: [{ id: 'demo' }], loras: [] } } });
+    assert.deepEqual(events[0], { data: { modelsChanged: { models: [{ name: 'demo' }], loras: [] } } });
   } finally {
     await client.dispose();
   }
@@ -158,7 +158,7 @@ test('subscriptions work over server-sent events', async () => {
   const response = await fetch(`${server.url}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-    body: JSON.stringify({ query: 'subscription { modelsChanged { models { id } } }' }),
+    body: JSON.stringify({ query: 'subscription { modelsChanged { models { name } } }' }),
     signal: controller.signal,
   });
   assert.equal(response.status, 200);
@@ -178,7 +178,7 @@ test('subscriptions work over server-sent events', async () => {
   await rescanUntil(() => event !== undefined);
   await reading;
   controller.abort();
-  assert.deepEqual(event, { data: { modelsChanged: { models: [{ id: 'demo' }] } } });
+  assert.deepEqual(event, { data: { modelsChanged: { models: [{ name: 'demo' }] } } });
 });
 
 test('a port in use is reported clearly', async () => {
