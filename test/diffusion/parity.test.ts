@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { Engine } from '../../src/diffusion/engine.ts';
 import { quantize } from '../../src/diffusion/image.ts';
 import { inspectModelFolder } from '../../src/diffusion/model-folder.ts';
-import { resolveRequest } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest } from '../../src/diffusion/request.ts';
 import { caseParams, compareImages, loadReference, readNpy, referenceDir, skipWithoutReference, type ReferenceCase } from '../helpers/reference.ts';
 
 /** The model folder a case runs on: the reference model, or a copy with its scheduler config overridden. */
