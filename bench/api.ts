@@ -21,7 +21,7 @@ import { Engine } from '../src/diffusion/engine.ts';
 import { type FixtureOptions } from '../src/diffusion/fixtures/index.ts';
 import { encodeImage } from '../src/diffusion/image.ts';
 import { inspectModelFolder, type ModelFolderInfo } from '../src/diffusion/model-folder.ts';
-import { resolveRequest, type GenerateParams, type GenerateRequest } from '../src/diffusion/pipeline.ts';
+import { resolveRequest, type GenerateParams, type GenerateRequest } from '../src/diffusion/request.ts';
 import { latentsToRgb, renderPreview } from '../src/diffusion/preview.ts';
 import { configureLogging } from '../src/log.ts';
 import { startTestServer, type TestServer } from '../test/helpers/api.ts';

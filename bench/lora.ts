@@ -21,7 +21,7 @@ import { inspectModelFolder, type ModelFolderInfo } from '../src/diffusion/model
 import { OnnxModel } from '../src/diffusion/onnx-model.ts';
 import { float32ToFloat16 } from '../src/diffusion/onnx/float16.ts';
 import { decodeModel } from '../src/diffusion/onnx/proto.ts';
-import { resolveRequest, type GenerateParams } from '../src/diffusion/pipeline.ts';
+import { resolveRequest, type GenerateParams } from '../src/diffusion/request.ts';
 import { TorchGenerator } from '../src/diffusion/random.ts';
 import type { BenchRow } from './index.ts';
 import { cachedFixture, median } from './lib/common.ts';

@@ -4,13 +4,11 @@
 // top; `sdql worker` (worker.ts) runs the jobs alone and loads no schema.
 import type { Config } from '../config.ts';
 import { databaseTarget, openDatabase, type Database, type DatabaseTarget } from '../db/index.ts';
-import { EngineThread } from '../diffusion/engine-thread.ts';
-import { findTaesdDecoder } from '../diffusion/taesd.ts';
+import { EngineThread, adapterSource, findTaesdDecoder } from '../diffusion/index.ts';
 import { createEventBus, EventBusError, type EventBus } from '../events/bus.ts';
 import type { Topics } from '../graphql/context.ts';
 import { Jobs } from '../jobs/index.ts';
 import { heartbeatInterval } from '../jobs/queue.ts';
-import { adapterSource } from '../jobs/request.ts';
 import { Lifecycle, StartError } from '../lifecycle.ts';
 import { Registry } from '../registry/index.ts';
 

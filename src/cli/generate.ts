@@ -1,18 +1,22 @@
 // `sdql generate`: one request through the engine, straight to image files, with a progress bar.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
-import { listEmbeddings } from '../diffusion/embeddings.ts';
-import { Engine } from '../diffusion/engine.ts';
-import { DiffusionError } from '../diffusion/errors.ts';
-import { encodeImage, type ImageFormat } from '../diffusion/image.ts';
-import { inspectModelFolder } from '../diffusion/model-folder.ts';
-import { DEFAULTS, PROMPT_SYNTAXES, resolveRequest, type PromptSyntax, type StepProgress } from '../diffusion/pipeline.ts';
-import { SCHEDULER_NAMES } from '../diffusion/schedulers/index.ts';
-import { resolveAdapters, type AdapterSource } from '../jobs/request.ts';
-import { inspectLoraFile } from '../registry/loras.ts';
+import {
+  DEFAULTS,
+  DiffusionError,
+  Engine,
+  PROMPT_SYNTAXES,
+  SCHEDULER_NAMES,
+  encodeImage,
+  folderAdapterSource,
+  inspectModelFolder,
+  prepareRequest,
+  type ImageFormat,
+  type PromptSyntax,
+  type StepProgress,
+} from '../diffusion/index.ts';
 
 export const GENERATE_HELP = `Usage: sdql generate --model <folder or id> --prompt <text> [options]
 
@@ -94,30 +98,27 @@ export async function generateCommand(argv: string[]): Promise<number> {
     const model = await inspectModelFolder(resolveModelDir(values.model, config.modelsDir));
     const promptSyntax = (values['prompt-syntax']?.toUpperCase() ?? DEFAULTS.promptSyntax) as PromptSyntax;
     if (!PROMPT_SYNTAXES.includes(promptSyntax)) throw new DiffusionError('BAD_USER_INPUT', `--prompt-syntax must be A1111 or PLAIN, got "${values['prompt-syntax']}"`);
-    const adapters = await resolveAdapters(await fileAdapterSource(config.lorasDir, config.embeddingsDir), model, {
-      prompt: values.prompt,
-      negativePrompt: values['negative-prompt'],
-      promptSyntax,
-    });
+    const { request, adapters } = await prepareRequest(
+      model,
+      {
+        prompt: values.prompt,
+        promptSyntax,
+        negativePrompt: values['negative-prompt'],
+        seed: number('seed', values.seed),
+        steps: number('steps', values.steps),
+        scheduler: values.scheduler?.toUpperCase(),
+        guidanceScale: number('guidance-scale', values['guidance-scale']),
+        guidanceRescale: number('guidance-rescale', values['guidance-rescale']),
+        eta: number('eta', values.eta),
+        width: size ? Number(size[1]) : undefined,
+        height: size ? Number(size[2]) : undefined,
+        numImages: number('num-images', values['num-images']),
+        initImage: values.init ? readFileSync(values.init) : undefined,
+        strength: number('strength', values.strength),
+      },
+      await folderAdapterSource(config.lorasDir, config.embeddingsDir),
+    );
     for (const warning of adapters.warnings) process.stderr.write(`warning: ${warning}\n`);
-    const request = await resolveRequest(model, {
-      prompt: values.prompt,
-      promptSyntax,
-      loras: adapters.loras,
-      embeddings: adapters.embeddings,
-      negativePrompt: values['negative-prompt'],
-      seed: number('seed', values.seed),
-      steps: number('steps', values.steps),
-      scheduler: values.scheduler?.toUpperCase(),
-      guidanceScale: number('guidance-scale', values['guidance-scale']),
-      guidanceRescale: number('guidance-rescale', values['guidance-rescale']),
-      eta: number('eta', values.eta),
-      width: size ? Number(size[1]) : undefined,
-      height: size ? Number(size[2]) : undefined,
-      numImages: number('num-images', values['num-images']),
-      initImage: values.init ? readFileSync(values.init) : undefined,
-      strength: number('strength', values.strength),
-    });
     const bar = new ProgressBar(process.stderr);
     process.stderr.write(`${model.id}: ${request.width}x${request.height}, ${request.scheduler}, ${request.steps} steps, seed ${request.seed}\n`);
     const result = await engine.run(model, request, { signal: controller.signal, onStep: (p) => bar.update(p) });
@@ -148,13 +149,6 @@ function resolveModelDir(model: string, modelsDir: string): string {
   const byId = join(modelsDir, model);
   if (existsSync(join(byId, 'model_index.json'))) return byId;
   throw new DiffusionError('BAD_USER_INPUT', `no model "${model}": give a folder with a model_index.json or the id of one in ${modelsDir}`);
-}
-
-/** LoRAs and embeddings straight from their folders, as the server's registry would list them. */
-async function fileAdapterSource(lorasDir: string, embeddingsDir: string): Promise<AdapterSource> {
-  const files = (await readdir(lorasDir).catch(() => [])).filter((f) => f.toLowerCase().endsWith('.safetensors'));
-  const loras = new Map((await Promise.all(files.map((f) => inspectLoraFile(join(lorasDir, f))))).map((l) => [l.id, l]));
-  return { lora: (id) => loras.get(id), embeddings: () => listEmbeddings(embeddingsDir) };
 }
 
 /** A one-line progress bar on a terminal; a line per tenth of the work elsewhere (logs stay readable). */

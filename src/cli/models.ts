@@ -3,8 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
-import { scanModelsDir } from '../diffusion/model-folder.ts';
-import { inspectLoraFile } from '../registry/loras.ts';
+import { createFixturePipeline, listLoras, scanModelsDir } from '../diffusion/index.ts';
 
 export const MODELS_HELP = `Usage: sdql models <subcommand>
 
@@ -32,8 +31,7 @@ async function list(argv: string[]): Promise<number> {
   });
   const { modelsDir, lorasDir } = loadConfig(values);
   const models = await scanModelsDir(modelsDir);
-  const loraFiles = existsSync(lorasDir) ? readdirSync(lorasDir).filter((f) => f.toLowerCase().endsWith('.safetensors')).sort() : [];
-  const loras = await Promise.all(loraFiles.map((f) => inspectLoraFile(resolve(lorasDir, f))));
+  const loras = await listLoras(lorasDir);
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ modelsDir, lorasDir, models, loras }, null, 2)}\n`);
     return 0;
@@ -88,7 +86,6 @@ async function createDemo(argv: string[]): Promise<number> {
     process.stderr.write(`sdql models create-demo: ${dir} is not empty; choose a new folder\n`);
     return 1;
   }
-  const { createFixturePipeline } = await import('../diffusion/fixtures/index.ts');
   await createFixturePipeline(dir);
   process.stdout.write(
     `Wrote a demo model to ${dir}.\n` +

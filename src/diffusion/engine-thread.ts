@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type { EngineOptions, EngineResult, EngineStepProgress, GenerationEngine, PreviewSettings, RunOptions } from './engine.ts';
 import { DiffusionError, type DiffusionErrorCode } from './errors.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
-import type { GenerateRequest } from './pipeline.ts';
+import type { GenerateRequest } from './request.ts';
 
 export type ToWorker =
   | { type: 'run'; id: number; model: ModelFolderInfo; request: GenerateRequest; previews?: PreviewSettings }

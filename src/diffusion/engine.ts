@@ -8,8 +8,9 @@ import { adaptersKey, normalizeAdapters } from './lora/adapt.ts';
 import { ModelCache } from './model-cache.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import type { RuntimeOptions } from './onnx-model.ts';
-import { generate, type GenerateCallbacks, type GenerateRequest, type GenerateResult, type StepProgress } from './pipeline.ts';
+import { generate, type GenerateCallbacks, type GenerateResult, type StepProgress } from './pipeline.ts';
 import type { RgbPixels } from './preview.ts';
+import type { GenerateRequest } from './request.ts';
 import { StableDiffusionModel } from './stable-diffusion.ts';
 import { TaesdDecoder, TaesdPreviews, taesdWarning } from './taesd.ts';
 

@@ -1,5 +1,6 @@
-// Pixels in and out of the engine: init images decoded with sharp into the VAE's [-1, 1] range,
-// decoded images quantised and encoded as diffusers' image processor does.
+// Pixels in and out of the engine: input images read from data URLs, bytes or files and checked,
+// init images decoded with sharp into the VAE's [-1, 1] range, decoded images quantised and encoded
+// as diffusers' image processor does.
 import sharp, { type Metadata } from 'sharp';
 import { badInput } from './errors.ts';
 import { LIMITS } from './limits.ts';
@@ -20,6 +21,33 @@ export interface DecodedInitImage {
   height: number;
   /** 1 × 3 × height × width, scaled to [-1, 1] as the VAE encoder expects. */
   pixels: Float32Array;
+}
+
+const DATA_URL = /^data:image\/(png|jpeg|jpg|webp);base64,([A-Za-z0-9+/=\s]*)$/;
+
+/** A file or blob of any fetch implementation: its size is known before it is read. */
+export interface BlobLike {
+  size: number;
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
+/**
+ * The bytes of an input image sent as a `data:image/…;base64,` URL, as bytes, or as a file.
+ * BAD_USER_INPUT for a malformed data URL or more than LIMITS.maxImageBytes, which is known before a
+ * data URL is decoded or a file read. What the bytes hold is checked where they are used (probeImage).
+ */
+export async function inputImageBytes(input: string | Uint8Array | BlobLike): Promise<Uint8Array> {
+  const tooBig = (bytes: number) => badInput(`the image is ${bytes} bytes; the limit is ${LIMITS.maxImageBytes}`);
+  if (typeof input === 'string') {
+    // The media type comes first: a long string without a comma early on is no data URL worth matching.
+    const match = DATA_URL.exec(input.slice(0, 64).includes(',') ? input : '');
+    if (!match) throw badInput('the image data URL must look like data:image/png;base64,… (PNG, JPEG or WebP)');
+    if (match[2].length * 0.75 > LIMITS.maxImageBytes + 3) throw tooBig(Math.floor(match[2].length * 0.75));
+    return Buffer.from(match[2], 'base64');
+  }
+  const size = input instanceof Uint8Array ? input.byteLength : input.size;
+  if (size > LIMITS.maxImageBytes) throw tooBig(size);
+  return input instanceof Uint8Array ? input : new Uint8Array(await input.arrayBuffer());
 }
 
 /** Width and height of an encoded image, without decoding its pixels; rejects what decodeInitImage would. */

@@ -1,7 +1,7 @@
 // Expected errors carry `extensions.code` so clients can act on them; anything else is a bug, which
 // clients see only as "Unexpected error." while the log keeps the details.
 import { GraphQLError } from 'graphql';
-import { DiffusionError } from '../diffusion/errors.ts';
+import { DiffusionError } from '../diffusion/index.ts';
 import { log } from '../log.ts';
 
 export type ErrorCode =

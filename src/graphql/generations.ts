@@ -1,10 +1,8 @@
 // Generations: the request a client submits, its place in the queue, its live progress and its
 // history. Resolvers are thin: validation and running live in src/jobs and src/diffusion.
-import { DEFAULTS } from '../diffusion/pipeline.ts';
-import { LIMITS } from '../diffusion/limits.ts';
-import type { SchedulerName } from '../diffusion/schedulers/index.ts';
+import { DEFAULTS, LIMITS, adapterSource, type SchedulerName } from '../diffusion/index.ts';
 import type { GenerationEvent } from '../jobs/events.ts';
-import { PRIORITY_RANGE, adapterSource, submitGeneration } from '../jobs/request.ts';
+import { PRIORITY_RANGE, submitGeneration } from '../jobs/request.ts';
 import type { GenerationStatus as GenerationStatusValue, Prisma } from '../db/index.ts';
 import { builder } from './builder.ts';
 import { notFound, userError } from './errors.ts';

@@ -1,9 +1,6 @@
 // Images: the results of generations (served over HTTP by src/server/images.ts), images sent in
 // as init images, and the parameters a PNG carries (ours or AUTOMATIC1111's).
-import { formatInfotext, parseInfotext, schedulerFromA1111 } from '../diffusion/infotext.ts';
-import { LIMITS } from '../diffusion/limits.ts';
-import { readPngText } from '../diffusion/png-text.ts';
-import type { SchedulerName } from '../diffusion/schedulers/index.ts';
+import { LIMITS, formatInfotext, inputImageBytes, parseInfotext, readPngText, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
 import { notFound, userError } from './errors.ts';
@@ -38,27 +35,16 @@ interface ImageInputValue {
   file?: File | null;
 }
 
-const DATA_URL = /^data:image\/(png|jpeg|jpg|webp);base64,([A-Za-z0-9+/=\s]*)$/;
-
 /** The bytes of an ImageInput; BAD_USER_INPUT unless exactly one way is given, NOT_FOUND for an unknown imageId. */
 export async function readImageInput(input: ImageInputValue, ctx: Context): Promise<{ bytes: Uint8Array; imageId?: string }> {
   const given = [input.imageId, input.dataUrl, input.file].filter((v) => v !== undefined && v !== null);
   if (given.length !== 1) throw userError('BAD_USER_INPUT', `give exactly one of imageId, dataUrl and file (got ${given.length})`);
-  const tooBig = (bytes: number) => userError('BAD_USER_INPUT', `the image is ${bytes} bytes; the limit is ${LIMITS.maxImageBytes}`);
   if (input.imageId !== undefined && input.imageId !== null) {
     const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', input.imageId) } });
     if (!image) throw notFound('image', String(input.imageId));
     return { bytes: await ctx.jobs.images.read(image.path), imageId: image.id };
   }
-  if (input.dataUrl) {
-    const match = DATA_URL.exec(input.dataUrl.slice(0, 64).includes(',') ? input.dataUrl : '');
-    if (!match) throw userError('BAD_USER_INPUT', 'dataUrl must look like data:image/png;base64,… (PNG, JPEG or WebP)');
-    if (match[2].length * 0.75 > LIMITS.maxImageBytes + 3) throw tooBig(Math.floor(match[2].length * 0.75));
-    return { bytes: Buffer.from(match[2], 'base64') };
-  }
-  const file = input.file!;
-  if (file.size > LIMITS.maxImageBytes) throw tooBig(file.size);
-  return { bytes: new Uint8Array(await file.arrayBuffer()) };
+  return { bytes: await inputImageBytes(input.dataUrl ?? input.file!) };
 }
 
 builder.prismaNode('Image', {

@@ -1,19 +1,23 @@
 // Prompts: the syntax a request's prompts are read in, what a prompt tokenizes to (for a panel's token
 // counter), the textual-inversion embeddings prompts can call up, and the LoRAs and embeddings a
 // generation was submitted with.
-import { embeddingsUsedIn, listEmbeddings, type EmbeddingInfo } from '../diffusion/embeddings.ts';
-import { LIMITS } from '../diffusion/limits.ts';
-import type { ModelFolderInfo } from '../diffusion/model-folder.ts';
-import { DEFAULTS } from '../diffusion/pipeline.ts';
-import type { EmbeddingMatch, FindEmbedding } from '../diffusion/prompt/chunks.ts';
-import { extractLoraTags, type LoraTag } from '../diffusion/prompt/lora-tags.ts';
-import { isBreak, type WeightedSegment } from '../diffusion/prompt/parse.ts';
-import { summarizePrompt, type PromptTokenSummary } from '../diffusion/prompt/prepare.ts';
-import { ClipTokenizer } from '../diffusion/tokenizer.ts';
+import {
+  DEFAULTS,
+  LIMITS,
+  adapterSource,
+  analyzePrompt,
+  isBreak,
+  listEmbeddings,
+  tokenizeText,
+  type EmbeddingInfo,
+  type LoraTag,
+  type PromptAnalysis,
+  type WeightedSegment,
+} from '../diffusion/index.ts';
 import type { StoredRequest } from '../jobs/request.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
-import { notFound, userError } from './errors.ts';
+import { notFound } from './errors.ts';
 import { localId } from './ids.ts';
 
 export const PromptSyntax = builder.enumType('PromptSyntax', {
@@ -64,7 +68,7 @@ const PromptLora = builder.objectRef<LoraTag & { found: boolean }>('PromptLora')
   }),
 });
 
-const PromptTokens = builder.objectRef<PromptTokenSummary & { loras: (LoraTag & { found: boolean })[]; embeddings: string[] }>('PromptTokens').implement({
+const PromptTokens = builder.objectRef<PromptAnalysis>('PromptTokens').implement({
   description: "What a prompt amounts to under the A1111 syntax, as AUTOMATIC1111's token counter shows it (`tokenCount/maxLength`).",
   fields: (t) => ({
     tokenCount: t.exposeInt('tokenCount', { description: 'Tokens, counting 75 for each full chunk; with prompt editing, the most of any step.' }),
@@ -100,38 +104,10 @@ builder.prismaObjectFields('Generation', (t) => ({
   }),
 }));
 
-// Tokenizers by model, loaded on first use; a rescan describes models anew, so stale entries drop out.
-const tokenizers = new WeakMap<ModelFolderInfo, Promise<ClipTokenizer>>();
-
-async function tokenizerOf(ctx: Context, modelId: string | number): Promise<ClipTokenizer> {
-  const model = ctx.registry.model(localId('Model', modelId));
-  if (!model) throw notFound('model', String(modelId));
-  if (model.error) throw userError('MODEL_INVALID', `model ${model.id} cannot be used: ${model.error}`);
-  let tokenizer = tokenizers.get(model);
-  if (!tokenizer) {
-    tokenizer = ClipTokenizer.fromFolder(model.paths.tokenizer).catch((error: Error) => {
-      tokenizers.delete(model);
-      throw userError('MODEL_INVALID', `model ${model.id}: its tokenizer cannot be read: ${error.message}`);
-    });
-    tokenizers.set(model, tokenizer);
-  }
-  return tokenizer;
-}
-
-function checkLength(name: string, text: string): void {
-  if (text.length > LIMITS.maxPromptChars) throw userError('BAD_USER_INPUT', `${name} is ${text.length} characters; the limit is ${LIMITS.maxPromptChars}`);
-}
-
-/**
- * Embeddings found by their trigger word's tokens, as AUTOMATIC1111 finds them. Only the count of
- * their vectors matters to the counter, so the ids stand in for the ones loading them would add.
- */
-function embeddingCounter(tokenizer: ClipTokenizer, embeddings: EmbeddingInfo[]): FindEmbedding {
-  const known = embeddings.map((e) => ({ name: e.name, ids: tokenizer.tokenize(e.name), vectors: e.vectors ?? 1 })).filter((e) => e.ids.length > 0);
-  return (tokens, position): EmbeddingMatch | undefined => {
-    const found = known.find((e) => e.ids.every((id, k) => tokens[position + k] === id));
-    return found && { name: found.name, tokenIds: new Array<number>(found.vectors).fill(tokenizer.padTokenId), tokenLength: found.ids.length };
-  };
+function modelOf(ctx: Context, id: string | number) {
+  const model = ctx.registry.model(localId('Model', id));
+  if (!model) throw notFound('model', String(id));
+  return model;
 }
 
 const MODEL_ARG = "The model whose tokenizer counts: its `id` or `name`. NOT_FOUND when there is none; MODEL_INVALID when its tokenizer cannot be read.";
@@ -148,10 +124,7 @@ builder.queryFields((t) => ({
       modelId: t.arg.id({ required: true, description: MODEL_ARG }),
       text: t.arg.string({ required: true, description: `Any text, up to ${LIMITS.maxPromptChars} characters (else BAD_USER_INPUT).` }),
     },
-    resolve: async (_r, { modelId, text }, ctx) => {
-      checkLength('text', text);
-      return (await tokenizerOf(ctx, modelId)).encode(text);
-    },
+    resolve: (_r, { modelId, text }, ctx) => tokenizeText(modelOf(ctx, modelId), text),
   }),
   promptTokens: t.field({
     type: PromptTokens,
@@ -161,24 +134,7 @@ builder.queryFields((t) => ({
       prompt: t.arg.string({ required: true, description: `A prompt in the A1111 syntax, up to ${LIMITS.maxPromptChars} characters (else BAD_USER_INPUT).` }),
       steps: t.arg.int({ description: `The steps prompt edits are scheduled over, which decide the texts counted. Default ${DEFAULTS.steps}.` }),
     },
-    resolve: async (_r, { modelId, prompt, steps }, ctx) => {
-      checkLength('prompt', prompt);
-      const stepCount = steps ?? DEFAULTS.steps;
-      if (!Number.isInteger(stepCount) || stepCount < LIMITS.minSteps || stepCount > LIMITS.maxSteps) {
-        throw userError('BAD_USER_INPUT', `steps must be an integer from ${LIMITS.minSteps} to ${LIMITS.maxSteps}, got ${stepCount}`);
-      }
-      const tokenizer = await tokenizerOf(ctx, modelId);
-      const available = await listEmbeddings(ctx.config.embeddingsDir);
-      const used = new Set(embeddingsUsedIn([extractLoraTags(prompt).prompt], available).map((e) => e.token));
-      const summary = summarizePrompt(prompt, tokenizer, { steps: stepCount, findEmbedding: embeddingCounter(tokenizer, available.filter((e) => used.has(e.name))) });
-      return {
-        ...summary,
-        loras: summary.loras.map((tag) => {
-          const lora = ctx.registry.lora(tag.name);
-          return { ...tag, found: lora !== undefined && !lora.error };
-        }),
-        embeddings: [...used],
-      };
-    },
+    resolve: (_r, { modelId, prompt, steps }, ctx) =>
+      analyzePrompt(modelOf(ctx, modelId), prompt, { steps: steps ?? undefined, adapters: adapterSource(ctx.registry, ctx.config.embeddingsDir) }),
   }),
 }));

@@ -1,5 +1,5 @@
 // The samplers a request can name (src/diffusion/schedulers), as a GraphQL enum.
-import type { SchedulerName } from '../diffusion/schedulers/index.ts';
+import type { SchedulerName } from '../diffusion/index.ts';
 import { builder } from './builder.ts';
 
 export const Scheduler = builder.enumType('Scheduler', {

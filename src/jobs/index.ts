@@ -3,12 +3,10 @@
 import { Repeater } from '@repeaterjs/repeater';
 import type { PrismaClient } from '../db/index.ts';
 import { log } from '../log.ts';
-import type { GenerationEngine } from '../diffusion/engine.ts';
-import type { ModelFolderInfo } from '../diffusion/model-folder.ts';
+import type { AdapterSource, GenerationEngine, ModelFolderInfo } from '../diffusion/index.ts';
 import { TERMINAL_STATUSES, type GenerationEvent, type JobEvents, type QueueEvent } from './events.ts';
 import { ImageStore } from './image-store.ts';
 import { GenerationQueue } from './queue.ts';
-import type { AdapterSource } from './request.ts';
 import { GenerationWorker } from './worker.ts';
 
 export type { GenerationEvent, JobEvents, JobTopics, QueueEvent } from './events.ts';

@@ -2,20 +2,27 @@
 // the server), streams each step with a preview, and stores the images with their metadata.
 import { hostname } from 'node:os';
 import type { Generation, Prisma, PrismaClient } from '../db/index.ts';
-import type { EngineStepProgress, GenerationEngine } from '../diffusion/engine.ts';
-import { DiffusionError } from '../diffusion/errors.ts';
-import { encodeImage } from '../diffusion/image.ts';
-import { formatInfotext } from '../diffusion/infotext.ts';
-import type { ModelFolderInfo } from '../diffusion/model-folder.ts';
-import type { GenerateRequest } from '../diffusion/pipeline.ts';
-import { addPngText } from '../diffusion/png-text.ts';
-import { encodePreview, renderPreview, wantsPreview } from '../diffusion/preview.ts';
-import type { SchedulerName } from '../diffusion/schedulers/index.ts';
+import {
+  DiffusionError,
+  addPngText,
+  encodeImage,
+  encodePreview,
+  formatInfotext,
+  renderPreview,
+  resolveAdapters,
+  wantsPreview,
+  type AdapterSource,
+  type EngineStepProgress,
+  type GenerateRequest,
+  type GenerationEngine,
+  type ModelFolderInfo,
+  type SchedulerName,
+} from '../diffusion/index.ts';
 import { log } from '../log.ts';
 import type { JobEvents } from './events.ts';
 import type { ImageStore } from './image-store.ts';
 import { statusEvent, type GenerationQueue } from './queue.ts';
-import { resolveAdapters, type AdapterSource, type StoredRequest } from './request.ts';
+import type { StoredRequest } from './request.ts';
 
 export interface WorkerDeps {
   prisma: PrismaClient;

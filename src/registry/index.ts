@@ -1,16 +1,14 @@
 // The models and LoRAs of SDQL_MODELS_DIR: scanned at start-up and on request, mirrored into the
 // database (so that generations reference their model and hashes are computed once), and kept in
 // memory with what the engine needs to load a model.
-import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
 import type { PrismaClient } from '../db/index.ts';
-import { scanModelsDir, type ModelFolderInfo } from '../diffusion/model-folder.ts';
+import { listLoras, scanModelsDir, type LoraFileInfo, type ModelFolderInfo } from '../diffusion/index.ts';
 import { log } from '../log.ts';
 import { fileStamp, sha256File } from './hash.ts';
-import { inspectLoraFile, type LoraFileInfo } from './loras.ts';
 
 export { shortHash } from './hash.ts';
-export type { LoraFileInfo } from './loras.ts';
+export type { LoraFileInfo } from '../diffusion/index.ts';
 
 export interface ScanResult {
   models: ModelFolderInfo[];
@@ -48,7 +46,7 @@ export class Registry {
   private async runScan(): Promise<ScanResult> {
     const started = performance.now();
     await this.ensureModelsDir();
-    const [models, loras] = await Promise.all([scanModelsDir(this.modelsDir), this.scanLoras()]);
+    const [models, loras] = await Promise.all([scanModelsDir(this.modelsDir), listLoras(this.lorasDir)]);
     const scannedAt = new Date();
     await this.saveModels(models, scannedAt);
     await this.saveLoras(loras, scannedAt);
@@ -66,18 +64,6 @@ export class Registry {
       modelsDir: this.modelsDir,
       hint: 'README "Getting models"; `sdql models create-demo <dir>` makes a tiny demo model (its images are noise)',
     });
-  }
-
-  private async scanLoras(): Promise<LoraFileInfo[]> {
-    const entries = await readdir(this.lorasDir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return [];
-      throw error;
-    });
-    const names = entries
-      .filter((e) => !e.isDirectory() && e.name.toLowerCase().endsWith('.safetensors'))
-      .map((e) => e.name)
-      .sort();
-    return Promise.all(names.map((name) => inspectLoraFile(join(this.lorasDir, name))));
   }
 
   private async saveModels(models: ModelFolderInfo[], scannedAt: Date): Promise<void> {

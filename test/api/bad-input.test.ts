@@ -44,7 +44,7 @@ const cases: [name: string, input: Record<string, unknown>, code: string, messag
   ['two image sources', { ...base, initImage: { dataUrl: 'INIT', imageId: 'x' } }, 'BAD_USER_INPUT', /exactly one/],
   ['no image source', { ...base, initImage: {} }, 'BAD_USER_INPUT', /exactly one/],
   ['unknown image id', { ...base, initImage: { imageId: 'missing' } }, 'NOT_FOUND'],
-  ['a data URL that is not an image', { ...base, initImage: { dataUrl: 'data:text/plain;base64,aGVsbG8=' } }, 'BAD_USER_INPUT', /dataUrl/],
+  ['a data URL that is not an image', { ...base, initImage: { dataUrl: 'data:text/plain;base64,aGVsbG8=' } }, 'BAD_USER_INPUT', /data URL must look like/],
   ['an image that does not decode', { ...base, initImage: { dataUrl: 'data:image/png;base64,aGVsbG8=' } }, 'BAD_USER_INPUT', /could not be read/],
   ['an init image for a model without VAE encoder', { ...base, modelId: 'noencoder', initImage: { dataUrl: 'INIT' } }, 'BAD_USER_INPUT', /VAE encoder/],
   ['an inpainting model for txt2img', { ...base, modelId: 'inpaint' }, 'BAD_USER_INPUT', /inpainting/],

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { Engine } from '../../src/diffusion/engine.ts';
 import { quantize } from '../../src/diffusion/image.ts';
 import { inspectModelFolder } from '../../src/diffusion/model-folder.ts';
-import { resolveRequest } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest } from '../../src/diffusion/request.ts';
 import { readPngText } from '../../src/diffusion/png-text.ts';
 import { collectSse, collectWs, startTestServer, type TestServer } from '../helpers/api.ts';
 import { compareImages } from '../helpers/reference.ts';

@@ -9,15 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
-import type { EmbeddingInfo } from '../../src/diffusion/embeddings.ts';
 import { WeightIndex } from '../../src/diffusion/lora/weights.ts';
-import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { decodeModel } from '../../src/diffusion/onnx/proto.ts';
 import { TorchGenerator } from '../../src/diffusion/random.ts';
 import { ClipTokenizer } from '../../src/diffusion/tokenizer.ts';
-import { resolveAdapters } from '../../src/jobs/request.ts';
-import type { LoraFileInfo } from '../../src/registry/index.ts';
-import { diffusionError } from '../engine/helpers.ts';
 import { startTestServer, type TestServer } from '../helpers/api.ts';
 import { compareImages, loadReference, referenceDir } from '../helpers/reference.ts';
 import { randomLora, writeSafetensors, type TestTensor } from '../lora/helpers.ts';
@@ -200,51 +195,6 @@ describe('on fixture models', () => {
     assert.equal(unknown.errors?.[0].extensions?.code, 'NOT_FOUND');
     const badSteps = await api.gql(QUERY, { prompt: 'a', steps: 0 });
     assert.equal(badSteps.errors?.[0].extensions?.code, 'BAD_USER_INPUT');
-  });
-});
-
-describe('resolving LoRAs and embeddings for a request', () => {
-  const lora = (id: string, extra: Partial<LoraFileInfo> = {}): LoraFileInfo => ({ id, name: id, path: `/loras/${id}.safetensors`, sizeBytes: 1, triggerWords: [], ...extra });
-  const loras = new Map([lora('v1', { baseModelVersion: 'sd_v1' }), lora('v2', { baseModelVersion: 'sd_v2-v' }), lora('any'), lora('bad', { error: 'truncated' })].map((l) => [l.id, l]));
-  const source = {
-    lora: (id: string) => loras.get(id),
-    embeddings: async (): Promise<EmbeddingInfo[]> => [
-      { name: 'style', path: '/emb/style.safetensors', vectors: 2, dim: 1024 },
-      { name: 'broken', path: '/emb/broken.safetensors', error: 'it holds no embedding tensor' },
-      { name: 'unused', path: '/emb/unused.safetensors', vectors: 1, dim: 1024 },
-    ],
-  };
-  const sd2 = { id: 'sd21', family: 'SD2' } as ModelFolderInfo;
-
-  test('merges `loras` with the prompt tags, finds the embeddings of both prompts, and refuses what cannot apply', async () => {
-    const resolved = await resolveAdapters(source, sd2, {
-      prompt: 'style <lora:any:0.5:0.25> <lora:v2:1>',
-      negativePrompt: 'broken',
-      promptSyntax: 'A1111',
-      loras: [{ id: 'v2', weight: 0.7 }],
-    });
-    assert.deepEqual(resolved, {
-      loras: [
-        { name: 'v2', path: '/loras/v2.safetensors', weight: 0.7 },
-        { name: 'any', path: '/loras/any.safetensors', weight: 0.5, unetWeight: 0.25 },
-        { name: 'v2', path: '/loras/v2.safetensors', weight: 1, unetWeight: 1 },
-      ],
-      embeddings: [{ token: 'style', path: '/emb/style.safetensors' }],
-      warnings: ['embedding "broken" cannot be used: it holds no embedding tensor'],
-    });
-    // Under PLAIN a tag is text: it applies nothing, and the words in it can call up embeddings.
-    const plain = await resolveAdapters(source, sd2, { prompt: '<lora:unused:1>', promptSyntax: 'PLAIN' });
-    assert.deepEqual([plain.loras, plain.embeddings.map((e) => e.token)], [[], ['unused']]);
-
-    const refusals: [Parameters<typeof resolveAdapters>[2], RegExp][] = [
-      [{ prompt: 'a', promptSyntax: 'A1111', loras: [{ id: 'v1', weight: 1 }] }, /LoRA "v1" was trained for SD1 \(ss_base_model_version sd_v1\); model sd21 is SD2/],
-      [{ prompt: 'a <lora:bad:1>', promptSyntax: 'A1111' }, /LoRA "bad" cannot be used: truncated/],
-      [{ prompt: 'a <lora:gone:1>', promptSyntax: 'A1111' }, /no LoRA is named "gone"/],
-      [{ prompt: 'a', promptSyntax: 'A1111', loras: [{ id: 'any', weight: Infinity }] }, /LoRA "any": its weight must be a finite number/],
-    ];
-    for (const [request, message] of refusals) await assert.rejects(resolveAdapters(source, sd2, request), diffusionError('BAD_USER_INPUT', message));
-    // A model of unknown family refuses no family.
-    assert.equal((await resolveAdapters(source, { ...sd2, family: 'UNKNOWN' }, { prompt: '<lora:v1:1>', promptSyntax: 'A1111' })).loras.length, 1);
   });
 });
 

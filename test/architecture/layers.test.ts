@@ -76,6 +76,18 @@ test('each part imports only the parts below it', () => {
   assert.deepEqual(broken, [], 'see docs/architecture.md for what each layer may import');
 });
 
+test('outside the engine, the engine is imported through its one entry (diffusion/index.ts)', () => {
+  const broken: string[] = [];
+  for (const { file, path, imports } of files) {
+    if (partOf(path) === 'diffusion') continue;
+    for (const spec of imports.filter((s) => s.startsWith('.'))) {
+      const target = relative(src, resolve(dirname(file), spec));
+      if (partOf(target) === 'diffusion' && target !== 'diffusion/index.ts') broken.push(`${path} imports ${spec}`);
+    }
+  }
+  assert.deepEqual(broken, [], 'export what is needed from src/diffusion/index.ts');
+});
+
 test('no part imports the packages of a layer above it', () => {
   const broken: string[] = [];
   for (const { path, imports } of files) {

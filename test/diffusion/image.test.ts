@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import sharp from 'sharp';
 import { DiffusionError } from '../../src/diffusion/errors.ts';
-import { decodeInitImage, encodeImage, probeImage, quantize, vaeOutputToImage } from '../../src/diffusion/image.ts';
+import { decodeInitImage, encodeImage, inputImageBytes, probeImage, quantize, vaeOutputToImage } from '../../src/diffusion/image.ts';
 import { LIMITS } from '../../src/diffusion/limits.ts';
 
 const solid = (width: number, height: number, format: 'png' | 'jpeg' | 'webp', background = { r: 255, g: 0, b: 0, alpha: 1 }) =>
@@ -31,6 +31,23 @@ test('unreadable, unsupported and oversized init images are rejected as bad inpu
   const side = Math.sqrt(LIMITS.maxInputPixels) + 16;
   const bomb = await sharp({ create: { width: side, height: side, channels: 3, background: '#000' } }).png({ compressionLevel: 9 }).toBuffer();
   await rejects(bomb, /more than \d+ pixels/);
+});
+
+test('input images are read from data URLs, bytes and files, refused when malformed or over the byte limit', async () => {
+  const png = await solid(4, 4, 'png');
+  const bad = (pattern: RegExp) => (e: unknown) => e instanceof DiffusionError && e.code === 'BAD_USER_INPUT' && pattern.test(e.message);
+  assert.deepEqual(await inputImageBytes(`data:image/png;base64,${png.toString('base64')}`), png);
+  assert.deepEqual(await inputImageBytes(png), png);
+  assert.deepEqual(await inputImageBytes(new Blob([png])), new Uint8Array(png));
+  for (const url of ['data:text/plain;base64,aGVsbG8=', 'data:image/png,raw', `${'x'.repeat(100)},data:image/png;base64,AA==`]) {
+    await assert.rejects(inputImageBytes(url), bad(/data URL must look like data:image\/png;base64/), url);
+  }
+  // Sizes are known before anything is decoded or read: a file that would fail to read is refused first.
+  const huge = 'A'.repeat(Math.ceil((LIMITS.maxImageBytes + 8) / 3) * 4);
+  await assert.rejects(inputImageBytes(`data:image/webp;base64,${huge}`), bad(/the image is \d+ bytes; the limit is/));
+  const unreadable = { size: LIMITS.maxImageBytes + 1, arrayBuffer: () => Promise.reject(new Error('read')) };
+  await assert.rejects(inputImageBytes(unreadable), bad(new RegExp(`the image is ${LIMITS.maxImageBytes + 1} bytes`)));
+  await assert.rejects(inputImageBytes(new Uint8Array(LIMITS.maxImageBytes + 1)), bad(/bytes; the limit/));
 });
 
 test('VAE output is clamped, scaled and quantised like diffusers (round half to even)', async () => {

@@ -9,7 +9,7 @@ import { after, describe, test } from 'node:test';
 import { Engine } from '../../src/diffusion/engine.ts';
 import { quantize } from '../../src/diffusion/image.ts';
 import { inspectModelFolder } from '../../src/diffusion/model-folder.ts';
-import { resolveRequest } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest } from '../../src/diffusion/request.ts';
 import { assertMatchesPng, caseParams, loadReference, loraPath, PARITY_SETS, placeCaseModel, readNpy } from '../helpers/reference.ts';
 
 describe('parity with diffusers 0.21.4', () => {

@@ -10,7 +10,7 @@ import { buildUNet } from '../../src/diffusion/fixtures/unet.ts';
 import { LIMITS } from '../../src/diffusion/limits.ts';
 import { inspectModelFolder, type ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { encodeModel } from '../../src/diffusion/onnx/proto.ts';
-import { resolveRequest, type GenerateParams } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest, type GenerateParams } from '../../src/diffusion/request.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
 import { FixtureDir, diffusionError, initImagePng } from './helpers.ts';
 

@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import { Engine } from '../../src/diffusion/engine.ts';
 import { quantize } from '../../src/diffusion/image.ts';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
-import { resolveRequest } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest } from '../../src/diffusion/request.ts';
 import { compareImages, loadReference, referenceDir } from '../helpers/reference.ts';
 import { FixtureDir } from './helpers.ts';
 

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import type { Worker } from 'node:worker_threads';
 import { EngineThread } from '../../src/diffusion/engine-thread.ts';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
-import { resolveRequest } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest } from '../../src/diffusion/request.ts';
 import { FixtureDir } from './helpers.ts';
 
 let fixtures: FixtureDir;

@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { EngineThread } from '../../src/diffusion/engine-thread.ts';
 import { Engine, type EngineOptions, type GenerationEngine } from '../../src/diffusion/engine.ts';
 import { inspectModelFolder, type ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
-import { resolveRequest, type GenerateRequest, type GenerateResult, type StepProgress } from '../../src/diffusion/pipeline.ts';
+import { type GenerateResult, type StepProgress } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest, type GenerateRequest } from '../../src/diffusion/request.ts';
 import { FixtureDir, assertImage, diffusionError, maxAbsDiff } from './helpers.ts';
 
 // One intra-op thread leaves the second core to the event loop being measured.

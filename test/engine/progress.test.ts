@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { Engine } from '../../src/diffusion/engine.ts';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import type { TensorData } from '../../src/diffusion/onnx-model.ts';
-import { generate, resolveRequest, type StepProgress } from '../../src/diffusion/pipeline.ts';
+import { generate, type StepProgress } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest } from '../../src/diffusion/request.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
 import { FixtureDir, diffusionError } from './helpers.ts';
 

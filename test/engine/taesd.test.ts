@@ -14,7 +14,7 @@ import { createTaesdDecoder, type TaesdFixtureOptions } from '../../src/diffusio
 import { inspectModelFolder, type ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { GraphBuilder } from '../../src/diffusion/onnx/builder.ts';
 import { DataType, encodeModel } from '../../src/diffusion/onnx/proto.ts';
-import { resolveRequest, type GenerateRequest } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest, type GenerateRequest } from '../../src/diffusion/request.ts';
 import { encodePreview, renderPreview, type PreviewImage } from '../../src/diffusion/preview.ts';
 import { findTaesdDecoder } from '../../src/diffusion/taesd.ts';
 import { collectWs, startTestServer, type TestServer } from '../helpers/api.ts';

@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { Engine } from '../../src/diffusion/engine.ts';
 import type { FixtureOptions } from '../../src/diffusion/fixtures/index.ts';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
-import { resolveRequest, type GenerateParams, type GenerateResult } from '../../src/diffusion/pipeline.ts';
+import { type GenerateResult } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest, type GenerateParams } from '../../src/diffusion/request.ts';
 import { FixtureDir, assertImage, initImagePng, maxAbsDiff } from './helpers.ts';
 
 const VARIANTS: [name: string, options: FixtureOptions][] = [

@@ -9,7 +9,7 @@ import { Engine } from '../../src/diffusion/engine.ts';
 import { ModelEditor } from '../../src/diffusion/lora/model-editor.ts';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { float16ToFloat32, float32ToFloat16 } from '../../src/diffusion/onnx/float16.ts';
-import { resolveRequest } from '../../src/diffusion/pipeline.ts';
+import { resolveRequest } from '../../src/diffusion/request.ts';
 import { TorchGenerator } from '../../src/diffusion/random.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
 import { ClipTokenizer } from '../../src/diffusion/tokenizer.ts';

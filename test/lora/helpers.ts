@@ -4,7 +4,8 @@ import { writeFile } from 'node:fs/promises';
 import { Net, type Precision } from '../../src/diffusion/fixtures/net.ts';
 import { float32ToFloat16 } from '../../src/diffusion/onnx/float16.ts';
 import type { ModelBuffer } from '../../src/diffusion/onnx-model.ts';
-import { DataLocation, attr, bytesToFloat32, decodeModel, externalDataRef, inlineTensorBytes, loadTensorBytes, type ModelProto, type TensorProto } from '../../src/diffusion/onnx/proto.ts';
+import { externalDataRef, loadTensorBytes } from '../../src/diffusion/onnx/external-data.ts';
+import { DataLocation, attr, bytesToFloat32, decodeModel, inlineTensorBytes, type ModelProto, type TensorProto } from '../../src/diffusion/onnx/proto.ts';
 import { TorchGenerator } from '../../src/diffusion/random.ts';
 
 export interface TestTensor {

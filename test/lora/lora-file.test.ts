@@ -86,9 +86,9 @@ test('refuses a LoRA whose ss_base_model_version contradicts a known model famil
   const xl = await readLora('xl', await writeSafetensors(join(dir, 'xl.safetensors'), tensors, { ss_base_model_version: 'sdxl_base_v1-0' }));
   const other = await readLora('other', await writeSafetensors(join(dir, 'other.safetensors'), tensors, { ss_base_model_version: 'flux1' }));
   assert.deepEqual([sd1.family, sd2v.family, xl.family, other.family], ['SD1', 'SD2', 'SDXL', undefined]);
-  assert.throws(() => checkLoraFamily(sd1, 'sd21', 'SD2'), diffusionError('BAD_USER_INPUT', /LoRA "sd1" was trained for SD1 \(ss_base_model_version sd_v1\); model sd21 is SD2/));
-  assert.throws(() => checkLoraFamily(xl, 'sd15', 'SD1'), diffusionError('BAD_USER_INPUT', /SDXL/));
-  checkLoraFamily(sd1, 'sd15', 'SD1');
-  checkLoraFamily(sd1, 'tiny', 'UNKNOWN');
-  checkLoraFamily(other, 'sd15', 'SD1');
+  assert.throws(() => checkLoraFamily(sd1.name, sd1.baseModelVersion, { id: 'sd21', family: 'SD2' }), diffusionError('BAD_USER_INPUT', /LoRA "sd1" was trained for SD1 \(ss_base_model_version sd_v1\); model sd21 is SD2/));
+  assert.throws(() => checkLoraFamily(xl.name, xl.baseModelVersion, { id: 'sd15', family: 'SD1' }), diffusionError('BAD_USER_INPUT', /SDXL/));
+  checkLoraFamily(sd1.name, sd1.baseModelVersion, { id: 'sd15', family: 'SD1' });
+  checkLoraFamily(sd1.name, sd1.baseModelVersion, { id: 'tiny', family: 'UNKNOWN' });
+  checkLoraFamily(other.name, other.baseModelVersion, { id: 'sd15', family: 'SD1' });
 });

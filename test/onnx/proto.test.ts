@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../src/diffusion/onnx/builder.ts';
 import { float16ToFloat32, fromFloat16Bits, toFloat16Bits } from '../../src/diffusion/onnx/float16.ts';
@@ -13,13 +12,8 @@ import {
   decodeModel,
   decodeTensor,
   encodeModel,
-  externalDataPath,
-  externalDataRef,
-  inlineExternalData,
   inlineTensorBytes,
-  loadTensorBytes,
   makeTensor,
-  moveToExternalData,
   setTensorFloat32,
   type ModelProto,
 } from '../../src/diffusion/onnx/proto.ts';
@@ -165,60 +159,6 @@ describe('ONNX models', () => {
     setTensorFloat32(model.graph.initializer[0], Float32Array.of(0, 0, 0, 0, 0, 1));
     assert.deepEqual(await run(encodeModel(model), [0, 0, 2]), [0.5, 1.5]);
     assert.throws(() => setTensorFloat32(model.graph.initializer[0], new Float32Array(5)), /5 values for shape \[3, 2\]/);
-  });
-});
-
-describe('external data', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sdql-onnx-'));
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  test('moves large initializers out, records location/offset/length, and loads them back', async () => {
-    const model = linearModel();
-    const big = makeTensor('big', DataType.FLOAT, [300], Float32Array.from({ length: 300 }, (_, i) => i));
-    model.graph.initializer.push(big);
-    const data = moveToExternalData(model, 'weights.pb', 1024);
-    assert.equal(data.length, 1200);
-    assert.deepEqual(externalDataRef(big), { location: 'weights.pb', offset: 0, length: 1200 });
-    assert.equal(externalDataRef(model.graph.initializer[0]), null, 'small tensors stay inline');
-    await writeFile(join(dir, 'weights.pb'), data);
-    const loaded = bytesToFloat32(DataType.FLOAT, await loadTensorBytes(big, dir));
-    assert.equal(loaded[299], 299);
-    assert.throws(() => inlineTensorBytes(big), /stored externally/);
-
-    const bytes = encodeModel(model);
-    await writeFile(join(dir, 'm.onnx'), bytes);
-    const reread = decodeModel(await readFile(join(dir, 'm.onnx')));
-    await inlineExternalData(reread, dir);
-    assert.equal(externalDataRef(reread.graph.initializer[2]), null);
-    assert.deepEqual(bytesToFloat32(DataType.FLOAT, inlineTensorBytes(reread.graph.initializer[2])), loaded);
-  });
-
-  test('reads a tensor from its offset and checks its length against its shape', async () => {
-    const t = makeTensor('t', DataType.FLOAT16, [2], Uint16Array.of(0x3c00, 0xc000));
-    t.rawData = undefined;
-    t.dataLocation = 1;
-    t.externalData = [
-      { key: 'location', value: 'data.bin' },
-      { key: 'offset', value: '3' },
-      { key: 'length', value: '4' },
-    ];
-    await writeFile(join(dir, 'data.bin'), Uint8Array.of(9, 9, 9, 0x00, 0x3c, 0x00, 0xc0, 9));
-    assert.deepEqual(Array.from(bytesToFloat32(DataType.FLOAT16, await loadTensorBytes(t, dir))), [1, -2]);
-    t.externalData[2].value = '6';
-    await assert.rejects(loadTensorBytes(t, dir), /does not match its shape/);
-    t.externalData[0].value = 'missing.bin';
-    await assert.rejects(loadTensorBytes(t, dir), { code: 'MODEL_INVALID' });
-  });
-
-  test('refuses locations outside the model folder', () => {
-    assert.throws(() => externalDataPath('/models/unet', '../../etc/passwd'), { code: 'MODEL_INVALID' });
-    assert.throws(() => externalDataPath('/models/unet', '/etc/passwd'), { code: 'MODEL_INVALID' });
-    assert.equal(externalDataPath('/models/unet', './weights.pb'), '/models/unet/weights.pb');
   });
 });
 

@@ -8,9 +8,7 @@ import { openDatabase, type Database } from '../../src/db/index.ts';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
 import { configureLogging } from '../../src/log.ts';
 import { Registry } from '../../src/registry/index.ts';
-import { inspectLoraFile, triggerWords } from '../../src/registry/loras.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { referenceDir } from '../helpers/reference.ts';
 
 let tmp: string;
 let fixture: string;
@@ -43,42 +41,6 @@ function writeLora(path: string, metadata: Record<string, string>): void {
   prefix.writeBigUInt64LE(BigInt(json.length));
   writeFileSync(path, Buffer.concat([prefix, json, Buffer.alloc(8)]));
 }
-
-test('trigger words are ss_tag_frequency tags summed over datasets, most frequent first', () => {
-  const frequency = JSON.stringify({ '10_a': { castle: 3, ' sky ': 5, moss: 1 }, '5_b': { castle: 4, ocean: 2 } });
-  assert.deepEqual(triggerWords(frequency), ['castle', 'sky', 'ocean', 'moss']);
-  assert.deepEqual(triggerWords('not json'), []);
-  assert.deepEqual(triggerWords(undefined), []);
-});
-
-test('inspectLoraFile reads kohya metadata from the header', async () => {
-  const path = join(tmp, 'style-x.safetensors');
-  writeLora(path, { ss_output_name: 'Style X', ss_base_model_version: 'sd_v2', ss_network_dim: '16', ss_network_alpha: '8.0', ss_tag_frequency: '{"d": {"x": 1}}' });
-  assert.deepEqual(await inspectLoraFile(path), {
-    id: 'style-x',
-    name: 'Style X',
-    path,
-    sizeBytes: readFileSync(path).length,
-    baseModelVersion: 'sd_v2',
-    networkDim: 16,
-    networkAlpha: 8,
-    triggerWords: ['x'],
-  });
-  const bad = join(tmp, 'bad.safetensors');
-  writeFileSync(bad, 'definitely not safetensors');
-  const info = await inspectLoraFile(bad);
-  assert.equal(info.id, 'bad');
-  assert.match(info.error ?? '', /^not a valid safetensors file: /);
-  assert.deepEqual(info.triggerWords, []);
-});
-
-test('the reference LoRA lists its trigger words', async () => {
-  const info = await inspectLoraFile(join(referenceDir, 'loras', 'tiny-style.safetensors'));
-  assert.deepEqual(
-    { id: info.id, base: info.baseModelVersion, dim: info.networkDim, alpha: info.networkAlpha, words: info.triggerWords, error: info.error },
-    { id: 'tiny-style', base: 'sd_v1', dim: 4, alpha: 2, words: ['tinystyle', 'watercolor', 'lighthouse'], error: undefined },
-  );
-});
 
 test('scans folders into the database, hashes lazily once, and notices changes', async () => {
   const modelsDir = join(tmp, 'models');

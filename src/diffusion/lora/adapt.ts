@@ -156,7 +156,7 @@ export class Adaptation {
     const loras: LoraUse[] = [];
     for (const request of adapters.loras) {
       const file = await readLora(request.name, request.path);
-      checkLoraFamily(file, info.id, info.family);
+      checkLoraFamily(file.name, file.baseModelVersion, info);
       loras.push({ file, weights: { text_encoder: request.weight, unet: request.unetWeight ?? request.weight }, report: { unmatched: [], misfit: [] } });
     }
     const embeddings = await Promise.all(adapters.embeddings.map(readEmbedding));

@@ -4,7 +4,7 @@
 // `attn1.processor.to_q_lora.down.weight`), grouped by the module each pair of matrices adapts.
 import { extname } from 'node:path';
 import { badInput } from '../errors.ts';
-import type { ModelFamily } from '../model-folder.ts';
+import type { ModelFamily, ModelFolderInfo } from '../model-folder.ts';
 import { readSafetensorsFloat32, readSafetensorsHeader, type FloatTensor, type SafetensorsHeader } from '../safetensors.ts';
 
 export type LoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
@@ -169,8 +169,10 @@ export async function readLora(name: string, path: string): Promise<LoraFile> {
   return { name, path, modules, unsupported, family: familyOfVersion(baseModelVersion), baseModelVersion };
 }
 
-/** Refuses a LoRA trained for another family than the model's; a model of unknown family refuses nothing. */
-export function checkLoraFamily(lora: LoraFile, modelId: string, family: ModelFamily): void {
-  if (family === 'UNKNOWN' || !lora.family || lora.family === family) return;
-  throw badInput(`LoRA "${lora.name}" was trained for ${lora.family} (ss_base_model_version ${lora.baseModelVersion}); model ${modelId} is ${family}`);
+/** Refuses a LoRA whose ss_base_model_version names another family than the model's; a model of unknown
+ * family refuses nothing. */
+export function checkLoraFamily(name: string, baseModelVersion: string | undefined, model: Pick<ModelFolderInfo, 'id' | 'family'>): void {
+  const family = familyOfVersion(baseModelVersion);
+  if (model.family === 'UNKNOWN' || !family || family === model.family) return;
+  throw badInput(`LoRA "${name}" was trained for ${family} (ss_base_model_version ${baseModelVersion}); model ${model.id} is ${model.family}`);
 }

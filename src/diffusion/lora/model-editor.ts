@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { invalidModel } from '../errors.ts';
 import type { ModelBuffer } from '../onnx-model.ts';
-import { DataLocation, bytesToFloat32, decodeModel, encodeModel, inlineTensorBytes, loadTensorBytes, setExternalData, setTensorFloat32, type ModelProto, type TensorProto } from '../onnx/proto.ts';
+import { loadTensorBytes, setExternalData } from '../onnx/external-data.ts';
+import { DataLocation, bytesToFloat32, decodeModel, encodeModel, inlineTensorBytes, setTensorFloat32, type ModelProto, type TensorProto } from '../onnx/proto.ts';
 import { WeightIndex, type WeightSlot } from './weights.ts';
 
 /** protobuf refuses to parse a message of 2 GB or more. */

@@ -1,8 +1,8 @@
-// A LoRA file described from its safetensors header alone: kohya's training metadata (ss_*) says the
+// LoRA files described from their safetensors headers alone: kohya's training metadata (ss_*) says the
 // base model, the network's rank and alpha, and the tags it was trained on.
-import { stat } from 'node:fs/promises';
-import { basename, extname } from 'node:path';
-import { readSafetensorsHeader } from '../diffusion/safetensors.ts';
+import { readdir, stat } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
+import { readSafetensorsHeader } from '../safetensors.ts';
 
 export interface LoraFileInfo {
   /** The file name without its extension. */
@@ -64,4 +64,17 @@ export async function inspectLoraFile(path: string): Promise<LoraFileInfo> {
   } catch (error) {
     return { id, name: id, path, sizeBytes, triggerWords: [], error: `not a valid safetensors file: ${(error as Error).message}` };
   }
+}
+
+/** The .safetensors files of a LoRA folder (SDQL_LORAS_DIR), sorted by file name; a missing folder has none. */
+export async function listLoras(dir: string): Promise<LoraFileInfo[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  const names = entries
+    .filter((e) => !e.isDirectory() && e.name.toLowerCase().endsWith('.safetensors'))
+    .map((e) => e.name)
+    .sort();
+  return Promise.all(names.map((name) => inspectLoraFile(join(dir, name))));
 }

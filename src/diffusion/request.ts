@@ -1,0 +1,146 @@
+// A generation request as a caller writes it, checked against the model it is for and completed
+// with defaults: what the pipeline (pipeline.ts) runs and what a history records.
+import type { EmbeddingRequest } from './embeddings.ts';
+import { badInput } from './errors.ts';
+import { probeImage } from './image.ts';
+import { LIMITS } from './limits.ts';
+import { checkAdapters, type LoraRequest } from './lora/adapt.ts';
+import type { ModelFolderInfo } from './model-folder.ts';
+import { extractLoraTags, type LoraTag } from './prompt/lora-tags.ts';
+import type { PromptSyntax } from './prompt/prepare.ts';
+import { randomSeed } from './random.ts';
+import { isSchedulerName, type SchedulerName } from './schedulers/index.ts';
+
+export type { PromptSyntax } from './prompt/prepare.ts';
+export const PROMPT_SYNTAXES: readonly PromptSyntax[] = ['A1111', 'PLAIN'];
+
+/** A request as a caller writes it: everything but the model and the prompt may be left out. */
+export interface GenerateParams {
+  prompt: string;
+  negativePrompt?: string;
+  width?: number;
+  height?: number;
+  steps?: number;
+  guidanceScale?: number;
+  guidanceRescale?: number;
+  scheduler?: string;
+  seed?: number;
+  numImages?: number;
+  eta?: number;
+  /** An encoded PNG, JPEG or WebP image: makes the request img2img. */
+  initImage?: Uint8Array;
+  strength?: number;
+  /** How the prompts are read: AUTOMATIC1111's syntax (the default) or diffusers' plain text. */
+  promptSyntax?: string;
+  /** LoRA files to merge into the model (the caller resolves names to paths, `<lora:…>` tags of the
+   * prompt included: see {@link promptLoraTags}). */
+  loras?: LoraRequest[];
+  /** Textual-inversion embeddings to add, by trigger word. */
+  embeddings?: EmbeddingRequest[];
+}
+
+/** A request with every default resolved, as it runs and as it is recorded. */
+export interface GenerateRequest {
+  prompt: string;
+  negativePrompt: string;
+  width: number;
+  height: number;
+  steps: number;
+  guidanceScale: number;
+  guidanceRescale: number;
+  scheduler: SchedulerName;
+  seed: number;
+  numImages: number;
+  eta: number;
+  initImage?: Uint8Array;
+  strength?: number;
+  promptSyntax: PromptSyntax;
+  loras?: LoraRequest[];
+  embeddings?: EmbeddingRequest[];
+}
+
+export const DEFAULTS = {
+  steps: 25,
+  guidanceScale: 7.5,
+  guidanceRescale: 0,
+  scheduler: 'DPMPP_2M_KARRAS',
+  numImages: 1,
+  eta: 0,
+  promptSyntax: 'A1111',
+  /** diffusers' img2img default. */
+  strength: 0.8,
+} as const satisfies Partial<GenerateRequest>;
+
+/** Validates a request against the model's capabilities and fills in defaults (img2img without a size takes the init image's). */
+export async function resolveRequest(info: ModelFolderInfo, params: GenerateParams): Promise<GenerateRequest> {
+  const factor = info.vaeScaleFactor;
+  const check = (ok: boolean, message: string) => {
+    if (!ok) throw badInput(message);
+  };
+  const isInt = Number.isInteger;
+  check(typeof params.prompt === 'string', 'prompt must be a string');
+  const negativePrompt = params.negativePrompt ?? '';
+  for (const [name, text] of [['prompt', params.prompt], ['negativePrompt', negativePrompt]] as const) {
+    check(text.length <= LIMITS.maxPromptChars, `${name} is ${text.length} characters; the limit is ${LIMITS.maxPromptChars}`);
+  }
+  const promptSyntax = params.promptSyntax ?? DEFAULTS.promptSyntax;
+  check(PROMPT_SYNTAXES.includes(promptSyntax as PromptSyntax), `unknown prompt syntax "${promptSyntax}": ${PROMPT_SYNTAXES.join(' or ')}`);
+  // A malformed LoRA tag is refused now rather than when the request runs.
+  promptLoraTags(params.prompt, promptSyntax as PromptSyntax);
+  const scheduler = params.scheduler ?? DEFAULTS.scheduler;
+  check(isSchedulerName(scheduler), `unknown scheduler "${scheduler}"`);
+  const steps = params.steps ?? DEFAULTS.steps;
+  check(isInt(steps) && steps >= LIMITS.minSteps && steps <= LIMITS.maxSteps, `steps must be an integer from ${LIMITS.minSteps} to ${LIMITS.maxSteps}, got ${steps}`);
+  const numImages = params.numImages ?? DEFAULTS.numImages;
+  check(isInt(numImages) && numImages >= 1 && numImages <= LIMITS.maxImages, `numImages must be from 1 to ${LIMITS.maxImages}, got ${numImages}`);
+  const guidanceScale = params.guidanceScale ?? DEFAULTS.guidanceScale;
+  check(Number.isFinite(guidanceScale) && guidanceScale >= 0 && guidanceScale <= LIMITS.maxGuidanceScale, `guidanceScale must be from 0 to ${LIMITS.maxGuidanceScale}, got ${guidanceScale}`);
+  const guidanceRescale = params.guidanceRescale ?? DEFAULTS.guidanceRescale;
+  check(Number.isFinite(guidanceRescale) && guidanceRescale >= 0 && guidanceRescale <= 1, `guidanceRescale must be from 0 to 1, got ${guidanceRescale}`);
+  const eta = params.eta ?? DEFAULTS.eta;
+  check(Number.isFinite(eta) && eta >= 0, `eta must be 0 or more, got ${eta}`);
+  const seed = params.seed ?? randomSeed();
+  check(isInt(seed) && seed >= 0 && seed <= LIMITS.maxSeed, `seed must be an integer from 0 to ${LIMITS.maxSeed}, got ${seed}`);
+  check(info.unetInChannels !== 9, `model ${info.id} is an inpainting model: it needs an image and a mask`);
+
+  let { width, height } = params;
+  let strength: number | undefined;
+  if (params.initImage) {
+    check(info.canImg2img, `model ${info.id} has no VAE encoder, so it cannot take an init image`);
+    strength = params.strength ?? DEFAULTS.strength;
+    check(Number.isFinite(strength) && strength > 0 && strength <= 1, `strength must be in (0, 1], got ${strength}`);
+    check(Math.trunc(steps * strength) >= 1, `steps × strength must be at least 1 (${steps} × ${strength} leaves no step to run)`);
+    if (width === undefined || height === undefined) {
+      const source = await probeImage(params.initImage);
+      width ??= source.width - (source.width % factor);
+      height ??= source.height - (source.height % factor);
+    }
+  } else {
+    check(params.strength === undefined, 'strength applies only with an init image');
+    width ??= info.nativeWidth;
+    height ??= info.nativeHeight;
+  }
+  for (const [name, side] of [['width', width], ['height', height]] as const) {
+    check(isInt(side) && side >= Math.max(factor, LIMITS.minSide) && side <= LIMITS.maxSide, `${name} must be from ${Math.max(factor, LIMITS.minSide)} to ${LIMITS.maxSide} pixels, got ${side}`);
+    check(side % factor === 0, `${name} ${side} is not a multiple of ${factor} (the model's VAE scale factor)`);
+  }
+  check(width * height <= LIMITS.maxPixels, `${width}×${height} is more than ${LIMITS.maxPixels} pixels`);
+  const { loras = [], embeddings = [] } = params;
+  checkAdapters(loras, embeddings);
+  const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, seed, numImages, eta, initImage: params.initImage, strength, promptSyntax: promptSyntax as PromptSyntax };
+  if (loras.length) request.loras = loras;
+  if (embeddings.length) request.embeddings = embeddings;
+  return request;
+}
+
+/**
+ * The `<lora:name:weight>` tags of a prompt under the A1111 syntax (none under PLAIN): the caller
+ * resolves them to files and passes them in `loras`; the pipeline leaves them out of the text.
+ * BAD_USER_INPUT for a malformed tag.
+ */
+export function promptLoraTags(prompt: string, syntax: PromptSyntax): LoraTag[] {
+  if (syntax === 'PLAIN') return [];
+  const { loras, invalid } = extractLoraTags(prompt);
+  if (invalid.length > 0) throw badInput(`invalid LoRA tag ${invalid.join(', ')}: expected <lora:name:weight>`);
+  return loras;
+}
