@@ -14,7 +14,7 @@ import {
   type PromptAnalysis,
   type WeightedSegment,
 } from '../diffusion/index.ts';
-import type { StoredRequest } from '../jobs/request.ts';
+import { readStoredRequest } from '../jobs/request.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
 import { notFound } from './errors.ts';
@@ -89,18 +89,17 @@ const AppliedLora = builder.objectRef<{ name: string; weight: number; unetWeight
   }),
 });
 
-const storedRequest = (g: { request: unknown }) => (g.request ?? {}) as StoredRequest;
 
 builder.prismaObjectFields('Generation', (t) => ({
-  promptSyntax: t.field({ type: PromptSyntax, description: 'How its prompts were read.', resolve: (g) => (storedRequest(g).promptSyntax === 'PLAIN' ? 'PLAIN' : 'A1111') }),
+  promptSyntax: t.field({ type: PromptSyntax, description: 'How its prompts were read.', resolve: (g) => (readStoredRequest(g).promptSyntax === 'PLAIN' ? 'PLAIN' : 'A1111') }),
   loras: t.field({
     type: [AppliedLora],
     description: 'The LoRAs applied, from `loras` and from the prompt, as found when it was submitted.',
-    resolve: (g) => storedRequest(g).adapters?.loras ?? [],
+    resolve: (g) => readStoredRequest(g).adapters?.loras ?? [],
   }),
   embeddings: t.stringList({
     description: 'The embeddings its prompts called up, as found when it was submitted.',
-    resolve: (g) => storedRequest(g).adapters?.embeddings.map((e) => e.token) ?? [],
+    resolve: (g) => readStoredRequest(g).adapters?.embeddings.map((e) => e.token) ?? [],
   }),
 }));
 

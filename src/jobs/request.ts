@@ -1,6 +1,7 @@
 // Submitting a generation: the request is validated against its model and resolved (defaults,
 // seed, size, LoRA and embedding files) before anything is stored, then stored as one QUEUED row
 // that is the job itself.
+import { z } from 'zod';
 import type { Generation, PrismaClient } from '../db/index.ts';
 import { badInput, prepareRequest, probeImage, type AdapterSource, type ModelFolderInfo, type RequestParams, type ResolvedAdapters } from '../diffusion/index.ts';
 import type { ImageStore } from './image-store.ts';
@@ -22,6 +23,44 @@ export interface StoredRequest extends Omit<SubmitInput, 'initImage'> {
   modelId: string;
   initImage?: { path: string; sha256: string; format: string; imageId?: string };
   adapters?: ResolvedAdapters;
+}
+
+const optionalNumber = z.number().optional();
+
+/** Generation.request is JSON that other versions and processes wrote: checked when read, never cast. */
+const storedRequestSchema = z.strictObject({
+  modelId: z.string(),
+  prompt: z.string(),
+  negativePrompt: z.string().optional(),
+  promptSyntax: z.string().optional(),
+  width: optionalNumber,
+  height: optionalNumber,
+  steps: optionalNumber,
+  guidanceScale: optionalNumber,
+  guidanceRescale: optionalNumber,
+  scheduler: z.string().optional(),
+  seed: optionalNumber,
+  numImages: optionalNumber,
+  eta: optionalNumber,
+  strength: optionalNumber,
+  priority: optionalNumber,
+  previewEvery: optionalNumber,
+  loras: z.array(z.strictObject({ id: z.string(), weight: z.number() })).optional(),
+  initImage: z.strictObject({ path: z.string(), sha256: z.string(), format: z.string(), imageId: z.string().optional() }).optional(),
+  adapters: z
+    .strictObject({
+      loras: z.array(z.strictObject({ name: z.string(), path: z.string(), weight: z.number(), unetWeight: z.number().optional() })),
+      embeddings: z.array(z.strictObject({ token: z.string(), path: z.string() })),
+      warnings: z.array(z.string()),
+    })
+    .optional(),
+}) satisfies z.ZodType<StoredRequest>;
+
+/** The stored request of a generation; an Error that says what is wrong when it does not hold one. */
+export function readStoredRequest(generation: { id: string; request: unknown }): StoredRequest {
+  const parsed = storedRequestSchema.safeParse(generation.request);
+  if (!parsed.success) throw new Error(`the stored request of generation ${generation.id} cannot be read: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
 }
 
 export interface SubmitDeps {

@@ -22,7 +22,7 @@ import { log } from '../log.ts';
 import type { JobEvents } from './events.ts';
 import type { ImageStore } from './image-store.ts';
 import { statusEvent, type GenerationQueue } from './queue.ts';
-import type { StoredRequest } from './request.ts';
+import { readStoredRequest, type StoredRequest } from './request.ts';
 
 export interface WorkerDeps {
   prisma: PrismaClient;
@@ -108,7 +108,7 @@ export class GenerationWorker {
       if (!model || model.error) {
         throw new DiffusionError('MODEL_INVALID', `model ${generation.modelId} ${model ? `cannot be used: ${model.error}` : 'is no longer in the models folder'}`);
       }
-      const stored = generation.request as unknown as StoredRequest;
+      const stored = readStoredRequest(generation);
       const { request, warnings } = await this.engineRequest(generation, stored, model);
       const hash = this.deps.modelHash(model.id).catch(() => null);
       const previewEvery = stored.previewEvery ?? 1;
