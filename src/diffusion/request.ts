@@ -71,6 +71,9 @@ export const DEFAULTS = {
   strength: 0.8,
 } as const satisfies Partial<GenerateRequest>;
 
+/** No unpaired surrogate (String.prototype.isWellFormed, which ES2023's lib does not declare). */
+const isWellFormed = (text: string) => !/\p{Surrogate}/u.test(text);
+
 /** Validates a request against the model's capabilities and fills in defaults (img2img without a size takes the init image's). */
 export async function resolveRequest(info: ModelFolderInfo, params: GenerateParams): Promise<GenerateRequest> {
   const factor = info.vaeScaleFactor;
@@ -82,6 +85,9 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   const negativePrompt = params.negativePrompt ?? '';
   for (const [name, text] of [['prompt', params.prompt], ['negativePrompt', negativePrompt]] as const) {
     check(text.length <= LIMITS.maxPromptChars, `${name} is ${text.length} characters; the limit is ${LIMITS.maxPromptChars}`);
+    // The tokenizer would read them as text, and Postgres refuses NUL in text columns.
+    check(!text.includes('\0'), `${name} holds a NUL character (\\u0000): remove it`);
+    check(isWellFormed(text), `${name} holds a lone UTF-16 surrogate (half of a character): send well-formed text`);
   }
   const promptSyntax = params.promptSyntax ?? DEFAULTS.promptSyntax;
   check(PROMPT_SYNTAXES.includes(promptSyntax as PromptSyntax), `unknown prompt syntax "${promptSyntax}": ${PROMPT_SYNTAXES.join(' or ')}`);
@@ -98,7 +104,7 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   const guidanceRescale = params.guidanceRescale ?? DEFAULTS.guidanceRescale;
   check(Number.isFinite(guidanceRescale) && guidanceRescale >= 0 && guidanceRescale <= 1, `guidanceRescale must be from 0 to 1, got ${guidanceRescale}`);
   const eta = params.eta ?? DEFAULTS.eta;
-  check(Number.isFinite(eta) && eta >= 0, `eta must be 0 or more, got ${eta}`);
+  check(Number.isFinite(eta) && eta >= 0 && eta <= 1, `eta must be from 0 to 1, got ${eta}`);
   const seed = params.seed ?? randomSeed();
   check(isInt(seed) && seed >= 0 && seed <= LIMITS.maxSeed, `seed must be an integer from 0 to ${LIMITS.maxSeed}, got ${seed}`);
   check(info.unetInChannels !== 9, `model ${info.id} is an inpainting model: it needs an image and a mask`);

@@ -46,7 +46,7 @@ const GenerateInput = builder.inputType('GenerateInput', {
     scheduler: t.field({ type: Scheduler, description: `Default ${DEFAULTS.scheduler}.` }),
     seed: t.field({ type: 'SafeInt', description: `Integer 0–${LIMITS.maxSeed}; image i uses seed + i. Default: a random seed, recorded on the generation.` }),
     numImages: t.int({ description: `Images, 1–${LIMITS.maxImages}, denoised as one batch. Default 1.` }),
-    eta: t.float({ description: "DDIM's η (≥ 0): 0 is deterministic. Default 0; ignored by other schedulers." }),
+    eta: t.float({ description: "DDIM's η, 0 to 1: 0 is deterministic. Default 0; ignored by other schedulers." }),
     initImage: t.field({ type: ImageInput, description: 'Makes the request img2img (the model must have `canImg2img`).' }),
     strength: t.float({ description: `img2img only: how much of the init image to replace, in (0, 1]. Default ${DEFAULTS.strength}.` }),
     loras: t.field({ type: [LoraInput], description: 'LoRAs to apply, with those of the prompt\'s `<lora:…>` tags. An unknown id, an unusable file or a LoRA trained for another model family is BAD_USER_INPUT.' }),
