@@ -3,7 +3,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', 'models/', 'src/db/generated/', 'clients/**/dist/'] },
+  { ignores: ['node_modules/', 'data/', 'models/', 'src/db/generated/', 'clients/typescript/generated/', 'clients/**/dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: globals.node } },
