@@ -30,7 +30,7 @@ interface LoggingOptions {
 
 const options: LoggingOptions = { level: 'info', json: !process.stdout.isTTY, write: undefined };
 
-/** Credentials never reach a log line, at the top level or one object down (`headers.authorization`). */
+/** Credentials never reach a log line: at the top level, one object down, or in a nested `headers` (`req.headers.authorization`). */
 const REDACTED = ['authorization', 'cookie', 'set-cookie', 'x-api-key', 'token', 'password'].flatMap((key) => [
   `["${key}"]`,
   `*["${key}"]`,
@@ -60,7 +60,8 @@ function createRoot(): PinoLogger {
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      mixin: () => scope.getStore() ?? {},
+      // A copy: pino merges each line's fields into the object the mixin returns.
+      mixin: () => ({ ...scope.getStore() }),
       serializers: { err: stdSerializers.errWithCause },
       redact: REDACTED,
     },

@@ -52,6 +52,7 @@ test('withLogFields adds its fields to every line logged inside, across awaits',
   capture({ json: true, level: 'info' });
   await withLogFields({ requestId: 'r-1' }, async () => {
     await new Promise((resolve) => setImmediate(resolve));
+    log.info('inside', { operation: 'only on this line' });
     log.info('inside');
     await withLogFields({ operation: 'Generate' }, async () => log.info('nested', { requestId: 'explicit' }));
   });
@@ -59,6 +60,7 @@ test('withLogFields adds its fields to every line logged inside, across awaits',
   assert.deepEqual(
     entries().map(({ msg, requestId, operation }) => ({ msg, requestId, operation })),
     [
+      { msg: 'inside', requestId: 'r-1', operation: 'only on this line' },
       { msg: 'inside', requestId: 'r-1', operation: undefined },
       { msg: 'nested', requestId: 'explicit', operation: 'Generate' },
       { msg: 'outside', requestId: undefined, operation: undefined },
