@@ -9,7 +9,7 @@ const graphQLConfig = { schema: 'schema/schema.graphql', documents: ['clients/**
 const graphqlLanguage = { parser: graphqlPlugin.parser, parserOptions: { graphQLConfig } };
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', 'models/', 'src/db/generated/', 'clients/**/dist/'] },
+  { ignores: ['node_modules/', 'data/', 'models/', 'src/db/generated/', 'clients/typescript/generated/', 'clients/**/dist/'] },
   { files: ['**/*.{js,mjs,ts}'], extends: [js.configs.recommended, ...tseslint.configs.recommended] },
   { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: globals.node } },
   // Tests walk GraphQL responses whose shape the query, not a type, states.

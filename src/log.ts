@@ -1,7 +1,10 @@
-// Structured logs: one line per event on stdout — JSON when stdout is not a terminal (for collectors),
-// `time LEVEL message key=value` when it is (for people). Fields bound with withLogFields (a request
-// id) appear on every line logged inside that call, however deep.
+// Structured logs through pino: one line per event on stdout, JSON when stdout is not a terminal (for
+// collectors), pino-pretty's one-line form when it is (for people). Fields bound with withLogFields (a
+// request id) appear on every line logged inside that call, however deep. Everything is written
+// synchronously on this thread (no pino transport, hence no worker thread to flush at exit).
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { pino, stdSerializers, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import { prettyFactory } from 'pino-pretty';
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -13,28 +16,26 @@ export interface Logger {
   info(msg: string, fields?: LogFields): void;
   warn(msg: string, fields?: LogFields): void;
   error(msg: string, fields?: LogFields): void;
-  /** A logger that adds `fields` to every line (a request id, a component name). */
+  /** A logger that adds `fields` to every line (a component name). */
   child(fields: LogFields): Logger;
 }
 
-interface Sink {
+interface LoggingOptions {
   level: LogLevel;
+  /** JSON lines; otherwise pino-pretty's one-line form. */
   json: boolean;
-  write: (line: string) => void;
+  /** Receives each line without its newline; replaces stdout (tests capture lines with it). */
+  write: ((line: string) => void) | undefined;
 }
 
-const sink: Sink = {
-  level: 'info',
-  json: !process.stdout.isTTY,
-  write: (line) => process.stdout.write(`${line}\n`),
-};
+const options: LoggingOptions = { level: 'info', json: !process.stdout.isTTY, write: undefined };
 
-/** Sets the level and format of every logger; `write` replaces stdout (tests capture lines with it). */
-export function configureLogging(options: Partial<Sink>): void {
-  Object.assign(sink, options);
-}
-
-const rank = (level: LogLevel) => LOG_LEVELS.indexOf(level);
+/** Credentials never reach a log line: at the top level, one object down, or in a nested `headers` (`req.headers.authorization`). */
+const REDACTED = ['authorization', 'cookie', 'set-cookie', 'x-api-key', 'token', 'password'].flatMap((key) => [
+  `["${key}"]`,
+  `*["${key}"]`,
+  `*.headers["${key}"]`,
+]);
 
 const scope = new AsyncLocalStorage<LogFields>();
 
@@ -43,43 +44,47 @@ export function withLogFields<T>(fields: LogFields, fn: () => T): T {
   return scope.run({ ...scope.getStore(), ...fields }, fn);
 }
 
-/** Errors become plain objects: JSON.stringify turns an Error into {}. */
-function plain(value: unknown): unknown {
-  if (!(value instanceof Error)) return value;
-  const code = (value as { code?: unknown }).code;
-  return { name: value.name, message: value.message, ...(code === undefined ? {} : { code }), stack: value.stack };
+function destination(): DestinationStream {
+  const { json, write } = options;
+  if (json && !write) return pino.destination({ dest: 1, sync: true });
+  const out = write ?? ((line: string) => process.stdout.write(`${line}\n`));
+  // prettyFactory formats a JSON line in place: pino-pretty's own stream would pipe asynchronously.
+  const pretty = json ? undefined : prettyFactory({ colorize: !write && process.stdout.isTTY, singleLine: true, translateTime: 'SYS:HH:MM:ss.l' });
+  return { write: (line: string) => out((pretty ? pretty(line) : line).trimEnd()) };
 }
 
-function format(level: LogLevel, msg: string, fields: LogFields): string {
-  const time = new Date().toISOString();
-  if (sink.json) {
-    const entries = Object.entries(fields).map(([k, v]) => [k, plain(v)]);
-    return JSON.stringify({ time, level, msg, ...Object.fromEntries(entries) }, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
-  }
-  let extra = '';
-  let stack = '';
-  for (const [key, value] of Object.entries(fields)) {
-    if (value === undefined) continue;
-    if (value instanceof Error) {
-      extra += ` ${key}=${JSON.stringify(value.message)}`;
-      if (sink.level === 'debug' && value.stack) stack = `\n${value.stack}`;
-    } else {
-      extra += ` ${key}=${typeof value === 'string' && !/[\s"=]/.test(value) ? value : JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}`;
-    }
-  }
-  return `${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${extra}${stack}`;
+function createRoot(): PinoLogger {
+  return pino(
+    {
+      level: options.level,
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      // A copy: pino merges each line's fields into the object the mixin returns.
+      mixin: () => ({ ...scope.getStore() }),
+      serializers: { err: stdSerializers.errWithCause },
+      redact: REDACTED,
+    },
+    destination(),
+  );
+}
+
+let root = createRoot();
+
+/** Sets the level, format and destination of every logger. */
+export function configureLogging(changes: Partial<LoggingOptions>): void {
+  Object.assign(options, changes);
+  root = createRoot();
 }
 
 function createLogger(bound: LogFields): Logger {
-  const emit = (level: LogLevel) => (msg: string, fields?: LogFields) => {
-    if (rank(level) < rank(sink.level)) return;
-    sink.write(format(level, msg, { ...scope.getStore(), ...bound, ...fields }));
-  };
+  // Our call sites read (message, fields); pino's methods take (fields, message).
+  const method = (level: Exclude<LogLevel, 'silent'>) => (msg: string, fields?: LogFields) => root[level]({ ...bound, ...fields }, msg);
   return {
-    debug: emit('debug'),
-    info: emit('info'),
-    warn: emit('warn'),
-    error: emit('error'),
+    debug: method('debug'),
+    info: method('info'),
+    warn: method('warn'),
+    error: method('error'),
     child: (fields) => createLogger({ ...bound, ...fields }),
   };
 }

@@ -2,9 +2,8 @@
  * A small typed client for sdql, for scripts: submit a generation, follow it step by step over
  * graphql-ws, fetch its images. Needs only `graphql-ws`, `ws` and the global fetch (Node 20+).
  *
- * The types are written by hand for the operations below and follow schema/schema.graphql: same
- * field names, `| null` exactly where the schema's field is nullable, `?` where an input field is
- * optional. ID, DateTime (ISO 8601) and SafeInt travel as JSON strings and numbers.
+ * Its types and documents are generated (`npm run codegen`) from schema/schema.graphql and the
+ * operations in ./operations into ./generated/graphql.ts, so they follow the schema field for field.
  *
  * Ids are the schema's global ids (`Generation.id`, `Image.id`, `generationId`, `modelId`, …):
  * opaque strings that say their type, to pass back as they come (`node(id:)` refetches any of them).
@@ -13,141 +12,35 @@
  */
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import {
+  CancelGenerationDocument,
+  GenerateDocument,
+  GenerationDocument,
+  GenerationProgressDocument,
+  type GenerateInput,
+  type GenerationFieldsFragment,
+  type GenerationProgressSubscription,
+  type GenerationStatus,
+  type ImageFieldsFragment,
+  type TypedDocumentString,
+} from './generated/graphql.ts';
 
-export type Scheduler = 'DDIM' | 'DPM2' | 'DPMPP_2M' | 'DPMPP_2M_KARRAS' | 'EULER' | 'EULER_A' | 'HEUN' | 'LMS' | 'PNDM' | 'UNIPC';
-export type GenerationStatus = 'CANCELED' | 'FAILED' | 'QUEUED' | 'RUNNING' | 'SUCCEEDED';
-export type PromptSyntax = 'A1111' | 'PLAIN';
-
-/** An image, given in exactly one way. A `file` is sent as a GraphQL multipart upload. */
-export interface ImageInput {
-  dataUrl?: string | null;
-  file?: Blob | null;
-  /** An `Image.id` of the history. */
-  imageId?: string | null;
-}
-
-export interface LoraInput {
-  /** The LoRA's `id`, or its `tagName` (file name without .safetensors). */
-  id: string;
-  weight?: number | null;
-}
-
-/** The schema's descriptions give each field's range and default. */
-export interface GenerateInput {
-  eta?: number | null;
-  guidanceRescale?: number | null;
-  guidanceScale?: number | null;
-  height?: number | null;
-  initImage?: ImageInput | null;
-  loras?: LoraInput[] | null;
-  /** The model's `id`, or its `name` (folder name). */
-  modelId: string;
-  negativePrompt?: string | null;
-  numImages?: number | null;
-  previewEvery?: number | null;
-  priority?: number | null;
-  prompt: string;
-  promptSyntax?: PromptSyntax | null;
-  scheduler?: Scheduler | null;
-  seed?: number | null;
-  steps?: number | null;
-  strength?: number | null;
-  width?: number | null;
-}
-
-export interface AppliedLora {
-  name: string;
-  unetWeight: number;
-  weight: number;
-}
-
-/** Every field of the schema's Image but `generation` (the image comes with it). */
-export interface Image {
-  bytes: number;
-  createdAt: string;
-  format: string;
-  height: number;
-  id: string;
-  index: number;
-  infotext: string;
-  seed: number;
-  sha256: string;
-  url: string;
-  width: number;
-}
-
+export type { GenerateInput, GenerationStatus, ImageInput, LoraInput, PromptSyntax, Scheduler } from './generated/graphql.ts';
 /** Every field of the schema's Generation but `model` (see `modelId`). */
-export interface Generation {
-  createdAt: string;
-  durationMs: number | null;
-  embeddings: string[];
-  error: string | null;
-  eta: number;
-  finishedAt: string | null;
-  guidanceRescale: number;
-  guidanceScale: number;
-  height: number;
-  id: string;
-  images: Image[];
-  loras: AppliedLora[];
-  modelHash: string | null;
-  modelId: string;
-  negativePrompt: string;
-  numImages: number;
-  priority: number;
-  prompt: string;
-  promptSyntax: PromptSyntax;
-  queuePosition: number | null;
-  scheduler: Scheduler;
-  seed: number;
-  startedAt: string | null;
-  status: GenerationStatus;
-  step: number;
-  steps: number;
-  strength: number | null;
-  totalSteps: number | null;
-  warnings: string[];
-  width: number;
-}
-
-export interface Preview {
-  dataUrl: string;
-  height: number;
-  width: number;
-}
-
-export interface GenerationProgress {
-  error: string | null;
-  etaMs: number | null;
-  generationId: string;
-  imageIndex: number;
-  preview: Preview | null;
-  status: GenerationStatus;
-  step: number;
-  totalSteps: number | null;
-}
+export type Generation = GenerationFieldsFragment;
+/** Every field of the schema's Image but `generation` (the image comes with it). */
+export type Image = ImageFieldsFragment;
+export type GenerationProgress = GenerationProgressSubscription['generationProgress'];
 
 /** Statuses after which a generation never changes again. */
 export const TERMINAL_STATUSES: readonly GenerationStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELED'];
 
-// Complete documents (no interpolation inside them), so that `npm run lint` checks them against
-// the schema; each operation travels with the fragments it spreads.
-const FRAGMENTS = /* GraphQL */ `
-  fragment GenerationFields on Generation {
-    createdAt durationMs embeddings error eta finishedAt guidanceRescale guidanceScale height id
-    images { ...ImageFields } loras { name unetWeight weight } modelHash modelId negativePrompt numImages priority prompt
-    promptSyntax queuePosition scheduler seed startedAt status step steps strength totalSteps warnings width
-  }
-  fragment ImageFields on Image { bytes createdAt format height id index infotext seed sha256 url width }
-`;
-
-/** The documents this client sends, for callers with a transport of their own. */
+/** The typed documents this client sends, for callers with a transport of their own (`String(document)` is its text). */
 export const operations = {
-  generate: /* GraphQL */ `mutation Generate($input: GenerateInput!) { generate(input: $input) { ...GenerationFields } }` + FRAGMENTS,
-  generation: /* GraphQL */ `query Generation($id: ID!) { generation(id: $id) { ...GenerationFields } }` + FRAGMENTS,
-  cancel: /* GraphQL */ `mutation CancelGeneration($id: ID!) { cancelGeneration(id: $id) { ...GenerationFields } }` + FRAGMENTS,
-  progress: /* GraphQL */ `subscription GenerationProgress($id: ID!) { generationProgress(id: $id) {
-    error etaMs generationId imageIndex preview { dataUrl height width } status step totalSteps } }`,
+  generate: GenerateDocument,
+  generation: GenerationDocument,
+  cancel: CancelGenerationDocument,
+  progress: GenerationProgressDocument,
 } as const;
 
 /** An error as GraphQL responses carry it. */
@@ -199,8 +92,8 @@ export function createSdqlClient({ url }: SdqlClientOptions): SdqlClient {
   if (!endpoint.pathname.endsWith('/graphql')) endpoint.pathname = `${endpoint.pathname.replace(/\/$/, '')}/graphql`;
   let ws: Client | undefined;
 
-  async function request<T>(query: string, variables: Record<string, unknown>): Promise<T> {
-    const body = encodeRequest(query, variables);
+  async function request<T, V extends Record<string, unknown>>(document: TypedDocumentString<T, V>, variables: V): Promise<T> {
+    const body = encodeRequest(String(document), variables);
     const response = await fetch(endpoint, {
       method: 'POST',
       // fetch writes a multipart body's content-type itself, with the boundary; the server runs a
@@ -228,8 +121,8 @@ export function createSdqlClient({ url }: SdqlClientOptions): SdqlClient {
     const client = ws;
     return new Promise((resolve, reject) => {
       let final: GenerationProgress | undefined;
-      const unsubscribe = client.subscribe<{ generationProgress: GenerationProgress }>(
-        { query: operations.progress, variables: { id } },
+      const unsubscribe = client.subscribe<GenerationProgressSubscription>(
+        { query: String(GenerationProgressDocument), variables: { id } },
         {
           next: (result) => {
             if (result.errors?.length) return fail(new SdqlError(result.errors));
@@ -249,9 +142,14 @@ export function createSdqlClient({ url }: SdqlClientOptions): SdqlClient {
   }
 
   return {
-    generate: async (input) => (await request<{ generate: Generation }>(operations.generate, { input })).generate,
-    generation: async (id) => (await request<{ generation: Generation }>(operations.generation, { id })).generation,
-    cancel: async (id) => (await request<{ cancelGeneration: Generation }>(operations.cancel, { id })).cancelGeneration,
+    generate: async (input) => (await request(GenerateDocument, { input })).generate,
+    generation: async (id) => {
+      const { generation } = await request(GenerationDocument, { id });
+      // The server answers a missing id with a NOT_FOUND error, which request throws.
+      if (!generation) throw new SdqlError([{ message: `no generation ${id}`, extensions: { code: 'NOT_FOUND' } }]);
+      return generation;
+    },
+    cancel: async (id) => (await request(CancelGenerationDocument, { id })).cancelGeneration,
     progress,
     download: async (image) => {
       // The server gives absolute URLs; a relative one is relative to the endpoint.

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { buildSchema, Kind, parse, validate, type FieldNode, type FragmentDefinitionNode, type GraphQLObjectType, type OperationDefinitionNode, type SelectionNode } from 'graphql';
+import { buildSchema, Kind, parse, print, validate, type FieldNode, type FragmentDefinitionNode, type GraphQLObjectType, type SelectionNode } from 'graphql';
 import sharp from 'sharp';
 import {
   createSdqlClient,
@@ -17,6 +17,7 @@ import {
   type GenerationProgress,
   type SdqlClient,
 } from '../../clients/typescript/sdql-client.ts';
+import { CLIENT_TYPES_FILE, generateClientTypes } from '../../scripts/codegen.ts';
 import { startTestServer, type TestServer } from '../helpers/api.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -55,35 +56,38 @@ async function cancelBlocker(id: string) {
 
 test('the documents are valid against schema/schema.graphql and select every field of their types but the back-links', () => {
   const schema = buildSchema(readFileSync(join(root, 'schema/schema.graphql'), 'utf8'));
-  for (const [name, document] of Object.entries(operations)) assert.deepEqual(validate(schema, parse(document)), [], name);
+  for (const [name, document] of Object.entries(operations)) assert.deepEqual(validate(schema, parse(String(document))), [], name);
   const fieldsOf = (type: string, except?: string) => Object.keys((schema.getType(type) as GraphQLObjectType).getFields()).filter((f) => f !== except).sort();
-  const generation = rootSelection(operations.generation);
+  const generation = fragmentSelection(operations.generation, 'GenerationFields');
   assert.deepEqual(names(generation), fieldsOf('Generation', 'model'));
-  assert.deepEqual(names(subSelection(generation, 'images')), fieldsOf('Image', 'generation'));
-  assert.deepEqual(names(subSelection(generation, 'loras')), fieldsOf('AppliedLora'));
-  for (const document of [operations.generate, operations.cancel]) assert.deepEqual(rootSelection(document), generation);
-  const progress = rootSelection(operations.progress);
+  assert.deepEqual(names(fragmentSelection(operations.generation, 'ImageFields')), fieldsOf('Image', 'generation'));
+  assert.deepEqual(subSelection(generation, 'images').map((s) => print(s)), ['...ImageFields']);
+  assert.deepEqual(names(subSelection(generation, 'loras') as FieldNode[]), fieldsOf('AppliedLora'));
+  for (const document of [operations.generate, operations.generation, operations.cancel]) assert.deepEqual(rootSelection(document).map((s) => print(s)), ['...GenerationFields']);
+  const progress = rootSelection(operations.progress) as FieldNode[];
   assert.deepEqual(names(progress), fieldsOf('GenerationProgress'));
-  assert.deepEqual(names(subSelection(progress, 'preview')), fieldsOf('Preview'));
+  assert.deepEqual(names(subSelection(progress, 'preview') as FieldNode[]), fieldsOf('Preview'));
 });
 
-/** The fields selected on the operation's one root field, with its fragments spread. */
-function rootSelection(document: string): readonly FieldNode[] {
-  const { definitions } = parse(document, { noLocation: true });
-  const fragments = definitions.filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION);
-  const spread = (selections: readonly SelectionNode[]): FieldNode[] =>
-    selections.flatMap((s) => {
-      if (s.kind === Kind.FRAGMENT_SPREAD) return spread(fragments.find((f) => f.name.value === s.name.value)!.selectionSet.selections);
-      if (s.kind !== Kind.FIELD) throw new Error('unexpected inline fragment');
-      return [s.selectionSet ? { ...s, selectionSet: { ...s.selectionSet, selections: spread(s.selectionSet.selections) } } : s];
-    });
-  const operation = definitions.find((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION)!;
+test('clients/typescript/generated/graphql.ts is what `npm run codegen` writes from the schema and the operations', async () => {
+  assert.ok(readFileSync(CLIENT_TYPES_FILE, 'utf8') === (await generateClientTypes()), 'clients/typescript/generated/graphql.ts is stale: run `npm run codegen`');
+});
+
+/** The selections of the operation's one root field. */
+function rootSelection(document: object): readonly SelectionNode[] {
+  const operation = parse(String(document), { noLocation: true }).definitions.find((d) => d.kind === Kind.OPERATION_DEFINITION)!;
   const [root] = operation.selectionSet.selections as FieldNode[];
-  return spread(root.selectionSet!.selections);
+  return root.selectionSet!.selections;
 }
 
-function subSelection(fields: readonly FieldNode[], name: string): readonly FieldNode[] {
-  return fields.find((f) => f.name.value === name)!.selectionSet!.selections as FieldNode[];
+/** The fields a fragment of the document selects. */
+function fragmentSelection(document: object, name: string): readonly FieldNode[] {
+  const fragment = parse(String(document), { noLocation: true }).definitions.find((d) => d.kind === Kind.FRAGMENT_DEFINITION && d.name.value === name) as FragmentDefinitionNode;
+  return fragment.selectionSet.selections as FieldNode[];
+}
+
+function subSelection(fields: readonly FieldNode[], name: string): readonly SelectionNode[] {
+  return fields.find((f) => f.name.value === name)!.selectionSet!.selections;
 }
 
 /** The type a global id names (it is base64 of Typename:localId). */

@@ -85,11 +85,13 @@ test('`sdql serve` becomes healthy, then stops gracefully on SIGTERM', async () 
   const child = spawn(process.execPath, [BIN, 'serve'], { cwd: tmp, env });
   try {
     let out = '';
+    // Every line is one JSON object: stdout is not a terminal.
+    const entries = () => out.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
     const url = await new Promise<string>((resolve, reject) => {
       child.stdout.on('data', () => {
-        const ready = /"msg":"sdql is ready","url":"([^"]+)"/.exec(out);
-        if (ready) resolve(ready[1]);
+        const ready = out.endsWith('\n') && entries().find((e) => e.msg === 'sdql is ready');
+        if (ready) resolve(ready.url as string);
       });
       child.on('exit', (code) => reject(new Error(`sdql serve exited with ${code}: ${out}`)));
     });
@@ -97,10 +99,9 @@ test('`sdql serve` becomes healthy, then stops gracefully on SIGTERM', async () 
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
-    assert.match(out, /"msg":"shutting down","signal":"SIGTERM"/);
-    assert.match(out, /"msg":"stopped"/);
-    // Every line is one JSON object: stdout is not a terminal.
-    for (const line of out.trim().split('\n')) JSON.parse(line);
+    const lines = entries();
+    assert.deepEqual(lines.find((e) => e.msg === 'shutting down')?.signal, 'SIGTERM');
+    assert.equal(lines.at(-1)?.msg, 'stopped');
     assert.ok(!existsSync(join(tmp, 'data', 'db.lock')));
   } finally {
     child.kill('SIGKILL');

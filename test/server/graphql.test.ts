@@ -142,3 +142,18 @@ test('maskError keeps expected errors and maps the engine\'s', () => {
   assert.equal(mapped.extensions.code, 'BAD_USER_INPUT');
   assert.deepEqual(mapped.path, ['generate']);
 });
+
+test('DateTime writes UTC and reads RFC 3339 with an offset; SafeInt writes BIGINT columns as numbers', async () => {
+  const { data } = await graphql('{ model(id: "demo") { sizeBytes scannedAt } }');
+  const model = data!.model as { sizeBytes: unknown; scannedAt: string };
+  const row = await services.db.prisma.model.findUniqueOrThrow({ where: { id: 'demo' } });
+  assert.equal(typeof row.sizeBytes, 'bigint');
+  assert.equal(model.sizeBytes, Number(row.sizeBytes));
+  assert.equal(model.scannedAt, row.scannedAt.toISOString());
+
+  const filter = 'query ($after: DateTime) { generations(first: 1, filter: { createdAfter: $after }) { edges { node { id } } } }';
+  assert.deepEqual((await graphql(filter, { after: '2000-01-01T01:00:00+01:00' })).errors, undefined);
+  const dateOnly = await graphql(filter, { after: '2000-01-01' });
+  assert.equal(dateOnly.errors?.[0].extensions?.code, 'BAD_USER_INPUT');
+  assert.match(dateOnly.errors![0].message, /DateTime cannot represent an invalid date-time-string 2000-01-01/);
+});
