@@ -8,7 +8,8 @@ import { Engine } from '../../src/diffusion/engine.ts';
 import type { FixtureOptions } from '../../src/diffusion/fixtures/index.ts';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { resolveRequest, type GenerateParams, type GenerateResult } from '../../src/diffusion/pipeline.ts';
-import { FixtureDir, assertImage, initImagePng, maxAbsDiff } from './helpers.ts';
+import { maxAbsDiff } from '../helpers/numeric.ts';
+import { FixtureDir, assertImage, initImagePng } from './helpers.ts';
 
 const VARIANTS: [name: string, options: FixtureOptions][] = [
   ['timestep-int64', { timestep: 'int64' }],

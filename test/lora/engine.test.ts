@@ -10,7 +10,8 @@ import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { decodeModel } from '../../src/diffusion/onnx/proto.ts';
 import { resolveRequest, type GenerateParams, type GenerateResult } from '../../src/diffusion/pipeline.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
-import { FixtureDir, assertImage, diffusionError, maxAbsDiff } from '../engine/helpers.ts';
+import { FixtureDir, assertImage, diffusionError } from '../engine/helpers.ts';
+import { maxAbsDiff } from '../helpers/numeric.ts';
 import { randomLora, writeSafetensors, type TestTensor } from './helpers.ts';
 
 const UNET_MODULES = [

@@ -3,9 +3,9 @@ import { describe, test } from 'node:test';
 import { DPMSolverMultistepScheduler } from '../../src/diffusion/schedulers/dpmsolver-multistep.ts';
 import { SchedulerConfigError } from '../../src/diffusion/schedulers/scheduler.ts';
 import type { NoiseSource, PredictionType, Scheduler } from '../../src/diffusion/schedulers/scheduler.ts';
+import { assertClose, maxAbsDiff } from '../helpers/numeric.ts';
 import {
   EPS,
-  maxAbsDiff,
   noNoise,
   SD15,
   SD15_ALPHAS_CUMPROD,
@@ -18,12 +18,6 @@ import {
   vpSigma,
   X0,
 } from './ode-fixtures.ts';
-
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string) {
-  assert.equal(actual.length, expected.length, what);
-  const err = maxAbsDiff(actual, expected);
-  assert.ok(err <= tolerance, `${what}: off by ${err} (> ${tolerance})`);
-}
 
 const make = (config: Record<string, unknown> = {}, steps = 10) => {
   const s = new DPMSolverMultistepScheduler({ ...SD15, ...config });

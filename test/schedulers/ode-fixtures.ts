@@ -72,12 +72,6 @@ export function kExact(x1: readonly number[], sigma1: number, sigma: number): nu
   return x1.map((x, i) => sigma * (x / sigma1 - (integral(Math.log(sigma), i) - integral(Math.log(sigma1), i))));
 }
 
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
-  return max;
-}
-
 /** A NoiseSource for deterministic samplers: drawing from it fails the test. */
 export const noNoise = (): Float32Array => {
   throw new Error('a deterministic sampler drew noise');

@@ -4,9 +4,9 @@ import { DPMSolverMultistepScheduler } from '../../src/diffusion/schedulers/dpms
 import { SchedulerConfigError } from '../../src/diffusion/schedulers/scheduler.ts';
 import type { PredictionType, Scheduler } from '../../src/diffusion/schedulers/scheduler.ts';
 import { UniPCMultistepScheduler } from '../../src/diffusion/schedulers/unipc-multistep.ts';
+import { assertClose, maxAbsDiff } from '../helpers/numeric.ts';
 import {
   EPS,
-  maxAbsDiff,
   noNoise,
   SD15,
   SD15_ALPHAS_CUMPROD,
@@ -19,12 +19,6 @@ import {
   vpSigma,
   X0,
 } from './ode-fixtures.ts';
-
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string) {
-  assert.equal(actual.length, expected.length, what);
-  const err = maxAbsDiff(actual, expected);
-  assert.ok(err <= tolerance, `${what}: off by ${err} (> ${tolerance})`);
-}
 
 const make = (config: Record<string, unknown> = {}, steps = 10) => {
   const s = new UniPCMultistepScheduler({ ...SD15, ...config });
