@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { configureLogging, log, withLogFields } from '../../src/log.ts';
 
 const lines: string[] = [];
@@ -42,7 +43,7 @@ test('LOG_LEVEL filters lower levels', () => {
 test('withLogFields adds its fields to every line logged inside, across awaits', async () => {
   capture({ json: true, level: 'info' });
   await withLogFields({ requestId: 'r-1' }, async () => {
-    await new Promise((r) => setTimeout(r, 1));
+    await nextTurn();
     log.info('inside');
   });
   log.info('outside');
