@@ -11,7 +11,10 @@ import { DatabaseUnavailableError, openDatabase, type DatabaseTarget } from '../
 import { checksum, migrate, readMigrations, type Migration, type SqlSession } from '../../src/db/migrate.ts';
 import { configureLogging } from '../../src/log.ts';
 import { createTestDatabase, skipWithoutPostgres, type TestDatabase } from '../helpers/db.ts';
-import { withDeadline } from '../helpers/wait.ts';
+import { pollUntil, withDeadline } from '../helpers/wait.ts';
+
+/** Prisma Migrate's advisory lock key (src/db/migrate.ts). */
+const PRISMA_MIGRATE_LOCK = 72707369;
 
 const dropLater: TestDatabase[] = [];
 after(async () => {
@@ -158,15 +161,26 @@ test('warns when an applied migration was edited afterwards, accepting changed l
 
 test('two processes migrating one Postgres at once: the advisory lock lets one apply each migration', { skip: skipWithoutPostgres }, async () => {
   const target = await freshDatabase();
-  const [a, b] = await Promise.all([connect(target), connect(target)]);
+  const [a, b, gate] = await Promise.all([connect(target), connect(target), connect(target)]);
   try {
-    // Slow enough that without the lock both would be inside it at once.
-    const list = [migration('1_slow', 'SELECT pg_sleep(0.5); CREATE TABLE once_only (id int);')];
-    const results = await Promise.all([migrate(a, list), migrate(b, list)]);
-    assert.deepEqual(results.flat(), ['1_slow']);
+    // The migration waits inside for an advisory lock the test holds (the gate), so that one process
+    // is certainly inside it while the other arrives.
+    const GATE = 4242;
+    await gate.query('SELECT pg_advisory_lock($1)', [GATE]);
+    const list = [migration('1_gated', `SELECT pg_advisory_xact_lock(${GATE}); CREATE TABLE once_only (id int);`)];
+    const results = Promise.all([migrate(a, list), migrate(b, list)]);
+    const waitingFor = () =>
+      gate.query<{ key: number }>(
+        `SELECT objid::int AS key FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      );
+    // One process is inside the migration (waiting at the gate) while the other waits for Prisma Migrate's lock.
+    const waiting = await pollUntil(waitingFor, (rows) => rows.length === 2, 'one migration inside and the other waiting for the lock');
+    assert.deepEqual(waiting.map((r) => r.key).sort(), [GATE, PRISMA_MIGRATE_LOCK].sort());
+    await gate.query('SELECT pg_advisory_unlock($1)', [GATE]);
+    assert.deepEqual((await withDeadline(results, 'both migrations')).flat(), ['1_gated']);
     assert.equal((await a.query('SELECT 1 FROM _prisma_migrations')).length, 1);
   } finally {
-    await Promise.all([a.close(), b.close()]);
+    await Promise.all([a.close(), b.close(), gate.close()]);
   }
   // And the real thing: two databases opened at once migrate it once.
   const fresh = await freshDatabase();
