@@ -10,7 +10,7 @@ import { quantize } from '../../src/diffusion/image.ts';
 import { inspectModelFolder } from '../../src/diffusion/model-folder.ts';
 import { resolveRequest } from '../../src/diffusion/request.ts';
 import { readPngText } from '../../src/diffusion/png-text.ts';
-import { collectSse, collectWs, startTestServer, type TestServer } from '../helpers/api.ts';
+import { BLOCKER, collectSse, collectWs, startTestServer, waitForStatus, type TestServer } from '../helpers/api.ts';
 import { compareImages } from '../helpers/reference.ts';
 
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id status seed width height steps scheduler queuePosition } }`;
@@ -22,21 +22,14 @@ type Generation = { id: string; status: string; seed: number; queuePosition: num
 
 let api: TestServer;
 
-/** A generation that keeps the worker busy for a while (the fixture UNet is small, so many images and steps). */
-const blocker = { modelId: 'demo', prompt: 'busy', steps: 150, numImages: 8, previewEvery: 0 };
-
 async function generate(input: Record<string, unknown>): Promise<Generation> {
   return (await api.data<{ generate: Generation }>(GENERATE, { input })).generate;
 }
 
-async function waitFor(id: string, statuses: string[], timeoutMs = 60_000): Promise<Generation> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { generation } = await api.data<{ generation: Generation }>(GENERATION, { id });
-    if (statuses.includes(generation.status)) return generation;
-    if (Date.now() > deadline) throw new Error(`generation ${id} is still ${generation.status}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** The generation once it has one of `statuses`. */
+async function waitFor(id: string, statuses: string[]): Promise<Generation> {
+  await waitForStatus(api.server.url, id, statuses);
+  return (await api.data<{ generation: Generation }>(GENERATION, { id })).generation;
 }
 
 before(async () => {
@@ -46,14 +39,15 @@ after(() => api.close());
 
 describe('a generation, end to end', () => {
   test('generate → an event with a preview for every step → SUCCEEDED → a PNG with its parameters, equal to the engine', async () => {
-    const busy = await generate(blocker);
+    const busy = await generate(BLOCKER);
     const input = { modelId: 'demo', prompt: 'a lighthouse at dusk', negativePrompt: 'fog', steps: 6, seed: 1234, scheduler: 'EULER_A', guidanceScale: 6 };
     const queued = await generate(input);
     assert.equal(queued.status, 'QUEUED');
     assert.equal(queued.queuePosition, 1);
     const ws = collectWs<{ generationProgress: any }>(api.wsClient(), PROGRESS, { id: queued.id });
+    await ws.next('the state when subscribing');
     await api.data(`mutation($id: ID!) { cancelGeneration(id: $id) { id } }`, { id: busy.id });
-    const events = (await ws.done).map((e) => e.generationProgress);
+    const events = (await ws.done()).map((e) => e.generationProgress);
 
     assert.equal(events[0].status, 'QUEUED', 'the first event is the state when subscribing');
     const steps = events.filter((e) => e.status === 'RUNNING' && e.step > 0);
@@ -96,30 +90,31 @@ describe('a generation, end to end', () => {
   });
 
   test('subscriptions over SSE see the same stream; a late subscriber gets the final state at once', async () => {
-    const busy = await generate(blocker);
+    const busy = await generate(BLOCKER);
     const queued = await generate({ modelId: 'demo', prompt: 'sse', steps: 3, seed: 5 });
     const sse = collectSse<{ generationProgress: any }>(api.server.url, PROGRESS, { id: queued.id });
-    await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await sse.next('the state when subscribing over SSE')).generationProgress.status, 'QUEUED');
     await api.data(`mutation($id: ID!) { cancelGeneration(id: $id) { id } }`, { id: busy.id });
-    const events = (await sse).map((e) => e.generationProgress);
+    const events = (await sse.done()).map((e) => e.generationProgress);
     assert.deepEqual(events.filter((e) => e.step > 0 && e.status === 'RUNNING').map((e) => e.step), [1, 2, 3]);
     assert.equal(events.at(-1).status, 'SUCCEEDED');
-    const late = await collectWs<{ generationProgress: any }>(api.wsClient(), PROGRESS, { id: queued.id }).done;
+    const late = await collectWs<{ generationProgress: any }>(api.wsClient(), PROGRESS, { id: queued.id }).done();
     assert.deepEqual(late.map((e) => e.generationProgress.status), ['SUCCEEDED']);
   });
 });
 
 describe('cancel', () => {
   test('a queued generation is CANCELED at once; a running one at its next step', async () => {
-    const running = await generate(blocker);
+    const running = await generate(BLOCKER);
     const queued = await generate({ modelId: 'demo', prompt: 'never runs', steps: 2 });
     const canceled = await api.data<{ cancelGeneration: Generation }>(`mutation($id: ID!) { cancelGeneration(id: $id) { id status } }`, { id: queued.id });
     assert.equal(canceled.cancelGeneration.status, 'CANCELED');
     await waitFor(running.id, ['RUNNING']);
     const stream = collectWs<{ generationProgress: any }>(api.wsClient(), PROGRESS, { id: running.id });
+    await stream.next('the state when subscribing');
     const stopped = await api.data<{ cancelGeneration: Generation }>(`mutation($id: ID!) { cancelGeneration(id: $id) { id status } }`, { id: running.id });
     assert.equal(stopped.cancelGeneration.status, 'CANCELED');
-    const events = await stream.done;
+    const events = await stream.done();
     assert.equal(events.at(-1)!.generationProgress.status, 'CANCELED');
     const again = await api.gql(`mutation($id: ID!) { cancelGeneration(id: $id) { id } }`, { id: running.id });
     assert.equal(again.errors?.[0].extensions?.code, 'CONFLICT');
@@ -130,7 +125,7 @@ describe('cancel', () => {
 
 describe('the queue', () => {
   test('ten requests from three clients run by priority, then in order; each subscriber sees only its own', async () => {
-    const busy = await generate(blocker);
+    const busy = await generate(BLOCKER);
     await waitFor(busy.id, ['RUNNING']);
     const clients = [api.wsClient(), api.wsClient(), api.wsClient()];
     const priorities = [0, 5, 0, -3, 5, 1, 0, 1, -3, 5];
@@ -139,7 +134,9 @@ describe('the queue', () => {
     for (const [i, priority] of priorities.entries()) {
       const g = await generate({ modelId: 'demo', prompt: `job ${i}`, steps: 2, seed: i, priority });
       submitted.push({ id: g.id, priority, client: i % 3 });
-      streams.push(collectWs<{ generationProgress: any }>(clients[i % 3], PROGRESS, { id: g.id }).done.then((events) => ({ id: g.id, events })));
+      const stream = collectWs<{ generationProgress: any }>(clients[i % 3], PROGRESS, { id: g.id });
+      await stream.next(`job ${i}'s state when subscribing`);
+      streams.push(stream.done().then((events) => ({ id: g.id, events })));
     }
     const { queue } = await api.data<{ queue: { queued: { id: string; queuePosition: number }[] } }>(`{ queue { queued { id queuePosition } } }`);
     const expected = submitted

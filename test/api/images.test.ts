@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { addPngText } from '../../src/diffusion/png-text.ts';
-import { startTestServer, type TestServer } from '../helpers/api.ts';
+import { startTestServer, waitForStatus, type TestServer } from '../helpers/api.ts';
 
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id width height strength } }`;
 const GENERATION = `query($id: ID!) { generation(id: $id) { status error images { id url seed width height } } }`;
@@ -17,13 +17,12 @@ before(async () => {
 });
 after(() => api.close());
 
+/** Submits a request and returns it once it has ended. */
 async function run(input: Record<string, unknown>) {
   const { generate } = await api.data<any>(GENERATE, { input });
-  for (;;) {
-    const { generation } = await api.data<any>(GENERATION, { id: generate.id });
-    if (!['QUEUED', 'RUNNING'].includes(generation.status)) return { submitted: generate, generation };
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitForStatus(api.server.url, generate.id, ['SUCCEEDED', 'FAILED', 'CANCELED']);
+  const { generation } = await api.data<any>(GENERATION, { id: generate.id });
+  return { submitted: generate, generation };
 }
 
 test('an image of the history is an init image by its id, and pngInfo reads our parameters back', async () => {

@@ -34,7 +34,7 @@ before(async () => {
     api.wsClient(),
     `subscription($id: ID!) { generationProgress(id: $id) { generationId status } }`,
     { id: generate.id },
-  ).done;
+  ).done();
   assert.equal(events.at(-1)!.generationProgress.status, 'SUCCEEDED');
   assert.ok(events.every((e) => e.generationProgress.generationId === generate.id), 'generationId is the global id');
 
@@ -133,7 +133,7 @@ test('the queries that take one type accept its global id and its plain id alike
   const input = { modelId: model.id, prompt: 'again', steps: 1, strength: 1, loras: [{ id: lora.id, weight: 0 }], initImage: { imageId: image.id } };
   const { generate } = await api.data(`mutation($input: GenerateInput!) { generate(input: $input) { id modelId loras { name } } }`, { input });
   assert.deepEqual([generate.modelId, generate.loras], [model.id, [{ name: 'style' }]]);
-  const done = await collectWs<{ generationProgress: { status: string } }>(api.wsClient(), `subscription($id: ID!) { generationProgress(id: $id) { status } }`, { id: generate.id }).done;
+  const done = await collectWs<{ generationProgress: { status: string } }>(api.wsClient(), `subscription($id: ID!) { generationProgress(id: $id) { status } }`, { id: generate.id }).done();
   assert.equal(done.at(-1)!.generationProgress.status, 'SUCCEEDED');
   const { generation: again } = await api.data(`query($id: ID!) { generation(id: $id) { images { id } } }`, { id: generate.id });
   const plainImage = decode(again.images[0].id).slice('Image:'.length);

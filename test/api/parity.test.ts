@@ -44,7 +44,7 @@ describe('reference cases through generate', () => {
           },
         });
         // The stream ends with the generation's final status.
-        await collectSse(api.server.url, PROGRESS, { id: generate.id });
+        await collectSse(api.server.url, PROGRESS, { id: generate.id }).done();
         const { generation } = await api.data<any>(GENERATION, { id: generate.id });
         assert.equal(generation.status, 'SUCCEEDED', generation.error);
         assert.equal(generation.images.length, c.images.length);

@@ -13,7 +13,7 @@ import { WeightIndex } from '../../src/diffusion/lora/weights.ts';
 import { decodeModel } from '../../src/diffusion/onnx/proto.ts';
 import { TorchGenerator } from '../../src/diffusion/random.ts';
 import { ClipTokenizer } from '../../src/diffusion/tokenizer.ts';
-import { startTestServer, type TestServer } from '../helpers/api.ts';
+import { startTestServer, waitForStatus, type TestServer } from '../helpers/api.ts';
 import { compareImages, loadReference, referenceDir } from '../helpers/reference.ts';
 import { randomLora, writeSafetensors, type TestTensor } from '../lora/helpers.ts';
 
@@ -28,17 +28,10 @@ type Generation = { status: string; error: string | null; warnings: string[]; pr
 /** Submits a request, waits for it to end, and returns it with the pixels of its first image. */
 async function run(api: TestServer, input: Record<string, unknown>): Promise<Generation & { pixels: Buffer }> {
   const { generate } = await api.data<{ generate: { id: string } }>(GENERATE, { input });
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const { generation } = await api.data<{ generation: Generation }>(GENERATION, { id: generate.id });
-    if (!['QUEUED', 'RUNNING'].includes(generation.status)) {
-      assert.equal(generation.status, 'SUCCEEDED', generation.error ?? undefined);
-      const png = Buffer.from(await (await fetch(generation.images[0].url)).arrayBuffer());
-      return { ...generation, pixels: await sharp(png).removeAlpha().raw().toBuffer() };
-    }
-    if (Date.now() > deadline) throw new Error(`generation ${generate.id} is still ${generation.status}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitForStatus(api.server.url, generate.id, ['SUCCEEDED']);
+  const { generation } = await api.data<{ generation: Generation }>(GENERATION, { id: generate.id });
+  const png = Buffer.from(await (await fetch(generation.images[0].url)).arrayBuffer());
+  return { ...generation, pixels: await sharp(png).removeAlpha().raw().toBuffer() };
 }
 
 /** Submits a request that must be refused: its error code and message, and no generation stored. */

@@ -8,22 +8,24 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
-import { startTestServer } from '../helpers/api.ts';
+import { BLOCKER, startTestServer, waitForStatus } from '../helpers/api.ts';
 import { createTestDatabase } from '../helpers/db.ts';
+import { withDeadline } from '../helpers/wait.ts';
 
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id } }`;
 const GENERATION = `query($id: ID!) { generation(id: $id) { status error images { url } } }`;
-const slow = { modelId: 'demo', prompt: 'slow', steps: 150, numImages: 8, previewEvery: 0 };
 
 test('a graceful restart mid-generation puts it back in the queue and runs it to the end', async () => {
   const api = await startTestServer();
   try {
     const first = await api.data<any>(GENERATE, { input: { modelId: 'demo', prompt: 'kept', steps: 2 } });
-    const running = await api.data<any>(GENERATE, { input: slow });
-    await poll(() => api.data<any>(GENERATION, { id: running.generate.id }), (r) => r.generation.status === 'RUNNING');
-    const kept = await poll(() => api.data<any>(GENERATION, { id: first.generate.id }), (r) => r.generation.status === 'SUCCEEDED');
+    const running = await api.data<any>(GENERATE, { input: BLOCKER });
+    await waitForStatus(api.server.url, running.generate.id, ['RUNNING']);
+    await waitForStatus(api.server.url, first.generate.id, ['SUCCEEDED']);
+    const kept = await api.data<any>(GENERATION, { id: first.generate.id });
     await api.restart();
-    const done = await poll(() => api.data<any>(GENERATION, { id: running.generate.id }), (r) => r.generation.status !== 'QUEUED' && r.generation.status !== 'RUNNING');
+    await waitForStatus(api.server.url, running.generate.id, ['SUCCEEDED']);
+    const done = await api.data<any>(GENERATION, { id: running.generate.id });
     assert.equal(done.generation.status, 'SUCCEEDED');
     assert.equal(done.generation.images.length, 8);
     const again = await api.data<any>(GENERATION, { id: first.generate.id });
@@ -53,19 +55,17 @@ test('after a SIGKILL mid-generation, the next start runs it again', async () =>
   try {
     const first = await serve(env);
     child = first.child;
-    const gql = (query: string, variables: object) =>
-      fetch(`${first.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) }).then((r) => r.json() as Promise<any>);
-    const { data } = await gql(GENERATE, { input: slow });
+    const { data } = await gql(first.url, GENERATE, { input: BLOCKER });
     const id = data.generate.id;
-    await poll(() => gql(GENERATION, { id }), (r) => r.data.generation.status === 'RUNNING');
+    await waitForStatus(first.url, id, ['RUNNING']);
+    const exited = new Promise((r) => child!.once('exit', r));
     child.kill('SIGKILL');
-    await new Promise((r) => child!.once('exit', r));
+    await withDeadline(exited, 'the exit of the killed server');
 
     const second = await serve(env);
     child = second.child;
-    const gql2 = (query: string, variables: object) =>
-      fetch(`${second.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) }).then((r) => r.json() as Promise<any>);
-    const done = await poll(() => gql2(GENERATION, { id }), (r) => !['QUEUED', 'RUNNING'].includes(r.data.generation.status), 120_000);
+    await waitForStatus(second.url, id, ['SUCCEEDED'], 120_000);
+    const done = await gql(second.url, GENERATION, { id });
     assert.equal(done.data.generation.status, 'SUCCEEDED', done.data.generation.error);
     assert.equal(done.data.generation.images.length, 8);
   } finally {
@@ -75,23 +75,21 @@ test('after a SIGKILL mid-generation, the next start runs it again', async () =>
   }
 });
 
+const gql = (url: string, query: string, variables: object) =>
+  fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) }).then((r) => r.json() as Promise<any>);
+
 /** Starts `sdql serve` as a child process; resolves with its URL once it logs that it is ready. */
 async function serve(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, ['bin/sdql.js', 'serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout! });
-  for await (const line of lines) {
-    const entry = JSON.parse(line) as { msg?: string; url?: string };
-    if (entry.msg === 'sdql is ready' && entry.url) return { child, url: entry.url.replace(/\/graphql$/, '') };
-  }
-  throw new Error('sdql serve exited before it was ready');
-}
-
-async function poll<T>(fetchState: () => Promise<T>, done: (state: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const state = await fetchState();
-    if (done(state)) return state;
-    if (Date.now() > deadline) throw new Error(`timed out; last state ${JSON.stringify(state)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  const ready = async () => {
+    for await (const line of createInterface({ input: child.stdout! })) {
+      const entry = JSON.parse(line) as { msg?: string; url?: string };
+      if (entry.msg === 'sdql is ready' && entry.url) return { child, url: entry.url.replace(/\/graphql$/, '') };
+    }
+    throw new Error('sdql serve exited before it was ready');
+  };
+  return withDeadline(ready(), 'the "sdql is ready" line of sdql serve').catch((error: Error) => {
+    child.kill('SIGKILL');
+    throw error;
+  });
 }

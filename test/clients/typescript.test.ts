@@ -18,11 +18,10 @@ import {
   type SdqlClient,
 } from '../../clients/typescript/sdql-client.ts';
 import { CLIENT_TYPES_FILE, generateClientTypes } from '../../scripts/codegen.ts';
-import { startTestServer, type TestServer } from '../helpers/api.ts';
+import { BLOCKER, startTestServer, waitForStatus, type TestServer } from '../helpers/api.ts';
+import { EventLog, withDeadline } from '../helpers/wait.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-/** Keeps the worker busy until canceled, so that a test subscribes before its generation starts. */
-const blocker = { modelId: 'demo', prompt: 'busy', steps: 150, numImages: 8, previewEvery: 0 };
 
 let api: TestServer;
 let client: SdqlClient;
@@ -36,22 +35,17 @@ after(async () => {
   await api.close();
 });
 
-/** Follows a generation; `first` settles at its first event (its state when subscribing). */
+/** Follows a generation; `first()` settles at its first event (its state when subscribing). */
 function follow(id: string) {
-  const events: GenerationProgress[] = [];
-  let subscribed!: () => void;
-  const first = new Promise<void>((resolve) => (subscribed = resolve));
-  const final = client.progress(id, (event) => {
-    events.push(event);
-    subscribed();
-  });
-  return { events, first, final };
+  const log = new EventLog<GenerationProgress>();
+  const final = client.progress(id, (event) => log.push(event));
+  return { events: log.events, first: () => log.next(`the first event of generation ${id}`), final: () => withDeadline(final, `the final status of generation ${id}`) };
 }
 
 async function cancelBlocker(id: string) {
   const blocked = follow(id);
   await client.cancel(id);
-  assert.equal((await blocked.final).status, 'CANCELED');
+  assert.equal((await blocked.final()).status, 'CANCELED');
 }
 
 test('the documents are valid against schema/schema.graphql and select every field of their types but the back-links', () => {
@@ -96,14 +90,14 @@ const typeOfId = (id: string) => Buffer.from(id, 'base64').toString('utf8').spli
 const names = (fields: readonly FieldNode[]) => fields.map((f) => f.name.value).sort();
 
 test('generate → an event for every step → SUCCEEDED → a PNG that decodes', async () => {
-  const busy = await client.generate(blocker);
+  const busy = await client.generate(BLOCKER);
   const queued = await client.generate({ modelId: 'demo', prompt: 'a lighthouse', steps: 3, seed: 1, scheduler: 'EULER' });
   assert.equal(queued.status, 'QUEUED');
   assert.deepEqual([queued.seed, queued.steps, queued.scheduler, queued.images], [1, 3, 'EULER', []]);
   const followed = follow(queued.id);
-  await followed.first;
+  await followed.first();
   await cancelBlocker(busy.id);
-  const final = await followed.final;
+  const final = await followed.final();
 
   assert.equal(followed.events[0].status, 'QUEUED');
   const steps = followed.events.filter((e) => e.status === 'RUNNING' && e.step > 0);
@@ -137,18 +131,18 @@ test('GraphQL errors become SdqlErrors with their code', async () => {
 });
 
 test('cancel: a queued generation at once, a running one at its next step; CONFLICT once ended', async () => {
-  const running = await client.generate(blocker);
+  const running = await client.generate(BLOCKER);
   const queued = await client.generate({ modelId: 'demo', prompt: 'never runs', steps: 2 });
   assert.equal((await client.cancel(queued.id)).status, 'CANCELED');
   const late = follow(queued.id);
-  assert.equal((await late.final).status, 'CANCELED');
+  assert.equal((await late.final()).status, 'CANCELED');
   assert.deepEqual(late.events.map((e) => e.status), ['CANCELED']);
   await assert.rejects(client.cancel(queued.id), { name: 'SdqlError', code: 'CONFLICT' });
 
   const followed = follow(running.id);
-  for (let g = running; g.status !== 'RUNNING'; g = await client.generation(running.id)) await new Promise((r) => setTimeout(r, 20));
+  await waitForStatus(api.server.url, running.id, ['RUNNING']);
   assert.equal((await client.cancel(running.id)).status, 'CANCELED');
-  assert.equal((await followed.final).status, 'CANCELED');
+  assert.equal((await followed.final()).status, 'CANCELED');
   assert.equal((await client.generation(running.id)).images.length, 0);
 });
 
@@ -160,7 +154,7 @@ test('an init image given as a Blob goes up as a multipart upload', async () => 
 });
 
 test('generate.ts prints a line per step and writes every image', async () => {
-  const busy = await client.generate(blocker);
+  const busy = await client.generate(BLOCKER);
   const out = join(api.tmp, 'fox.png');
   const child = spawn(
     process.execPath,
@@ -172,15 +166,16 @@ test('generate.ts prints a line per step and writes every image', async () => {
   child.stderr.on('data', (chunk) => (stderr += chunk));
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   // The worker stays busy until the child has subscribed, so it sees every step.
-  await new Promise<void>((resolve, reject) => {
+  const subscribed = new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (chunk) => {
       stdout += chunk;
       if (stdout.includes('queued\n')) resolve();
     });
     child.on('close', () => reject(new Error(`generate.ts exited early: ${stdout}${stderr}`)));
   });
+  await withDeadline(subscribed, 'the "queued" line of generate.ts');
   await cancelBlocker(busy.id);
-  assert.equal(await exited, 0, stderr);
+  assert.equal(await withDeadline(exited, 'the exit of generate.ts'), 0, stderr);
 
   assert.match(stdout, /^generation \S+: seed 7, \d+x\d+, 2 steps, DPMPP_2M_KARRAS\nqueued\nstep 1\/2( {2}ETA \d+\.\ds)?\nstep 2\/2( {2}ETA \d+\.\ds)?\n/);
   for (const [i, file] of ['fox-0.png', 'fox-1.png'].entries()) {

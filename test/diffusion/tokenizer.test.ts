@@ -191,19 +191,13 @@ describe('ClipTokenizer against the reference CLIP vocabulary', () => {
     }
   });
 
-  it('tokenizes a 1000-word prompt in a few milliseconds once warm', async () => {
+  // Its speed is `npm run bench -- cpu`'s.
+  it('tokenizes a 1000-word prompt, the same once its words are cached', async () => {
     const tokenizer = await load();
     const words = 'a photo of an astronaut riding a horse on mars, highly detailed, 4k, trending on artstation'.split(' ');
     const prompt = Array.from({ length: 1000 }, (_, i) => words[i % words.length] + (i % 7 === 0 ? i : '')).join(' ');
     const expected = tokenizer.tokenize(prompt);
-    let best = Infinity;
-    for (let i = 0; i < 3; i++) {
-      const start = performance.now();
-      const ids = tokenizer.tokenize(prompt);
-      best = Math.min(best, performance.now() - start);
-      assert.deepEqual(ids, expected);
-    }
     assert.ok(expected.length > 1000);
-    assert.ok(best < 5, `best of 3: ${best.toFixed(2)} ms`);
+    for (let i = 0; i < 3; i++) assert.deepEqual(tokenizer.tokenize(prompt), expected);
   });
 });

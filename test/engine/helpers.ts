@@ -60,13 +60,6 @@ export function assertImage(image: RgbImage, width: number, height: number): voi
   assert.ok(max - min > 0.01, 'the image is one flat colour');
 }
 
-export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
 /** For assert.rejects/throws: a DiffusionError with `code` whose message matches `message`. */
 export function diffusionError(code: DiffusionErrorCode, message?: RegExp) {
   return (error: unknown) => {

@@ -9,7 +9,8 @@ import { generate, type GenerateResult } from '../../src/diffusion/pipeline.ts';
 import { resolveRequest, type GenerateParams } from '../../src/diffusion/request.ts';
 import { SCHEDULER_NAMES } from '../../src/diffusion/schedulers/index.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
-import { FixtureDir, assertImage, initImagePng, maxAbsDiff } from './helpers.ts';
+import { maxAbsDiff } from '../helpers/numeric.ts';
+import { FixtureDir, assertImage, initImagePng } from './helpers.ts';
 
 /** Samplers that call the UNet twice per step (diffusers' `order` 2). */
 const SECOND_ORDER = new Set(['HEUN', 'DPM2']);

@@ -17,8 +17,9 @@ import { DataType, encodeModel } from '../../src/diffusion/onnx/proto.ts';
 import { resolveRequest, type GenerateRequest } from '../../src/diffusion/request.ts';
 import { encodePreview, renderPreview, type PreviewImage } from '../../src/diffusion/preview.ts';
 import { findTaesdDecoder } from '../../src/diffusion/taesd.ts';
-import { collectWs, startTestServer, type TestServer } from '../helpers/api.ts';
-import { FixtureDir, maxAbsDiff } from './helpers.ts';
+import { BLOCKER, collectWs, startTestServer, type TestServer } from '../helpers/api.ts';
+import { maxAbsDiff } from '../helpers/numeric.ts';
+import { FixtureDir } from './helpers.ts';
 
 const OPTIONS: EngineOptions = { runtime: { intraOpNumThreads: 1 } };
 
@@ -49,13 +50,6 @@ async function runCollecting(engine: GenerationEngine, model: ModelFolderInfo, r
   const steps: EngineStepProgress[] = [];
   const result = await engine.run(model, request, { previews, onStep: (p) => void steps.push({ ...p, latents: p.latents.slice() }) });
   return { result, steps };
-}
-
-function maxByteDiff(a: Uint8Array, b: Uint8Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 describe('findTaesdDecoder', () => {
@@ -116,9 +110,9 @@ describe('TAESD previews', () => {
         const { width, height, data } = step.previewRgb!;
         assert.deepEqual([width, height], [96, 64]);
         assert.deepEqual([here.width, here.height], [96, 64]);
-        assert.ok(maxByteDiff(data, here.rgb) <= 1, `step ${step.step}: the preview differs from the decoder's output by ${maxByteDiff(data, here.rgb)}`);
+        assert.ok(maxAbsDiff(data, here.rgb) <= 1, `step ${step.step}: the preview differs from the decoder's output by ${maxAbsDiff(data, here.rgb)}`);
         const other = await decodeHere(decoder, step.latents.subarray(step.latents.length / 2), step.latentShape, convention === 'diffusers');
-        assert.ok(maxByteDiff(data, other.rgb) > 16, 'image 1 would give another preview');
+        assert.ok(maxAbsDiff(data, other.rgb) > 16, 'image 1 would give another preview');
       }
       assert.deepEqual(result.warnings, []);
       assert.ok((result.timings.previewMs ?? 0) > 0, 'the decoding time is reported');
@@ -212,11 +206,12 @@ describe('TAESD previews through generationProgress', () => {
   /** The progress events of a generation, subscribed while another one keeps the worker busy, so that none is missed. */
   async function generateFollowing(input: Record<string, unknown>) {
     const generate = async (i: Record<string, unknown>) => (await api.data<{ generate: { id: string } }>(GENERATE, { input: i })).generate.id;
-    const busy = await generate({ modelId: 'demo', prompt: 'busy', steps: 150, numImages: 8, previewEvery: 0 });
+    const busy = await generate(BLOCKER);
     const id = await generate(input);
     const stream = collectWs<{ generationProgress: any }>(api.wsClient(), PROGRESS, { id });
+    await stream.next('the state when subscribing');
     await api.data(`mutation($id: ID!) { cancelGeneration(id: $id) { id } }`, { id: busy });
-    const events = (await stream.done).map((e) => e.generationProgress);
+    const events = (await stream.done()).map((e) => e.generationProgress);
     const { generation } = await api.data<{ generation: { status: string; warnings: string[] } }>(`query($id: ID!) { generation(id: $id) { status warnings } }`, { id });
     return { steps: events.filter((e) => e.status === 'RUNNING' && e.step > 0), generation };
   }

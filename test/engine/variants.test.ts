@@ -9,7 +9,8 @@ import type { FixtureOptions } from '../../src/diffusion/fixtures/index.ts';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { type GenerateResult } from '../../src/diffusion/pipeline.ts';
 import { resolveRequest, type GenerateParams } from '../../src/diffusion/request.ts';
-import { FixtureDir, assertImage, initImagePng, maxAbsDiff } from './helpers.ts';
+import { maxAbsDiff } from '../helpers/numeric.ts';
+import { FixtureDir, assertImage, initImagePng } from './helpers.ts';
 
 const VARIANTS: [name: string, options: FixtureOptions][] = [
   ['timestep-int64', { timestep: 'int64' }],

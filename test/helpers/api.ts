@@ -10,6 +10,7 @@ import { createFixturePipeline, type FixtureOptions } from '../../src/diffusion/
 import { configureLogging } from '../../src/log.ts';
 import { startServer, type RunningServer } from '../../src/app/serve.ts';
 import { createTestDatabase, usingPostgres, type TestDatabase } from './db.ts';
+import { EventLog, withDeadline } from './wait.ts';
 
 export interface GraphQLResponse<T = Record<string, unknown>> {
   data?: T;
@@ -94,58 +95,102 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   };
 }
 
-/** Collects every event of a graphql-ws subscription until it completes. */
-export function collectWs<T = Record<string, any>>(client: Client, query: string, variables?: Record<string, unknown>) {
-  const events: T[] = [];
-  const done = new Promise<T[]>((resolve, reject) => {
+/** A subscription's events as they arrive (see EventLog.next), and all of them once it completes. */
+export interface Subscription<T> {
+  events: T[];
+  /** The first event that `match` accepts, already received or the next; fails at the deadline or if the stream ends first. */
+  next(what: string, match?: (event: T) => boolean, timeoutMs?: number): Promise<T>;
+  /** Every event, once the stream completes; fails at the deadline. */
+  done(timeoutMs?: number): Promise<T[]>;
+}
+
+function subscription<T>(log: EventLog<T>, completed: Promise<T[]>, what: string): Subscription<T> {
+  completed.then(
+    () => log.end(new Error('the subscription completed')),
+    (error: Error) => log.end(error),
+  );
+  return {
+    events: log.events,
+    next: (description, match, timeoutMs) => log.next(description, match, timeoutMs),
+    done: (timeoutMs) => withDeadline(completed, `${what} to complete`, timeoutMs),
+  };
+}
+
+/** Follows a graphql-ws subscription, collecting its events. */
+export function collectWs<T = Record<string, any>>(client: Client, query: string, variables?: Record<string, unknown>): Subscription<T> {
+  const log = new EventLog<T>();
+  const completed = new Promise<T[]>((resolve, reject) => {
     client.subscribe<T>(
       { query, variables },
       {
         next: (result) => {
           if (result.errors?.length) reject(new Error(JSON.stringify(result.errors)));
-          else events.push(result.data as T);
+          else log.push(result.data as T);
         },
-        error: reject,
-        complete: () => resolve(events),
+        error: (error) => reject(error instanceof Error ? error : new Error(JSON.stringify(error))),
+        complete: () => resolve(log.events),
       },
     );
   });
-  return { events, done };
+  return subscription(log, completed, 'the graphql-ws subscription');
 }
 
-/** Collects every event of a subscription over server-sent events (graphql-yoga's default transport). */
-export async function collectSse<T = Record<string, any>>(url: string, query: string, variables?: Record<string, unknown>): Promise<T[]> {
-  const response = await fetch(`${url}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-    body: JSON.stringify({ query, variables }),
-  });
-  const events: T[] = [];
-  let buffer = '';
-  const decoder = new TextDecoder();
-  const reader = response.body!.getReader();
-  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-    buffer += decoder.decode(chunk.value, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
-      const data = block
-        .split('\n')
-        .filter((l) => l.startsWith('data:'))
-        .map((l) => l.slice(5).trim())
-        .join('\n');
-      if (event === 'complete') {
-        await reader.cancel();
-        return events;
-      }
-      if (data) {
-        const result = JSON.parse(data) as GraphQLResponse<T>;
-        if (result.errors?.length) throw new Error(JSON.stringify(result.errors));
-        events.push(result.data as T);
+/** Follows a subscription over server-sent events (graphql-yoga's default transport), collecting its events. */
+export function collectSse<T = Record<string, any>>(url: string, query: string, variables?: Record<string, unknown>): Subscription<T> {
+  const log = new EventLog<T>();
+  const completed = (async () => {
+    const response = await fetch(`${url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ query, variables }),
+    });
+    let buffer = '';
+    const decoder = new TextDecoder();
+    const reader = response.body!.getReader();
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      buffer += decoder.decode(chunk.value, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
+        const data = block
+          .split('\n')
+          .filter((l) => l.startsWith('data:'))
+          .map((l) => l.slice(5).trim())
+          .join('\n');
+        if (event === 'complete') {
+          await reader.cancel();
+          return log.events;
+        }
+        if (data) {
+          const result = JSON.parse(data) as GraphQLResponse<T>;
+          if (result.errors?.length) throw new Error(JSON.stringify(result.errors));
+          log.push(result.data as T);
+        }
       }
     }
+    return log.events;
+  })();
+  return subscription(log, completed, 'the SSE subscription');
+}
+
+/** Keeps the worker busy until canceled (the fixture UNet is small: many images and steps), so that a test can subscribe before its generation starts. */
+export const BLOCKER = { modelId: 'demo', prompt: 'busy', steps: 150, numImages: 8, previewEvery: 0 };
+
+const STATUS = `subscription($id: ID!) { generationProgress(id: $id) { status error } }`;
+
+/**
+ * Waits until generation `id` on the server at `url` has one of `statuses`, following its
+ * generationProgress subscription (whose first event is the state when subscribing); fails at the
+ * deadline, or when the generation ends in another status, naming the statuses it went through.
+ */
+export async function waitForStatus(url: string, id: string, statuses: readonly string[], timeoutMs?: number): Promise<void> {
+  const client = createClient({ url: `${url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true });
+  try {
+    const progress = collectWs<{ generationProgress: { status: string; error: string | null } }>(client, STATUS, { id });
+    await progress.next(`generation ${id} becoming ${statuses.join(' or ')}`, (e) => statuses.includes(e.generationProgress.status), timeoutMs);
+  } finally {
+    await client.dispose();
   }
-  return events;
 }

@@ -13,7 +13,8 @@ import { resolveRequest } from '../../src/diffusion/request.ts';
 import { TorchGenerator } from '../../src/diffusion/random.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
 import { ClipTokenizer } from '../../src/diffusion/tokenizer.ts';
-import { FixtureDir, diffusionError, maxAbsDiff } from '../engine/helpers.ts';
+import { FixtureDir, diffusionError } from '../engine/helpers.ts';
+import { maxAbsDiff } from '../helpers/numeric.ts';
 import { bufferTensor, writeSafetensors } from './helpers.ts';
 
 const DIM = 32; // the fixture text encoder's width

@@ -11,7 +11,8 @@ import { decodeModel } from '../../src/diffusion/onnx/proto.ts';
 import { type GenerateResult } from '../../src/diffusion/pipeline.ts';
 import { resolveRequest, type GenerateParams } from '../../src/diffusion/request.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
-import { FixtureDir, assertImage, diffusionError, maxAbsDiff } from '../engine/helpers.ts';
+import { FixtureDir, assertImage, diffusionError } from '../engine/helpers.ts';
+import { maxAbsDiff } from '../helpers/numeric.ts';
 import { randomLora, writeSafetensors, type TestTensor } from './helpers.ts';
 
 const UNET_MODULES = [

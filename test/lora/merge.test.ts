@@ -18,6 +18,7 @@ import { moveToExternalData } from '../../src/diffusion/onnx/external-data.ts';
 import { DataType, encodeModel, type ModelProto } from '../../src/diffusion/onnx/proto.ts';
 import { GraphBuilder } from '../../src/diffusion/onnx/builder.ts';
 import { TorchGenerator } from '../../src/diffusion/random.ts';
+import { maxAbsDiff } from '../helpers/numeric.ts';
 import { TINY_INPUT, TINY_LAYERS, bufferTensor, mergedDirectly, nodeInput, randomLora, tensorValues, tinyModel, transpose, writeSafetensors, type TestTensor } from './helpers.ts';
 
 let dir: string;
@@ -123,13 +124,6 @@ function maxAbs(values: ArrayLike<number>): number {
   return m;
 }
 
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
 test('LoraMerger adds scale·up·down to row-major and to transposed weights', async () => {
   const rng = new TorchGenerator(11);
   const [out, fanIn, rank] = [5, 7, 2];
@@ -145,10 +139,10 @@ test('LoraMerger adds scale·up·down to row-major and to transposed weights', a
   const merger = await LoraMerger.create();
   try {
     const rowMajor = await merger.merge(weight, out, fanIn, false, updates);
-    assert.ok(maxDiff(rowMajor, expected) < 1e-5);
+    assert.ok(maxAbsDiff(rowMajor, expected) < 1e-5);
     const stored = await merger.merge(Float32Array.from(transpose(weight, out, fanIn)), out, fanIn, true, updates);
-    assert.ok(maxDiff(stored, transpose(expected, out, fanIn)) < 1e-5);
-    assert.ok(maxDiff(rowMajor, weight) > 0.1, 'the update is not negligible');
+    assert.ok(maxAbsDiff(stored, transpose(expected, out, fanIn)) < 1e-5);
+    assert.ok(maxAbsDiff(rowMajor, weight) > 0.1, 'the update is not negligible');
   } finally {
     await merger.release();
   }
@@ -186,8 +180,8 @@ for (const precision of ['fp32', 'fp16'] as Precision[]) {
         // fp16 stores the float32 result rounded to half precision: compare with that rounding.
         const rounded = precision === 'fp16' ? float16ToFloat32(float32ToFloat16(Float32Array.from(expected))) : Float32Array.from(expected);
         const tolerance = precision === 'fp16' ? maxAbs(expected) * 2 ** -11 : 1e-5;
-        assert.ok(maxDiff(torchMerged, rounded) <= tolerance, `largest difference ${maxDiff(torchMerged, rounded)}`);
-        assert.ok(maxDiff(torchMerged, torchOriginal) > 0.05, 'the LoRA changed the weight');
+        assert.ok(maxAbsDiff(torchMerged, rounded) <= tolerance, `largest difference ${maxAbsDiff(torchMerged, rounded)}`);
+        assert.ok(maxAbsDiff(torchMerged, torchOriginal) > 0.05, 'the LoRA changed the weight');
       });
     }
 
@@ -199,8 +193,8 @@ for (const precision of ['fp32', 'fp16'] as Precision[]) {
         const expected = await unmergedForward(model, precision === 'fp16' ? float16ToFloat32(float32ToFloat16(x)) : x, SCALE);
         const base = await unmergedForward(model, x, 0);
         const tolerance = precision === 'fp16' ? 2e-2 * maxAbs(expected) : 1e-4;
-        assert.ok(maxDiff(y.data, expected) <= tolerance, `largest difference ${maxDiff(y.data, expected)} (output up to ${maxAbs(expected)})`);
-        assert.ok(maxDiff(expected, base) > 20 * tolerance, 'the LoRA changes the output well beyond the tolerance');
+        assert.ok(maxAbsDiff(y.data, expected) <= tolerance, `largest difference ${maxAbsDiff(y.data, expected)} (output up to ${maxAbs(expected)})`);
+        assert.ok(maxAbsDiff(expected, base) > 20 * tolerance, 'the LoRA changes the output well beyond the tolerance');
       } finally {
         await session.release();
       }
@@ -240,7 +234,7 @@ describe('LoRA file formats', () => {
       const got = await weights(buffer, model);
       if (format.includes('fp16')) {
         // Half-precision factors: the same update up to their rounding.
-        for (let i = 0; i < got.length; i++) assert.ok(maxDiff(new Float32Array(got[i].buffer), new Float32Array(kohya[i].buffer)) < 0.02);
+        for (let i = 0; i < got.length; i++) assert.ok(maxAbsDiff(new Float32Array(got[i].buffer), new Float32Array(kohya[i].buffer)) < 0.02);
       } else {
         assert.deepEqual(got, kohya);
       }
@@ -320,6 +314,6 @@ describe('a model with external data', () => {
     }
     assert.deepEqual(outputs[0], outputs[1]);
     const expected = await unmergedForward(model, x, SCALE);
-    assert.ok(maxDiff(outputs[0], expected) < 1e-4);
+    assert.ok(maxAbsDiff(outputs[0], expected) < 1e-4);
   });
 });

@@ -11,7 +11,8 @@ import { promptLoraTags, resolveRequest, type GenerateParams } from '../../src/d
 import { applyEmphasis } from '../../src/diffusion/prompt/emphasis.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
 import { TorchGenerator } from '../../src/diffusion/random.ts';
-import { FixtureDir, diffusionError, maxAbsDiff } from '../engine/helpers.ts';
+import { FixtureDir, diffusionError } from '../engine/helpers.ts';
+import { maxAbsDiff } from '../helpers/numeric.ts';
 import { writeSafetensors } from '../lora/helpers.ts';
 
 const DIM = 32; // the fixture text encoder's width

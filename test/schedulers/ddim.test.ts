@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DDIMScheduler } from '../../src/diffusion/schedulers/ddim.ts';
 import { alphasCumprod, SchedulerConfigError } from '../../src/diffusion/schedulers/scheduler.ts';
+import { assertClose, maxAbsDiff } from '../helpers/numeric.ts';
 import {
-  assertClose,
   countingNoise,
   denoise,
   epsilon,
-  maxAbsDiff,
   perfectModel,
   PREDICTION_TYPES,
   SD15_CONFIG,

@@ -2,57 +2,30 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DPMSolverMultistepScheduler } from '../../src/diffusion/schedulers/dpmsolver-multistep.ts';
 import { SchedulerConfigError } from '../../src/diffusion/schedulers/scheduler.ts';
-import type { NoiseSource, PredictionType, Scheduler } from '../../src/diffusion/schedulers/scheduler.ts';
+import { assertClose, maxAbsDiff } from '../helpers/numeric.ts';
 import {
   EPS,
-  maxAbsDiff,
+  lastOf,
   noNoise,
   SD15,
   SD15_ALPHAS_CUMPROD,
   START,
-  varyingDenoised,
   vpAlpha,
   vpExact,
   vpLambda,
   vpModelOutput,
+  vpNoised,
+  vpRun,
   vpSigma,
+  vpVarying,
   X0,
 } from './ode-fixtures.ts';
-
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string) {
-  assert.equal(actual.length, expected.length, what);
-  const err = maxAbsDiff(actual, expected);
-  assert.ok(err <= tolerance, `${what}: off by ${err} (> ${tolerance})`);
-}
 
 const make = (config: Record<string, unknown> = {}, steps = 10) => {
   const s = new DPMSolverMultistepScheduler({ ...SD15, ...config });
   s.setTimesteps(steps);
   return s;
 };
-
-/** x_t = alpha_t·x0 + sigma_t·eps */
-const noised = (t: number) => Float32Array.from(X0, (x, i) => vpAlpha(t) * x + vpSigma(t) * EPS[i]);
-
-/** Runs steps from..to-1 with a model whose data prediction at timestep t is `denoised(t)`; returns every result. */
-function run(
-  s: Scheduler,
-  start: Float32Array,
-  prediction: PredictionType,
-  denoised: (t: number) => number[],
-  { from = 0, to = s.timesteps.length, noise = noNoise as NoiseSource } = {},
-) {
-  const samples: Float32Array[] = [];
-  let x = start;
-  for (const t of s.timesteps.slice(from, to)) {
-    x = s.step(vpModelOutput(prediction, s.scaleModelInput(x, t), denoised(t), t), t, x, noise);
-    samples.push(x);
-  }
-  return samples;
-}
-
-const lastOf = (samples: Float32Array[]) => samples[samples.length - 1];
-const varying = (t: number) => varyingDenoised(vpLambda(t));
 
 describe('DPMSolverMultistepScheduler timesteps', () => {
   test('SD 1.5, leading, 12 steps: 1000 // 13 = 76 → 76·12 + 1, …, 76 + 1 (n + 1 points, the 0 dropped)', () => {
@@ -125,8 +98,8 @@ describe('DPMSolverMultistepScheduler steps', () => {
       test(`${prediction}, ${JSON.stringify(variant)}: a model that knows x0 keeps x on alpha_t·x0 + sigma_t·eps to t = 0`, () => {
         for (const [spacing, steps] of [['leading', 8], ['linspace', 20], ['trailing', 12]] as const) {
           const s = make({ ...variant, prediction_type: prediction, timestep_spacing: spacing }, steps);
-          const final = lastOf(run(s, noised(s.timesteps[0]), prediction, () => X0));
-          assertClose(final, noised(0), 1e-5, `${spacing}, ${steps} steps`);
+          const final = lastOf(vpRun(s, vpNoised(s.timesteps[0]), prediction, () => X0));
+          assertClose(final, vpNoised(0), 1e-5, `${spacing}, ${steps} steps`);
         }
       });
     }
@@ -136,7 +109,7 @@ describe('DPMSolverMultistepScheduler steps', () => {
     // trailing grids of 10, 20, 40 steps all contain 499: the error of x(499) against the exact solution
     const errorAt499 = (variant: Record<string, unknown>, steps: number) => {
       const s = make({ ...variant, timestep_spacing: 'trailing', prediction_type: 'epsilon' }, steps);
-      const samples = run(s, Float32Array.from(START), 'epsilon', varying, { to: s.timesteps.indexOf(499) });
+      const samples = vpRun(s, Float32Array.from(START), 'epsilon', vpVarying, { to: s.timesteps.indexOf(499) });
       return maxAbsDiff(lastOf(samples), vpExact(START, 999, 499));
     };
     for (const variant of deterministic) {
@@ -149,8 +122,8 @@ describe('DPMSolverMultistepScheduler steps', () => {
   test('lower_order_final: below 15 steps the last step is first order (and the one before second order for order 3)', () => {
     const compare = (config: Record<string, unknown>, steps: number) => {
       const start = Float32Array.from(START);
-      const a = run(make({ ...config, lower_order_final: true }, steps), start, 'epsilon', varying);
-      const b = run(make({ ...config, lower_order_final: false }, steps), start, 'epsilon', varying);
+      const a = vpRun(make({ ...config, lower_order_final: true }, steps), start, 'epsilon', vpVarying);
+      const b = vpRun(make({ ...config, lower_order_final: false }, steps), start, 'epsilon', vpVarying);
       return a.map((x, i) => maxAbsDiff(x, b[i]) > 0);
     };
     assert.deepEqual(compare({}, 10), [...Array(9).fill(false), true]);
@@ -159,16 +132,16 @@ describe('DPMSolverMultistepScheduler steps', () => {
     // and the lowered last step is exactly a first-order step
     const second = make({}, 10);
     const first = make({ solver_order: 1 }, 10);
-    const before = lastOf(run(second, Float32Array.from(START), 'epsilon', varying, { to: 9 }));
+    const before = lastOf(vpRun(second, Float32Array.from(START), 'epsilon', vpVarying, { to: 9 }));
     const t = second.timesteps[9];
-    const output = vpModelOutput('epsilon', before, varying(t), t);
-    run(first, Float32Array.from(START), 'epsilon', varying, { to: 9 });
+    const output = vpModelOutput('epsilon', before, vpVarying(t), t);
+    vpRun(first, Float32Array.from(START), 'epsilon', vpVarying, { to: 9 });
     assert.deepEqual(second.step(output, t, before, noNoise), first.step(output, t, before, noNoise));
   });
 
   test('with Karras sigmas the final step goes from timestep 0 to 0 and leaves the sample as it is (0.21.4)', () => {
     const s = make({ use_karras_sigmas: true }, 12);
-    const samples = run(s, Float32Array.from(START), 'epsilon', varying);
+    const samples = vpRun(s, Float32Array.from(START), 'epsilon', vpVarying);
     assert.deepEqual(samples[11], samples[10]);
   });
 
@@ -181,11 +154,11 @@ describe('DPMSolverMultistepScheduler steps', () => {
     const a = Math.sqrt(SD15_ALPHAS_CUMPROD[541]);
     assertClose(noisy, X0.map((x, i) => a * x + Math.sqrt(1 - SD15_ALPHAS_CUMPROD[541]) * EPS[i]), 1e-6, 'addNoise');
     const firstOrder = make({ solver_order: 1 }, 10);
-    const output = vpModelOutput('epsilon', noisy, varying(t), t);
+    const output = vpModelOutput('epsilon', noisy, vpVarying(t), t);
     assert.deepEqual(s.step(output, t, noisy, noNoise), firstOrder.step(output, t, noisy, noNoise));
     const fresh = make({}, 10);
-    const final = lastOf(run(fresh, noisy, 'epsilon', () => X0, { from: 4 }));
-    assertClose(final, noised(0), 1e-5, 'final sample');
+    const final = lastOf(vpRun(fresh, noisy, 'epsilon', () => X0, { from: 4 }));
+    assertClose(final, vpNoised(0), 1e-5, 'final sample');
   });
 
   test('sde-dpmsolver++ draws one noise tensor per step and adds it as sigma_t·sqrt(1 − e^(−2h))', () => {
@@ -197,21 +170,21 @@ describe('DPMSolverMultistepScheduler steps', () => {
       return Float32Array.from(z);
     };
     const [t, next] = s.timesteps;
-    const x = noised(t);
+    const x = vpNoised(t);
     const result = s.step(vpModelOutput('epsilon', x, X0, t), t, x, noise);
     const h = vpLambda(next) - vpLambda(t);
     const expected = X0.map(
       (x0, i) => vpAlpha(next) * x0 + vpSigma(next) * (Math.exp(-h) * EPS[i] + Math.sqrt(1 - Math.exp(-2 * h)) * z[i]),
     );
     assertClose(result, expected, 1e-5, 'first SDE step');
-    run(s, result, 'epsilon', varying, { from: 1, noise });
+    vpRun(s, result, 'epsilon', vpVarying, { from: 1, noise });
     assert.equal(draws, 6);
   });
 
   test('sde-dpmsolver (noise form) second-order steps also draw once per step', () => {
     const s = make({ algorithm_type: 'sde-dpmsolver', solver_type: 'heun' }, 7);
     let draws = 0;
-    run(s, Float32Array.from(START), 'epsilon', varying, {
+    vpRun(s, Float32Array.from(START), 'epsilon', vpVarying, {
       noise: () => {
         draws++;
         return new Float32Array(3).fill(0.5);
@@ -221,8 +194,8 @@ describe('DPMSolverMultistepScheduler steps', () => {
   });
 
   test('configurations of other solvers map as in diffusers: deis → dpmsolver++, bh2 → midpoint', () => {
-    const reference = run(make({}, 8), Float32Array.from(START), 'epsilon', varying);
-    const mapped = run(make({ algorithm_type: 'deis', solver_type: 'bh2' }, 8), Float32Array.from(START), 'epsilon', varying);
+    const reference = vpRun(make({}, 8), Float32Array.from(START), 'epsilon', vpVarying);
+    const mapped = vpRun(make({ algorithm_type: 'deis', solver_type: 'bh2' }, 8), Float32Array.from(START), 'epsilon', vpVarying);
     assert.deepEqual(mapped, reference);
   });
 

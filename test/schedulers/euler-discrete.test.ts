@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { EulerDiscreteScheduler } from '../../src/diffusion/schedulers/euler-discrete.ts';
 import { alphasCumprod, SchedulerConfigError } from '../../src/diffusion/schedulers/scheduler.ts';
+import { assertClose } from '../helpers/numeric.ts';
 import {
   alphaProdOfSigma,
-  assertClose,
   countingNoise,
   denoise,
   epsilon,

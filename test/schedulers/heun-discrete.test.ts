@@ -2,19 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HeunDiscreteScheduler } from '../../src/diffusion/schedulers/heun-discrete.ts';
 import type { PredictionType } from '../../src/diffusion/schedulers/scheduler.ts';
-import { EPS, kExact, kModelOutput, maxAbsDiff, SD15, sd15Sigma, START, varyingDenoised, X0 } from './ode-fixtures.ts';
+import { assertClose, maxAbsDiff } from '../helpers/numeric.ts';
+import { EPS, kExact, kModelOutput, SD15, sd15Sigma, START, varyingDenoised, X0 } from './ode-fixtures.ts';
 
 /** The training noise level at a fractional timestep, interpolated linearly as np.interp does. */
 const sigmaAt = (t: number) => {
   const low = Math.floor(t);
   return low === t ? sd15Sigma(t) : sd15Sigma(low) + (t - low) * (sd15Sigma(low + 1) - sd15Sigma(low));
 };
-
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string) {
-  assert.equal(actual.length, expected.length, what);
-  const err = maxAbsDiff(actual, expected);
-  assert.ok(err <= tolerance, `${what}: off by ${err} (> ${tolerance})`);
-}
 
 /**
  * Runs the sampler over timesteps[from..to) with a model whose denoised estimate is

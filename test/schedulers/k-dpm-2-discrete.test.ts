@@ -3,13 +3,8 @@ import { describe, test } from 'node:test';
 import { KDPM2DiscreteScheduler } from '../../src/diffusion/schedulers/k-dpm-2-discrete.ts';
 import { SchedulerConfigError } from '../../src/diffusion/schedulers/scheduler.ts';
 import type { PredictionType } from '../../src/diffusion/schedulers/scheduler.ts';
-import { EPS, kExact, kModelOutput, maxAbsDiff, SD15, sd15Sigma, START, varyingDenoised, X0 } from './ode-fixtures.ts';
-
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string) {
-  assert.equal(actual.length, expected.length, what);
-  const err = maxAbsDiff(actual, expected);
-  assert.ok(err <= tolerance, `${what}: off by ${err} (> ${tolerance})`);
-}
+import { assertClose, maxAbsDiff } from '../helpers/numeric.ts';
+import { EPS, kExact, kModelOutput, SD15, sd15Sigma, START, varyingDenoised, X0 } from './ode-fixtures.ts';
 
 /** The noise level the model sees at call i: a step's start (even i) or its midpoint (odd i). */
 const callSigma = (s: KDPM2DiscreteScheduler, i: number) => (i % 2 === 0 ? s.sigmas[i] : s.sigmasInterpol[i]);

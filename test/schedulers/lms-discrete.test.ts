@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { LMSDiscreteScheduler } from '../../src/diffusion/schedulers/lms-discrete.ts';
 import { alphasCumprod } from '../../src/diffusion/schedulers/scheduler.ts';
+import { assertClose } from '../helpers/numeric.ts';
 import {
   alphaProdOfSigma,
-  assertClose,
   denoise,
   epsilon,
   normals,

@@ -3,7 +3,7 @@
 // exact, and with D varying smoothly the exact solution has a closed form, so the error of a
 // solver — and how fast it falls with more steps, its order — can be measured.
 import { alphasCumprod } from '../../src/diffusion/schedulers/scheduler.ts';
-import type { PredictionType } from '../../src/diffusion/schedulers/scheduler.ts';
+import type { NoiseSource, PredictionType, Scheduler } from '../../src/diffusion/schedulers/scheduler.ts';
 import { SD15_SCHEDULER_CONFIG as SD15 } from '../../src/diffusion/fixtures/index.ts';
 
 /** The SD 1.5 scheduler_config.json (as the reference tiny-sd ships it). */
@@ -72,13 +72,32 @@ export function kExact(x1: readonly number[], sigma1: number, sigma: number): nu
   return x1.map((x, i) => sigma * (x / sigma1 - (integral(Math.log(sigma), i) - integral(Math.log(sigma1), i))));
 }
 
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
-  return max;
-}
-
 /** A NoiseSource for deterministic samplers: drawing from it fails the test. */
 export const noNoise = (): Float32Array => {
   throw new Error('a deterministic sampler drew noise');
 };
+
+/** x_t = alpha_t·x0 + sigma_t·eps: the trajectory's sample at training timestep t. */
+export const vpNoised = (t: number) => Float32Array.from(X0, (x, i) => vpAlpha(t) * x + vpSigma(t) * EPS[i]);
+
+/** varyingDenoised along the VP schedule, by log-SNR. */
+export const vpVarying = (t: number) => varyingDenoised(vpLambda(t));
+
+/** Runs steps from..to-1 with a VP model whose data prediction at timestep t is `denoised(t)`; returns every result. */
+export function vpRun(
+  s: Scheduler,
+  start: Float32Array,
+  prediction: PredictionType,
+  denoised: (t: number) => number[],
+  { from = 0, to = s.timesteps.length, noise = noNoise as NoiseSource } = {},
+): Float32Array[] {
+  const samples: Float32Array[] = [];
+  let x = start;
+  for (const t of s.timesteps.slice(from, to)) {
+    x = s.step(vpModelOutput(prediction, s.scaleModelInput(x, t), denoised(t), t), t, x, noise);
+    samples.push(x);
+  }
+  return samples;
+}
+
+export const lastOf = (samples: Float32Array[]) => samples[samples.length - 1];

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { PNDMScheduler } from '../../src/diffusion/schedulers/pndm.ts';
 import { alphasCumprod, SchedulerConfigError } from '../../src/diffusion/schedulers/scheduler.ts';
-import { assertClose, denoise, epsilon, normals, perfectModel, SD15_CONFIG, vpSample, x0 } from './sampling-harness.ts';
+import { assertClose } from '../helpers/numeric.ts';
+import { denoise, epsilon, normals, perfectModel, SD15_CONFIG, vpSample, x0 } from './sampling-harness.ts';
 
 const cumprod = alphasCumprod({ ...SD15_CONFIG, rescale_betas_zero_snr: false });
 

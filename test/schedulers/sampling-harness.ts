@@ -79,18 +79,6 @@ export function denoise(
   return sample;
 }
 
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, 'lengths differ');
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
-  return max;
-}
-
-export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, message = ''): void {
-  const diff = maxAbsDiff(actual, expected);
-  assert.ok(diff <= tolerance, `${message} max |difference| ${diff} > ${tolerance}`);
-}
-
 /** √ᾱ·x₀ + √(1 − ᾱ)·ε: the trajectory's sample at noise level ᾱ. */
 export function vpSample(alphaProd: number, clean = x0, noise = epsilon): Float32Array {
   return clean.map((x, i) => Math.sqrt(alphaProd) * x + Math.sqrt(1 - alphaProd) * noise[i]);

@@ -2,29 +2,22 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DPMSolverMultistepScheduler } from '../../src/diffusion/schedulers/dpmsolver-multistep.ts';
 import { SchedulerConfigError } from '../../src/diffusion/schedulers/scheduler.ts';
-import type { PredictionType, Scheduler } from '../../src/diffusion/schedulers/scheduler.ts';
 import { UniPCMultistepScheduler } from '../../src/diffusion/schedulers/unipc-multistep.ts';
+import { assertClose, maxAbsDiff } from '../helpers/numeric.ts';
 import {
   EPS,
-  maxAbsDiff,
-  noNoise,
+  lastOf,
   SD15,
   SD15_ALPHAS_CUMPROD,
   START,
-  varyingDenoised,
   vpAlpha,
   vpExact,
   vpLambda,
-  vpModelOutput,
-  vpSigma,
+  vpNoised,
+  vpRun,
+  vpVarying,
   X0,
 } from './ode-fixtures.ts';
-
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string) {
-  assert.equal(actual.length, expected.length, what);
-  const err = maxAbsDiff(actual, expected);
-  assert.ok(err <= tolerance, `${what}: off by ${err} (> ${tolerance})`);
-}
 
 const make = (config: Record<string, unknown> = {}, steps = 10) => {
   const s = new UniPCMultistepScheduler({ ...SD15, ...config });
@@ -32,27 +25,8 @@ const make = (config: Record<string, unknown> = {}, steps = 10) => {
   return s;
 };
 
-const noised = (t: number) => Float32Array.from(X0, (x, i) => vpAlpha(t) * x + vpSigma(t) * EPS[i]);
-const varying = (t: number) => varyingDenoised(vpLambda(t));
 const noCorrector = { disable_corrector: Array.from({ length: 200 }, (_, i) => i) };
 
-/** Runs steps from..to-1 with a model whose data prediction at timestep t is `denoised(t)`; returns every result. */
-function run(
-  s: Scheduler,
-  start: Float32Array,
-  prediction: PredictionType,
-  denoised: (t: number) => number[],
-  { from = 0, to = s.timesteps.length } = {},
-) {
-  const samples: Float32Array[] = [];
-  let x = start;
-  for (const t of s.timesteps.slice(from, to)) {
-    x = s.step(vpModelOutput(prediction, s.scaleModelInput(x, t), denoised(t), t), t, x, noNoise);
-    samples.push(x);
-  }
-  return samples;
-}
-const lastOf = (samples: Float32Array[]) => samples[samples.length - 1];
 
 describe('UniPCMultistepScheduler', () => {
   test('timesteps: DPM-Solver\'s n + 1 spacing over the whole training range', () => {
@@ -84,8 +58,8 @@ describe('UniPCMultistepScheduler', () => {
       test(`${prediction}, ${JSON.stringify(variant)}: a model that knows x0 keeps x on alpha_t·x0 + sigma_t·eps to t = 0`, () => {
         for (const [spacing, steps] of [['leading', 8], ['linspace', 20], ['trailing', 12]] as const) {
           const s = make({ ...variant, prediction_type: prediction, timestep_spacing: spacing }, steps);
-          const final = lastOf(run(s, noised(s.timesteps[0]), prediction, () => X0));
-          assertClose(final, noised(0), 1e-5, `${spacing}, ${steps} steps`);
+          const final = lastOf(vpRun(s, vpNoised(s.timesteps[0]), prediction, () => X0));
+          assertClose(final, vpNoised(0), 1e-5, `${spacing}, ${steps} steps`);
         }
       });
     }
@@ -94,7 +68,7 @@ describe('UniPCMultistepScheduler', () => {
   test('predictor + corrector converge at least quadratically; UniP-1 alone (DDIM) only linearly', () => {
     const errorAt499 = (variant: Record<string, unknown>, steps: number) => {
       const s = make({ ...variant, timestep_spacing: 'trailing' }, steps);
-      const samples = run(s, Float32Array.from(START), 'epsilon', varying, { to: s.timesteps.indexOf(499) });
+      const samples = vpRun(s, Float32Array.from(START), 'epsilon', vpVarying, { to: s.timesteps.indexOf(499) });
       return maxAbsDiff(lastOf(samples), vpExact(START, 999, 499));
     };
     for (const variant of variants) {
@@ -106,23 +80,23 @@ describe('UniPCMultistepScheduler', () => {
   });
 
   test('without its corrector, UniP-2 (B(h) = e^h − 1) is DPM-Solver++(2M)', () => {
-    const unip = run(make(noCorrector, 10), Float32Array.from(START), 'epsilon', varying);
+    const unip = vpRun(make(noCorrector, 10), Float32Array.from(START), 'epsilon', vpVarying);
     const dpm = new DPMSolverMultistepScheduler({ ...SD15, lower_order_final: false });
     dpm.setTimesteps(10);
-    const reference = run(dpm, Float32Array.from(START), 'epsilon', varying);
+    const reference = vpRun(dpm, Float32Array.from(START), 'epsilon', vpVarying);
     // UniPC lowers only the very last step, DPM-Solver (lower_order_final off) none: compare the rest
     unip.slice(0, -1).forEach((x, i) => assertClose(x, reference[i], 1e-5, `step ${i}`));
   });
 
   test('bh1 and bh2 differ only in B(h): −h versus e^(−h) − 1 in front of the predictor\'s D1 term', () => {
     const [bh1, bh2] = ['bh1', 'bh2'].map((solver_type) =>
-      run(make({ ...noCorrector, solver_type }, 6), Float32Array.from(START), 'epsilon', varying, { to: 2 }),
+      vpRun(make({ ...noCorrector, solver_type }, 6), Float32Array.from(START), 'epsilon', vpVarying, { to: 2 }),
     );
     assert.deepEqual(bh1[0], bh2[0], 'the first step has no D1 term');
     const [s1, s0, t] = make({}, 6).timesteps;
     const h = vpLambda(t) - vpLambda(s0);
     const rk = (vpLambda(s1) - vpLambda(s0)) / h;
-    const [m1, m0] = [varying(s1), varying(s0)];
+    const [m1, m0] = [vpVarying(s1), vpVarying(s0)];
     // x_t = σt/σs0·x − αt·(e^(−h) − 1)·m0 − αt·B(h)·½·(m1 − m0)/rk
     const expected = m0.map((m, i) => -vpAlpha(t) * (-h - Math.expm1(-h)) * 0.5 * ((m1[i] - m) / rk));
     assertClose(
@@ -135,8 +109,8 @@ describe('UniPCMultistepScheduler', () => {
 
   test('disable_corrector [2] skips only the correction at step 3 (of step 2\'s result)', () => {
     const start = Float32Array.from(START);
-    const a = run(make({}, 8), start, 'epsilon', varying);
-    const b = run(make({ disable_corrector: [2] }, 8), start, 'epsilon', varying);
+    const a = vpRun(make({}, 8), start, 'epsilon', vpVarying);
+    const b = vpRun(make({ disable_corrector: [2] }, 8), start, 'epsilon', vpVarying);
     assert.deepEqual(
       a.map((x, i) => maxAbsDiff(x, b[i]) > 0),
       [false, false, false, true, true, true, true, true],
@@ -145,8 +119,8 @@ describe('UniPCMultistepScheduler', () => {
 
   test('lower_order_final lowers the final step at any length (no 15-step limit in UniPC 0.21.4)', () => {
     const start = Float32Array.from(START);
-    const a = run(make({ lower_order_final: true }, 20), start, 'epsilon', varying);
-    const b = run(make({ lower_order_final: false }, 20), start, 'epsilon', varying);
+    const a = vpRun(make({ lower_order_final: true }, 20), start, 'epsilon', vpVarying);
+    const b = vpRun(make({ lower_order_final: false }, 20), start, 'epsilon', vpVarying);
     assert.deepEqual(
       a.map((x, i) => maxAbsDiff(x, b[i]) > 0),
       [...Array(19).fill(false), true],
@@ -161,20 +135,20 @@ describe('UniPCMultistepScheduler', () => {
     const noisy = s.addNoise(Float32Array.from(X0), Float32Array.from(EPS), t);
     const a = Math.sqrt(SD15_ALPHAS_CUMPROD[541]);
     assertClose(noisy, X0.map((x, i) => a * x + Math.sqrt(1 - SD15_ALPHAS_CUMPROD[541]) * EPS[i]), 1e-6, 'addNoise');
-    const withCorrector = run(s, Float32Array.from(START), 'epsilon', varying, { from: 4 });
-    const without = run(make(noCorrector, 10), Float32Array.from(START), 'epsilon', varying, { from: 4 });
+    const withCorrector = vpRun(s, Float32Array.from(START), 'epsilon', vpVarying, { from: 4 });
+    const without = vpRun(make(noCorrector, 10), Float32Array.from(START), 'epsilon', vpVarying, { from: 4 });
     assert.deepEqual(withCorrector[0], without[0]);
     assert.ok(maxAbsDiff(withCorrector[1], without[1]) > 0, 'the second step corrects the first');
-    const final = lastOf(run(make({}, 10), noisy, 'epsilon', () => X0, { from: 4 }));
-    assertClose(final, noised(0), 1e-5, 'final sample');
+    const final = lastOf(vpRun(make({}, 10), noisy, 'epsilon', () => X0, { from: 4 }));
+    assertClose(final, vpNoised(0), 1e-5, 'final sample');
   });
 
   test('solver types of DPM-Solver configs map to bh2; disable_corrector null means none', () => {
-    const reference = run(make({}, 6), Float32Array.from(START), 'epsilon', varying);
+    const reference = vpRun(make({}, 6), Float32Array.from(START), 'epsilon', vpVarying);
     for (const solver_type of ['midpoint', 'heun', 'logrho']) {
-      assert.deepEqual(run(make({ solver_type }, 6), Float32Array.from(START), 'epsilon', varying), reference);
+      assert.deepEqual(vpRun(make({ solver_type }, 6), Float32Array.from(START), 'epsilon', vpVarying), reference);
     }
-    assert.deepEqual(run(make({ disable_corrector: null }, 6), Float32Array.from(START), 'epsilon', varying), reference);
+    assert.deepEqual(vpRun(make({ disable_corrector: null }, 6), Float32Array.from(START), 'epsilon', vpVarying), reference);
   });
 
   test('rejects what it cannot do, naming the setting', () => {

@@ -7,21 +7,22 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createTestDatabase } from '../helpers/db.ts';
+import { DEADLINE_MS, withDeadline } from '../helpers/wait.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/sdql.js', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'sdql-cli-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** Runs sdql with a clean environment (no DATABASE_URL etc. leaking in unless given). */
+/** Runs sdql with a clean environment (no DATABASE_URL etc. leaking in unless given); fails if it does not exit by itself. */
 function sdql(args: string[], env: Record<string, string> = {}) {
-  const started = performance.now();
   const result = spawnSync(process.execPath, [BIN, ...args], {
     encoding: 'utf8',
     cwd: tmp,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    timeout: 60_000,
+    timeout: DEADLINE_MS,
   });
-  return { ...result, ms: performance.now() - started };
+  assert.equal(result.error, undefined, `sdql ${args.join(' ')} did not exit by itself within ${DEADLINE_MS / 1000} s: ${result.error?.message}`);
+  return result;
 }
 
 test('--help lists the commands; an unknown command is an error', () => {
@@ -48,11 +49,10 @@ test('invalid settings and flags are reported in one line with the fix', () => {
   assert.match(flag.stderr, /no-such-flag/);
 });
 
-test('an unreachable DATABASE_URL stops `sdql serve` within seconds with a one-line reason', () => {
+test('an unreachable DATABASE_URL stops `sdql serve` with a one-line reason', () => {
   const result = sdql(['serve', '--port', '0', '--models-dir', join(tmp, 'm1')], { DATABASE_URL: 'postgresql://postgres@127.0.0.1:1/sdql' });
   assert.equal(result.status, 1);
   assert.equal(result.stderr, 'sdql serve: cannot connect to postgresql://postgres@127.0.0.1:1/sdql: connection refused by 127.0.0.1:1 (is Postgres running and listening there?)\n');
-  assert.ok(result.ms < 10_000, `took ${result.ms} ms`);
 });
 
 test('models create-demo writes a demo model and says its images are noise; models list shows it', () => {
@@ -88,17 +88,18 @@ test('`sdql serve` becomes healthy, then stops gracefully on SIGTERM', async () 
     // Every line is one JSON object: stdout is not a terminal.
     const entries = () => out.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    const url = await new Promise<string>((resolve, reject) => {
+    const ready = new Promise<string>((resolve, reject) => {
       child.stdout.on('data', () => {
         const ready = out.endsWith('\n') && entries().find((e) => e.msg === 'sdql is ready');
         if (ready) resolve(ready.url as string);
       });
       child.on('exit', (code) => reject(new Error(`sdql serve exited with ${code}: ${out}`)));
     });
+    const url = await withDeadline(ready, 'the "sdql is ready" line');
     assert.equal((await fetch(url.replace('/graphql', '/healthz'))).status, 200);
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     child.kill('SIGTERM');
-    assert.equal(await exited, 0);
+    assert.equal(await withDeadline(exited, 'the exit of sdql serve after SIGTERM'), 0);
     const lines = entries();
     assert.deepEqual(lines.find((e) => e.msg === 'shutting down')?.signal, 'SIGTERM');
     assert.equal(lines.at(-1)?.msg, 'stopped');

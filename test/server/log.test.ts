@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, test } from 'node:test';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { configureLogging, log, withLogFields } from '../../src/log.ts';
 
 const lines: string[] = [];
@@ -51,7 +52,7 @@ test('LOG_LEVEL filters lower levels', () => {
 test('withLogFields adds its fields to every line logged inside, across awaits', async () => {
   capture({ json: true, level: 'info' });
   await withLogFields({ requestId: 'r-1' }, async () => {
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     log.info('inside', { operation: 'only on this line' });
     log.info('inside');
     await withLogFields({ operation: 'Generate' }, async () => log.info('nested', { requestId: 'explicit' }));

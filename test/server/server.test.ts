@@ -17,6 +17,7 @@ import { configureLogging } from '../../src/log.ts';
 import { startServer, type RunningServer } from '../../src/app/serve.ts';
 import { StartError } from '../../src/lifecycle.ts';
 import { createTestDatabase, skipWithoutPostgres, type TestDatabase } from '../helpers/db.ts';
+import { pollUntil, withDeadline } from '../helpers/wait.ts';
 
 let tmp: string;
 let testDb: TestDatabase;
@@ -35,8 +36,6 @@ function freePort(): Promise<number> {
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 before(async () => {
   configureLogging({ json: true, write: (line) => logLines.push(line) });
   tmp = mkdtempSync(join(tmpdir(), 'sdql-server-'));
@@ -47,14 +46,16 @@ before(async () => {
   const port = await freePort();
   config = loadConfig({ port: String(port), 'data-dir': join(tmp, 'data'), 'models-dir': modelsDir }, {});
   const starting = startServer(config, { database: testDb.target });
-  // Poll /healthz from the moment the port opens until the server is ready.
+  // Asks /healthz back to back, from the moment the port opens until the server is ready.
   let settled = false;
   starting.finally(() => (settled = true)).catch(() => {});
-  while (!settled) {
-    const status = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.status, () => 0);
-    if (status) healthBeforeReady.push(status);
-    await sleep(5);
-  }
+  const polling = (async () => {
+    while (!settled) {
+      const status = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.status, () => 0);
+      if (status) healthBeforeReady.push(status);
+    }
+  })();
+  await withDeadline(polling, 'the start of the server');
   server = await starting;
 });
 
@@ -103,15 +104,16 @@ test('each operation is logged once with its request id, taken from x-request-id
 
 /** Calls rescanModels until `received` is true: a subscription may not be registered yet the first time. */
 async function rescanUntil(received: () => boolean): Promise<void> {
-  for (let i = 0; i < 100 && !received(); i++) {
+  const rescan = async () => {
     const response = await fetch(`${server.url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ query: 'mutation { rescanModels { scannedAt } }' }),
     });
     assert.equal(response.status, 200);
-    await sleep(50);
-  }
+    return received();
+  };
+  await pollUntil(rescan, (done) => done, 'a modelsChanged event after rescanModels');
 }
 
 test('subscriptions work over graphql-ws', async () => {
@@ -133,7 +135,7 @@ test('subscriptions work over graphql-ws', async () => {
       );
     });
     await rescanUntil(() => events.length > 0);
-    await done;
+    await withDeadline(done, 'the first modelsChanged event over graphql-ws');
     assert.deepEqual(events[0], { data: { modelsChanged: { models: [{ name: 'demo' }], loras: [] } } });
   } finally {
     await client.dispose();
@@ -143,9 +145,10 @@ test('subscriptions work over graphql-ws', async () => {
 test('graphql-ws reports an invalid subscription as an error, not a dropped socket', async () => {
   const client = createClient({ url: `${server.url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0 });
   try {
-    const error = await new Promise<unknown>((resolve) => {
+    const settled = new Promise<unknown>((resolve) => {
       client.subscribe({ query: 'subscription { noSuchEvent }' }, { next: () => {}, error: resolve, complete: () => resolve(undefined) });
     });
+    const error = await withDeadline(settled, 'the answer to an invalid subscription');
     assert.ok(Array.isArray(error), String(error));
     assert.match((error as { message: string }[])[0].message, /noSuchEvent/);
   } finally {
@@ -176,7 +179,7 @@ test('subscriptions work over server-sent events', async () => {
     }
   })();
   await rescanUntil(() => event !== undefined);
-  await reading;
+  await withDeadline(reading, 'the first modelsChanged event over SSE');
   controller.abort();
   assert.deepEqual(event, { data: { modelsChanged: { models: [{ name: 'demo' }] } } });
 });
@@ -214,7 +217,7 @@ test('shutdown closes WebSockets, stops listening and closes the database', asyn
     socket.on('message', () => void server.close());
     socket.on('close', (code) => resolve(code));
   });
-  assert.equal(await closed, 1001);
+  assert.equal(await withDeadline(closed, 'the close of the WebSocket at shutdown'), 1001);
   await server.close();
   await assert.rejects(fetch(`${server.url}/healthz`));
   const { db } = server.app;
