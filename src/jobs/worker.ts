@@ -5,7 +5,8 @@ import type { Generation, Prisma, PrismaClient } from '../db/index.ts';
 import type { EngineStepProgress, GenerationEngine } from '../diffusion/engine.ts';
 import { DiffusionError } from '../diffusion/errors.ts';
 import { encodeImage } from '../diffusion/image.ts';
-import { formatInfotext } from '../diffusion/infotext.ts';
+import { embeddingShortHash, loraShortHash } from '../diffusion/a1111-hashes.ts';
+import { formatInfotext, type InfotextParams } from '../diffusion/infotext.ts';
 import type { ModelFolderInfo } from '../diffusion/model-folder.ts';
 import type { GenerateRequest } from '../diffusion/pipeline.ts';
 import { addPngText } from '../diffusion/png-text.ts';
@@ -164,15 +165,16 @@ export class GenerationWorker {
     const written: string[] = [];
     try {
       const rows: Prisma.ImageCreateManyInput[] = [];
+      const adapters = await infotextAdapters(request, stored);
       for (const [index, { seed, image }] of results.entries()) {
-        const parameters = formatInfotext({ ...request, seed, modelHash: modelHash?.slice(0, 10), modelName: model.id });
+        const infotext = formatInfotext({ ...request, ...adapters, seed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id });
         const png = addPngText(await encodeImage(image, 'png'), {
-          parameters,
+          parameters: infotext,
           sdql: JSON.stringify({ ...storedRequestForImage(stored), seed, generationId: generation.id, model: model.id }),
         });
         const file = await images.saveImage(`${generation.id}-${index}`, 'png', png);
         written.push(file.path);
-        rows.push({ generationId: generation.id, index, path: file.path, width: image.width, height: image.height, seed: BigInt(seed), format: 'png', bytes: file.bytes, sha256: file.sha256 });
+        rows.push({ generationId: generation.id, index, path: file.path, width: image.width, height: image.height, seed: BigInt(seed), format: 'png', bytes: file.bytes, sha256: file.sha256, infotext });
       }
       await prisma.$transaction(async (tx) => {
         const updated = await tx.generation.updateMany({
@@ -210,6 +212,19 @@ export class GenerationWorker {
     events.publish('generation', generation.id, statusEvent(generation.id, status, message));
     queue.announce(generation.id, status);
   }
+}
+
+/** Every applied LoRA (those of `loras` first, as resolveAdapters orders them) and every embedding the
+ * prompts used, with AUTOMATIC1111's short hashes; a file that cannot be read goes without one. */
+async function infotextAdapters(request: GenerateRequest, stored: StoredRequest): Promise<Required<Pick<InfotextParams, 'loras' | 'embeddings'>>> {
+  const fromInput = stored.loras?.length ?? 0;
+  const hash = (of: (path: string) => Promise<string>, path: string) => of(path).catch(() => undefined);
+  return {
+    loras: await Promise.all(
+      (request.loras ?? []).map(async ({ name, path, weight, unetWeight }, i) => ({ name, weight, unetWeight, hash: await hash(loraShortHash, path), fromInput: i < fromInput })),
+    ),
+    embeddings: await Promise.all((request.embeddings ?? []).map(async ({ token, path }) => ({ name: token, hash: await hash(embeddingShortHash, path) }))),
+  };
 }
 
 /** The request as an image's `sdql` chunk records it: parameters only, no internal file paths. */
