@@ -25,7 +25,7 @@ export const A1111_SAMPLERS: Record<SchedulerName, string> = {
  * (the model's sigmas at evenly spaced timesteps); null for the samplers that have a fixed
  * schedule and ignore the schedule type.
  */
-export const A1111_SAMPLER_SCHEDULES: Record<string, string | null> = {
+const A1111_SAMPLER_SCHEDULES: Record<string, string | null> = {
   'DPM++ 2M': 'Karras',
   'DPM++ SDE': 'Karras',
   'DPM++ 2M SDE': 'Exponential',
@@ -49,7 +49,7 @@ export const A1111_SAMPLER_SCHEDULES: Record<string, string | null> = {
 };
 
 /** AUTOMATIC1111 1.10's schedule types (modules/sd_schedulers.py): label, then name and aliases. */
-export const A1111_SCHEDULE_TYPES: readonly (readonly string[])[] = [
+const A1111_SCHEDULE_TYPES: readonly (readonly string[])[] = [
   ['Automatic', 'automatic'],
   ['Uniform', 'uniform'],
   ['Karras', 'karras'],
@@ -116,7 +116,7 @@ export interface InfotextParams {
 }
 
 /** A value quoted as AUTOMATIC1111's quote() quotes one: JSON string syntax when it holds a comma, colon or newline. */
-export function quote(value: string): string {
+function quote(value: string): string {
   return /[,:\n]/.test(value) ? JSON.stringify(value) : value;
 }
 

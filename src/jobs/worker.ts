@@ -105,6 +105,8 @@ export class GenerationWorker {
       const stored = generation.request as unknown as StoredRequest;
       const { request, warnings } = await this.engineRequest(generation, stored, model);
       const hash = this.deps.modelHash(model.id).catch(() => null);
+      // Hashed while the images are made: a LoRA's first hash reads the whole file.
+      const adapters = infotextAdapters(request, stored);
       const previewEvery = stored.previewEvery ?? 1;
       const previews = new PreviewStream(this.deps, generation.id, request, previewEvery);
       const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
@@ -115,7 +117,7 @@ export class GenerationWorker {
         previews: { every: previewEvery, decoder },
       });
       await previews.flushed();
-      await this.finish(generation, model, request, stored, result.images, await hash, [...warnings, ...(result.warnings ?? [])]);
+      await this.finish(generation, model, request, await adapters, stored, result.images, await hash, [...warnings, ...(result.warnings ?? [])]);
       log.info('generation succeeded', { generationId: generation.id, ms: Math.round(performance.now() - started), ...result.timings });
     } catch (error) {
       await this.fail(generation, error, abort.signal.aborted);
@@ -156,6 +158,7 @@ export class GenerationWorker {
     generation: Generation,
     model: ModelFolderInfo,
     request: GenerateRequest,
+    adapters: InfotextAdapters,
     stored: StoredRequest,
     results: { seed: number; image: Parameters<typeof encodeImage>[0] }[],
     modelHash: string | null,
@@ -165,7 +168,6 @@ export class GenerationWorker {
     const written: string[] = [];
     try {
       const rows: Prisma.ImageCreateManyInput[] = [];
-      const adapters = await infotextAdapters(request, stored);
       for (const [index, { seed, image }] of results.entries()) {
         const infotext = formatInfotext({ ...request, ...adapters, seed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id });
         const png = addPngText(await encodeImage(image, 'png'), {
@@ -216,7 +218,9 @@ export class GenerationWorker {
 
 /** Every applied LoRA (those of `loras` first, as resolveAdapters orders them) and every embedding the
  * prompts used, with AUTOMATIC1111's short hashes; a file that cannot be read goes without one. */
-async function infotextAdapters(request: GenerateRequest, stored: StoredRequest): Promise<Required<Pick<InfotextParams, 'loras' | 'embeddings'>>> {
+type InfotextAdapters = Required<Pick<InfotextParams, 'loras' | 'embeddings'>>;
+
+async function infotextAdapters(request: GenerateRequest, stored: StoredRequest): Promise<InfotextAdapters> {
   const fromInput = stored.loras?.length ?? 0;
   const hash = (of: (path: string) => Promise<string>, path: string) => of(path).catch(() => undefined);
   return {
