@@ -1,9 +1,11 @@
 // AUTOMATIC1111's "infotext": the generation parameters as text (prompt, "Negative prompt: …",
 // then "Key: value, …"), which its UI, civitai and most image tools read from a PNG's
-// "parameters" chunk. Written and parsed as its modules/infotext_utils.py does.
+// "parameters" chunk. Written as AUTOMATIC1111 1.10's create_infotext (modules/processing.py)
+// writes it, and read as its parse_generation_parameters (modules/infotext_utils.py) and its
+// sampler and schedule-type choice (modules/sd_samplers.py) read it.
 import type { SchedulerName } from './schedulers/index.ts';
 
-/** AUTOMATIC1111's sampler names for ours (PNDM without PRK steps is its PLMS). */
+/** AUTOMATIC1111 1.10's sampler names for ours (PNDM without PRK steps is its PLMS). */
 export const A1111_SAMPLERS: Record<SchedulerName, string> = {
   DDIM: 'DDIM',
   PNDM: 'PLMS',
@@ -13,15 +15,89 @@ export const A1111_SAMPLERS: Record<SchedulerName, string> = {
   HEUN: 'Heun',
   DPM2: 'DPM2',
   DPMPP_2M: 'DPM++ 2M',
-  DPMPP_2M_KARRAS: 'DPM++ 2M Karras',
+  DPMPP_2M_KARRAS: 'DPM++ 2M',
   UNIPC: 'UniPC',
 };
+
+/**
+ * AUTOMATIC1111 1.10's samplers (modules/sd_samplers_kdiffusion.py, _timesteps.py, _lcm.py), each with
+ * the schedule its "Automatic" schedule type stands for: the sampler's own default, else "Uniform"
+ * (the model's sigmas at evenly spaced timesteps); null for the samplers that have a fixed
+ * schedule and ignore the schedule type.
+ */
+const A1111_SAMPLER_SCHEDULES: Record<string, string | null> = {
+  'DPM++ 2M': 'Karras',
+  'DPM++ SDE': 'Karras',
+  'DPM++ 2M SDE': 'Exponential',
+  'DPM++ 2M SDE Heun': 'Exponential',
+  'DPM++ 2S a': 'Karras',
+  'DPM++ 3M SDE': 'Exponential',
+  'Euler a': 'Uniform',
+  Euler: 'Uniform',
+  LMS: 'Uniform',
+  Heun: 'Uniform',
+  DPM2: 'Karras',
+  'DPM2 a': 'Karras',
+  'DPM fast': 'Uniform',
+  'DPM adaptive': 'Uniform',
+  Restart: 'Karras',
+  DDIM: null,
+  'DDIM CFG++': null,
+  PLMS: null,
+  UniPC: null,
+  LCM: 'Uniform',
+};
+
+/** AUTOMATIC1111 1.10's schedule types (modules/sd_schedulers.py): label, then name and aliases. */
+const A1111_SCHEDULE_TYPES: readonly (readonly string[])[] = [
+  ['Automatic', 'automatic'],
+  ['Uniform', 'uniform'],
+  ['Karras', 'karras'],
+  ['Exponential', 'exponential'],
+  ['Polyexponential', 'polyexponential'],
+  ['SGM Uniform', 'sgm_uniform', 'SGMUniform'],
+  ['KL Optimal', 'kl_optimal'],
+  ['Align Your Steps', 'align_your_steps'],
+  ['Simple', 'simple'],
+  ['Normal', 'normal'],
+  ['DDIM', 'ddim'],
+  ['Beta', 'beta'],
+];
+
+/**
+ * The schedule type that gives AUTOMATIC1111 our scheduler's noise levels; undefined for the samplers
+ * that ignore it. Our sigmas follow the model's `timestep_spacing` (diffusers' default for these
+ * classes is "linspace"): evenly spaced timesteps from the last to the first are its "Uniform";
+ * "leading" (a stride of 1000 // steps, offset by one) is its "DDIM" schedule; "trailing", and
+ * DPM-Solver's steps + 1 evenly spaced timesteps less the last, are its "SGM Uniform".
+ */
+export function a1111ScheduleType(scheduler: SchedulerName, schedulerConfig: Record<string, unknown> = {}): string | undefined {
+  if (A1111_SAMPLER_SCHEDULES[A1111_SAMPLERS[scheduler]] === null) return undefined;
+  if (scheduler === 'DPMPP_2M_KARRAS') return 'Karras';
+  if (schedulerConfig.use_karras_sigmas === true && ['EULER', 'HEUN', 'LMS', 'DPMPP_2M'].includes(scheduler)) return 'Karras';
+  if (scheduler === 'DPMPP_2M') return 'SGM Uniform';
+  const spacing = schedulerConfig.timestep_spacing ?? 'linspace';
+  return spacing === 'leading' ? 'DDIM' : spacing === 'trailing' ? 'SGM Uniform' : 'Uniform';
+}
+
+/** A LoRA applied to an image, as `<lora:name:te:unet>` tags and "Lora hashes" name it. */
+export interface InfotextLora {
+  name: string;
+  weight: number;
+  unetWeight?: number;
+  /** AUTOMATIC1111's short hash (see a1111-hashes.ts). */
+  hash?: string;
+  /** Applied through the request's `loras` rather than a tag of the prompt: its tag is added. */
+  fromInput?: boolean;
+}
 
 export interface InfotextParams {
   prompt: string;
   negativePrompt: string;
   steps: number;
   scheduler: SchedulerName;
+  /** The model's scheduler_config.json: its timestep spacing decides the schedule type. */
+  schedulerConfig?: Record<string, unknown>;
   guidanceScale: number;
   seed: number;
   width: number;
@@ -31,26 +107,51 @@ export interface InfotextParams {
   strength?: number;
   eta?: number;
   guidanceRescale?: number;
+  promptSyntax?: 'A1111' | 'PLAIN';
+  loras?: InfotextLora[];
+  /** Embeddings the prompts used, by trigger word, with AUTOMATIC1111's short hash. */
+  embeddings?: { name: string; hash?: string }[];
   /** Further "Key: value" settings, appended in order. */
   extra?: Record<string, string | number>;
 }
 
-/** A value quoted as AUTOMATIC1111 quotes one: JSON string syntax when it holds a comma, colon or newline. */
+/** A value quoted as AUTOMATIC1111's quote() quotes one: JSON string syntax when it holds a comma, colon or newline. */
 function quote(value: string): string {
   return /[,:\n]/.test(value) ? JSON.stringify(value) : value;
 }
 
+/** A name as AUTOMATIC1111 lists it in "Lora hashes" and "TI hashes": without colons and commas. */
+const hashName = (name: string) => name.replaceAll(':', '').replaceAll(',', '');
+const hashList = (entries: { name: string; hash?: string }[]) => {
+  const byName = new Map(entries.filter((e) => e.hash).map((e) => [hashName(e.name), e.hash!]));
+  return byName.size ? [...byName].map(([name, hash]) => `${name}: ${hash}`).join(', ') : undefined;
+};
+
+function loraTag({ name, weight, unetWeight }: InfotextLora): string {
+  return unetWeight === undefined || unetWeight === weight ? `<lora:${name}:${weight}>` : `<lora:${name}:${weight}:${unetWeight}>`;
+}
+
+/** The infotext, its settings in create_infotext's order. */
 export function formatInfotext(p: InfotextParams): string {
+  const added = (p.loras ?? []).filter((l) => l.fromInput).map(loraTag);
+  // A tag adds no tokens where AUTOMATIC1111 strips it; a space keeps it a word of its own.
+  const prompt = [p.prompt, ...added].filter((s) => s !== '').join(' ');
   const settings: [string, string | number | undefined][] = [
     ['Steps', p.steps],
     ['Sampler', A1111_SAMPLERS[p.scheduler]],
+    ['Schedule type', a1111ScheduleType(p.scheduler, p.schedulerConfig)],
     ['CFG scale', p.guidanceScale],
     ['Seed', p.seed],
     ['Size', `${p.width}x${p.height}`],
     ['Model hash', p.modelHash],
     ['Model', p.modelName],
     ['Denoising strength', p.strength],
-    [p.scheduler === 'DDIM' ? 'Eta DDIM' : 'Eta', p.eta || undefined],
+    ['Lora hashes', hashList(p.loras ?? [])],
+    ['TI hashes', hashList(p.embeddings ?? [])],
+    // AUTOMATIC1111 has no plain-text prompts; its nearest is weights ignored.
+    ['Emphasis', p.promptSyntax === 'PLAIN' ? 'None' : undefined],
+    // Only DDIM reads η here; AUTOMATIC1111 reads a bare "Eta" as the ancestral samplers' η.
+    ['Eta DDIM', p.scheduler === 'DDIM' && p.eta ? p.eta : undefined],
     ['CFG Rescale phi', p.guidanceRescale || undefined],
     ...Object.entries(p.extra ?? {}),
   ];
@@ -58,7 +159,7 @@ export function formatInfotext(p: InfotextParams): string {
     .filter(([, v]) => v !== undefined && v !== '')
     .map(([k, v]) => `${k}: ${quote(String(v))}`)
     .join(', ');
-  return [p.prompt, ...(p.negativePrompt ? [`Negative prompt: ${p.negativePrompt}`] : []), line].join('\n');
+  return [prompt, ...(p.negativePrompt ? [`Negative prompt: ${p.negativePrompt}`] : []), line].join('\n');
 }
 
 export interface ParsedInfotext {
@@ -68,7 +169,8 @@ export interface ParsedInfotext {
   settings: Record<string, string>;
 }
 
-const PARAM = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
+// AUTOMATIC1111's re_param, whose \w is Python's: Unicode letters and digits, not JavaScript's ASCII.
+const PARAM = /\s*([\p{L}\p{N}_][\p{L}\p{N}_ \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/gu;
 
 /** Parses infotext as AUTOMATIC1111's parse_generation_parameters does. */
 export function parseInfotext(text: string): ParsedInfotext {
@@ -93,6 +195,8 @@ export function parseInfotext(text: string): ParsedInfotext {
   const settings: Record<string, string> = {};
   for (const [, key, raw] of lastLine.matchAll(PARAM)) {
     let value = raw.trim();
+    // AUTOMATIC1111 drops a key without a value (its parser fails on it).
+    if (value === '') continue;
     if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) {
       try {
         value = JSON.parse(value) as string;
@@ -105,7 +209,45 @@ export function parseInfotext(text: string): ParsedInfotext {
   return { prompt, negativePrompt, settings };
 }
 
-/** Our scheduler for an AUTOMATIC1111 sampler name, when we have it. */
-export function schedulerFromA1111(sampler: string | undefined): SchedulerName | undefined {
-  return (Object.keys(A1111_SAMPLERS) as SchedulerName[]).find((k) => A1111_SAMPLERS[k] === sampler);
+/**
+ * The sampler and schedule AUTOMATIC1111 1.10 runs for an infotext's "Sampler" and "Schedule type"
+ * (its get_sampler_and_scheduler): a schedule named at the end of the sampler ("DPM++ 2M Karras",
+ * the form before 1.9) wins, "Automatic" or none is the sampler's default, an unknown sampler is its
+ * first, DPM++ 2M. `scheduleType` is null for samplers that ignore it.
+ */
+export function a1111Selection(sampler: string | undefined, scheduleType: string | undefined): { sampler: string; known: boolean; scheduleType: string | null } {
+  let name = sampler || 'DPM++ 2M';
+  let found = A1111_SCHEDULE_TYPES.find((names) => names.slice(0, 2).includes(scheduleType ?? '')) ?? A1111_SCHEDULE_TYPES[0];
+  for (const names of A1111_SCHEDULE_TYPES) {
+    const suffix = names.find((option) => name.endsWith(` ${option}`));
+    if (suffix !== undefined) {
+      found = names;
+      name = name.slice(0, -(suffix.length + 1));
+    }
+  }
+  const known = Object.hasOwn(A1111_SAMPLER_SCHEDULES, name);
+  const chosen = known ? name : 'DPM++ 2M';
+  const automatic = A1111_SAMPLER_SCHEDULES[chosen];
+  return { sampler: chosen, known, scheduleType: automatic === null ? null : found[0] === 'Automatic' ? automatic : found[0] };
+}
+
+/** The schedule types our samplers' sigmas can be (see a1111ScheduleType), for each AUTOMATIC1111 sampler we have. */
+const OURS: Record<string, [readonly string[] | null, SchedulerName][]> = {
+  DDIM: [[null, 'DDIM']],
+  PLMS: [[null, 'PNDM']],
+  UniPC: [[null, 'UNIPC']],
+  'DPM++ 2M': [
+    [['Karras'], 'DPMPP_2M_KARRAS'],
+    [['SGM Uniform', 'Uniform'], 'DPMPP_2M'],
+  ],
+  ...Object.fromEntries(
+    (['EULER', 'EULER_A', 'LMS', 'HEUN', 'DPM2'] as const).map((ours) => [A1111_SAMPLERS[ours], [[['Uniform', 'DDIM', 'SGM Uniform'], ours]]]),
+  ),
+};
+
+/** Our scheduler for an infotext's sampler and schedule type, when we have one that samples alike. */
+export function schedulerFromA1111(sampler: string | undefined, scheduleType?: string): SchedulerName | undefined {
+  const selected = a1111Selection(sampler, scheduleType);
+  if (!sampler || !selected.known) return undefined;
+  return OURS[selected.sampler]?.find(([types]) => types === null || types.includes(selected.scheduleType ?? ''))?.[1];
 }

@@ -1,6 +1,6 @@
 // Images: the results of generations (served over HTTP by src/server/images.ts), images sent in
 // as init images, and the parameters a PNG carries (ours or AUTOMATIC1111's).
-import { LIMITS, formatInfotext, inputImageBytes, parseInfotext, readPngText, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
+import { LIMITS, a1111Selection, formatInfotext, inputImageBytes, parseInfotext, readPngText, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
 import { notFound, userError } from './errors.ts';
@@ -67,8 +67,10 @@ builder.prismaNode('Image', {
     generation: t.relation('generation', { description: 'The generation that made it.' }),
     infotext: t.string({
       description: "The parameters as AUTOMATIC1111 writes them (the PNG's \"parameters\" text).",
-      select: { generation: true },
+      select: { infotext: true, generation: true },
       resolve: (image) => {
+        if (image.infotext !== null) return image.infotext;
+        // Stored before the text was kept: what can be told from the generation alone.
         const g = image.generation;
         return formatInfotext({
           ...g,
@@ -104,10 +106,28 @@ const numberSetting = (info: PngInfoValue, key: string) => {
   const value = Number(setting(info, key));
   return Number.isFinite(value) ? value : null;
 };
-const sizeSetting = (info: PngInfoValue, axis: 0 | 1) => {
-  const match = /^(\d+)x(\d+)$/.exec(setting(info, 'Size') ?? '');
+const sizeSetting = (info: PngInfoValue, axis: 0 | 1, key = 'Size') => {
+  const match = /^(\d+)x(\d+)$/.exec(setting(info, key) ?? '');
   return match ? Number(match[axis + 1]) : null;
 };
+
+const HIRES = /^(Hires |First pass size)/;
+const hasHires = (info: PngInfoValue) => info.settings.some((s) => HIRES.test(s.key));
+
+const PngInfoHires = builder.objectRef<PngInfoValue>('PngInfoHires').implement({
+  description: "AUTOMATIC1111's hires fix: a second pass, img2img on the first pass's image upscaled.",
+  fields: (t) => ({
+    upscale: t.float({ nullable: true, description: 'How much the first pass is upscaled ("Hires upscale").', resolve: (i) => numberSetting(i, 'Hires upscale') }),
+    resizeWidth: t.int({ nullable: true, description: 'The width it is resized to instead of upscaled ("Hires resize"); 0 keeps the aspect ratio.', resolve: (i) => sizeSetting(i, 0, 'Hires resize') }),
+    resizeHeight: t.int({ nullable: true, description: 'The height of "Hires resize"; 0 keeps the aspect ratio.', resolve: (i) => sizeSetting(i, 1, 'Hires resize') }),
+    steps: t.int({ nullable: true, description: 'Steps of the second pass ("Hires steps"); null: as many as the first.', resolve: (i) => numberSetting(i, 'Hires steps') }),
+    upscaler: t.string({ nullable: true, description: 'The upscaler ("Hires upscaler"), e.g. Latent or R-ESRGAN 4x+.', resolve: (i) => setting(i, 'Hires upscaler') ?? null }),
+    denoisingStrength: t.float({ nullable: true, description: 'The second pass\'s strength ("Denoising strength" beside hires keys).', resolve: (i) => numberSetting(i, 'Denoising strength') }),
+    sampler: t.string({ nullable: true, description: 'The second pass\'s sampler ("Hires sampler"); null: the first pass\'s.', resolve: (i) => setting(i, 'Hires sampler') ?? null }),
+    prompt: t.string({ nullable: true, description: 'The second pass\'s prompt ("Hires prompt"); null: the prompt.', resolve: (i) => setting(i, 'Hires prompt') ?? null }),
+    negativePrompt: t.string({ nullable: true, description: 'The second pass\'s negative prompt ("Hires negative prompt"); null: the negative prompt.', resolve: (i) => setting(i, 'Hires negative prompt') ?? null }),
+  }),
+});
 
 const PngInfo = builder.objectRef<PngInfoValue>('PngInfo').implement({
   description: "Generation parameters read from a PNG's text chunks: sdql's own, or AUTOMATIC1111's \"parameters\" infotext (also written by many other tools).",
@@ -118,14 +138,29 @@ const PngInfo = builder.objectRef<PngInfoValue>('PngInfo').implement({
     settings: t.field({ type: [PngInfoSetting], description: 'Every "Key: value" of the infotext, in order.', resolve: (i) => i.settings }),
     steps: t.int({ nullable: true, description: 'Steps; null when absent or not a number (as every number field here).', resolve: (i) => numberSetting(i, 'Steps') }),
     sampler: t.string({ nullable: true, description: "AUTOMATIC1111's sampler name.", resolve: (i) => setting(i, 'Sampler') ?? null }),
-    scheduler: t.field({ type: Scheduler, nullable: true, description: 'Our scheduler for `sampler`, when there is one.', resolve: (i) => schedulerFromA1111(setting(i, 'Sampler')) ?? null }),
+    scheduleType: t.string({
+      nullable: true,
+      description: 'The schedule type AUTOMATIC1111 1.10 would run `sampler` with ("Schedule type", with "Automatic" or none resolved to the sampler\'s own; for an old "DPM++ 2M Karras" sampler name, Karras); null for its samplers that ignore it (DDIM, PLMS, UniPC) and for an image without infotext.',
+      resolve: (i) => (i.parameters === null ? null : a1111Selection(setting(i, 'Sampler'), setting(i, 'Schedule type')).scheduleType),
+    }),
+    scheduler: t.field({
+      type: Scheduler,
+      nullable: true,
+      description: 'Our scheduler for `sampler` and `scheduleType`, when one samples alike (DPM++ 2M with Karras is DPMPP_2M_KARRAS).',
+      resolve: (i) => schedulerFromA1111(setting(i, 'Sampler'), setting(i, 'Schedule type')) ?? null,
+    }),
     guidanceScale: t.float({ nullable: true, description: 'CFG scale.', resolve: (i) => numberSetting(i, 'CFG scale') }),
     seed: t.field({ type: 'SafeInt', nullable: true, description: 'Seed.', resolve: (i) => numberSetting(i, 'Seed') }),
     width: t.int({ nullable: true, description: 'Width in pixels, from Size (WxH).', resolve: (i) => sizeSetting(i, 0) }),
     height: t.int({ nullable: true, description: 'Height in pixels, from Size (WxH).', resolve: (i) => sizeSetting(i, 1) }),
     modelHash: t.string({ nullable: true, description: "Model hash: the model's short hash.", resolve: (i) => setting(i, 'Model hash') ?? null }),
     model: t.string({ nullable: true, description: "Model: the model's name where the image was made (for sdql, a model's `name`).", resolve: (i) => setting(i, 'Model') ?? null }),
-    strength: t.float({ nullable: true, description: 'Denoising strength (img2img).', resolve: (i) => numberSetting(i, 'Denoising strength') }),
+    strength: t.float({
+      nullable: true,
+      description: "img2img's strength (\"Denoising strength\"); null beside hires keys, where it is the hires pass's.",
+      resolve: (i) => (hasHires(i) ? null : numberSetting(i, 'Denoising strength')),
+    }),
+    hires: t.field({ type: PngInfoHires, nullable: true, description: "AUTOMATIC1111's hires-fix settings, when the infotext has them.", resolve: (i) => (hasHires(i) ? i : null) }),
     request: t.exposeString('request', { nullable: true, description: "sdql's full request as JSON (images made by sdql)." }),
   }),
 });

@@ -4,6 +4,8 @@ import { hostname } from 'node:os';
 import type { Generation, Prisma, PrismaClient } from '../db/index.ts';
 import {
   DiffusionError,
+  embeddingShortHash,
+  loraShortHash,
   addPngText,
   encodeImage,
   encodePreview,
@@ -15,6 +17,7 @@ import {
   type EngineStepProgress,
   type GenerateRequest,
   type GenerationEngine,
+  type InfotextParams,
   type ModelFolderInfo,
   type SchedulerName,
 } from '../diffusion/index.ts';
@@ -111,6 +114,8 @@ export class GenerationWorker {
       const stored = readStoredRequest(generation);
       const { request, warnings } = await this.engineRequest(generation, stored, model);
       const hash = this.deps.modelHash(model.id).catch(() => null);
+      // Hashed while the images are made: a LoRA's first hash reads the whole file.
+      const adapters = infotextAdapters(request, stored);
       const previewEvery = stored.previewEvery ?? 1;
       const previews = new PreviewStream(this.deps, generation.id, request, previewEvery);
       const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
@@ -121,7 +126,7 @@ export class GenerationWorker {
         previews: { every: previewEvery, decoder },
       });
       await previews.flushed();
-      await this.finish(generation, model, request, stored, result.images, await hash, [...warnings, ...(result.warnings ?? [])]);
+      await this.finish(generation, model, request, await adapters, stored, result.images, await hash, [...warnings, ...(result.warnings ?? [])]);
       log.info('generation succeeded', { generationId: generation.id, ms: Math.round(performance.now() - started), ...result.timings });
     } catch (error) {
       await this.fail(generation, error, abort.signal.aborted);
@@ -162,6 +167,7 @@ export class GenerationWorker {
     generation: Generation,
     model: ModelFolderInfo,
     request: GenerateRequest,
+    adapters: InfotextAdapters,
     stored: StoredRequest,
     results: { seed: number; image: Parameters<typeof encodeImage>[0] }[],
     modelHash: string | null,
@@ -172,14 +178,14 @@ export class GenerationWorker {
     try {
       const rows: Prisma.ImageCreateManyInput[] = [];
       for (const [index, { seed, image }] of results.entries()) {
-        const parameters = formatInfotext({ ...request, seed, modelHash: modelHash?.slice(0, 10), modelName: model.id });
+        const infotext = formatInfotext({ ...request, ...adapters, seed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id });
         const png = addPngText(await encodeImage(image, 'png'), {
-          parameters,
+          parameters: infotext,
           sdql: JSON.stringify({ ...storedRequestForImage(stored), seed, generationId: generation.id, model: model.id }),
         });
         const file = await images.saveImage(`${generation.id}-${index}`, 'png', png);
         written.push(file.path);
-        rows.push({ generationId: generation.id, index, path: file.path, width: image.width, height: image.height, seed: BigInt(seed), format: 'png', bytes: file.bytes, sha256: file.sha256 });
+        rows.push({ generationId: generation.id, index, path: file.path, width: image.width, height: image.height, seed: BigInt(seed), format: 'png', bytes: file.bytes, sha256: file.sha256, infotext });
       }
       await prisma.$transaction(async (tx) => {
         const updated = await tx.generation.updateMany({
@@ -217,6 +223,21 @@ export class GenerationWorker {
     events.publish('generation', generation.id, statusEvent(generation.id, status, message));
     queue.announce(generation.id, status);
   }
+}
+
+/** Every applied LoRA (those of `loras` first, as resolveAdapters orders them) and every embedding the
+ * prompts used, with AUTOMATIC1111's short hashes; a file that cannot be read goes without one. */
+type InfotextAdapters = Required<Pick<InfotextParams, 'loras' | 'embeddings'>>;
+
+async function infotextAdapters(request: GenerateRequest, stored: StoredRequest): Promise<InfotextAdapters> {
+  const fromInput = stored.loras?.length ?? 0;
+  const hash = (of: (path: string) => Promise<string>, path: string) => of(path).catch(() => undefined);
+  return {
+    loras: await Promise.all(
+      (request.loras ?? []).map(async ({ name, path, weight, unetWeight }, i) => ({ name, weight, unetWeight, hash: await hash(loraShortHash, path), fromInput: i < fromInput })),
+    ),
+    embeddings: await Promise.all((request.embeddings ?? []).map(async ({ token, path }) => ({ name: token, hash: await hash(embeddingShortHash, path) }))),
+  };
 }
 
 /** The request as an image's `sdql` chunk records it: parameters only, no internal file paths. */

@@ -73,7 +73,7 @@ describe('a generation, end to end', () => {
     assert.equal((await fetch(image.url, { headers: { 'if-none-match': `"${image.sha256}"` } })).status, 304);
     const texts = readPngText(png);
     assert.equal(texts.parameters, image.infotext);
-    assert.match(texts.parameters, /^a lighthouse at dusk\nNegative prompt: fog\nSteps: 6, Sampler: Euler a, CFG scale: 6, Seed: 1234, Size: \d+x\d+, Model hash: [0-9a-f]{10}, Model: demo$/);
+    assert.match(texts.parameters, /^a lighthouse at dusk\nNegative prompt: fog\nSteps: 6, Sampler: Euler a, Schedule type: DDIM, CFG scale: 6, Seed: 1234, Size: \d+x\d+, Model hash: [0-9a-f]{10}, Model: demo$/);
     assert.equal(JSON.parse(texts.sdql).prompt, 'a lighthouse at dusk');
 
     // The same request straight through the engine gives the same pixels.

@@ -8,7 +8,8 @@ import { startTestServer, waitForStatus, type TestServer } from '../helpers/api.
 
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id width height strength } }`;
 const GENERATION = `query($id: ID!) { generation(id: $id) { status error images { id url seed width height } } }`;
-const PNG_INFO = `query($image: ImageInput!) { pngInfo(image: $image) { parameters prompt negativePrompt steps sampler scheduler guidanceScale seed width height modelHash model strength request settings { key value } } }`;
+const PNG_INFO = `query($image: ImageInput!) { pngInfo(image: $image) { parameters prompt negativePrompt steps sampler scheduleType scheduler guidanceScale seed width height modelHash model strength
+  hires { upscale resizeWidth resizeHeight steps upscaler denoisingStrength sampler prompt negativePrompt } request settings { key value } } }`;
 
 let api: TestServer;
 
@@ -69,8 +70,51 @@ test("pngInfo reads AUTOMATIC1111's infotext, and gives nulls for an image witho
   assert.deepEqual([pngInfo.width, pngInfo.height, pngInfo.modelHash, pngInfo.model, pngInfo.strength], [512, 768, '6ce0161689', 'v1-5-pruned', 0.45]);
   assert.deepEqual(pngInfo.settings.at(-1), { key: 'Lora hashes', value: 'fox: abc123' });
   assert.equal(pngInfo.request, null);
+  assert.equal(pngInfo.hires, null);
+
+  // AUTOMATIC1111 1.10: the schedule type apart, hires fix, and an extension's key in French.
+  const hires = addPngText(plain, {
+    parameters:
+      'a fox\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 512x512, Denoising strength: 0.4, ' +
+      'Hires prompt: "a fox, detailed", Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent, Modèle de détail: 0.5, Version: v1.10.1',
+  });
+  const read = (await api.data<any>(PNG_INFO, { image: { dataUrl: `data:image/png;base64,${hires.toString('base64')}` } })).pngInfo;
+  assert.deepEqual([read.sampler, read.scheduleType, read.scheduler, read.strength], ['DPM++ 2M', 'Karras', 'DPMPP_2M_KARRAS', null]);
+  assert.deepEqual(read.hires, { upscale: 2, resizeWidth: null, resizeHeight: null, steps: 10, upscaler: 'Latent', denoisingStrength: 0.4, sampler: null, prompt: 'a fox, detailed', negativePrompt: null });
+  assert.deepEqual(read.settings.slice(-2), [{ key: 'Modèle de détail', value: '0.5' }, { key: 'Version', value: 'v1.10.1' }]);
+  // Without a schedule type, AUTOMATIC1111 runs DPM2 with Karras: none of ours.
+  const dpm2 = addPngText(plain, { parameters: 'a fox\nSteps: 20, Sampler: DPM2, CFG scale: 7, Seed: 5, Size: 512x512' });
+  const old = (await api.data<any>(PNG_INFO, { image: { dataUrl: `data:image/png;base64,${dpm2.toString('base64')}` } })).pngInfo;
+  assert.deepEqual([old.sampler, old.scheduleType, old.scheduler], ['DPM2', 'Karras', null]);
 
   const none = await api.data<any>(PNG_INFO, { image: { dataUrl: `data:image/png;base64,${plain.toString('base64')}` } });
   assert.equal(none.pngInfo.parameters, null);
+  assert.deepEqual([none.pngInfo.scheduleType, none.pngInfo.scheduler, none.pngInfo.hires], [null, null, null]);
   assert.deepEqual(none.pngInfo.settings, []);
+});
+
+test('an image of every scheduler names, to AUTOMATIC1111 and back to pngInfo, the sampler and schedule type it ran', async () => {
+  // The fixture model's scheduler_config.json has "leading" timestep spacing: AUTOMATIC1111's DDIM schedule.
+  const expected: Record<string, [string, string | null]> = {
+    DDIM: ['DDIM', null],
+    PNDM: ['PLMS', null],
+    UNIPC: ['UniPC', null],
+    LMS: ['LMS', 'DDIM'],
+    EULER: ['Euler', 'DDIM'],
+    EULER_A: ['Euler a', 'DDIM'],
+    HEUN: ['Heun', 'DDIM'],
+    DPM2: ['DPM2', 'DDIM'],
+    DPMPP_2M: ['DPM++ 2M', 'SGM Uniform'],
+    DPMPP_2M_KARRAS: ['DPM++ 2M', 'Karras'],
+  };
+  for (const [scheduler, [sampler, scheduleType]] of Object.entries(expected)) {
+    const { generation } = await run({ modelId: 'demo', prompt: 'a castle', steps: 2, seed: 1, scheduler, eta: 0.5 });
+    assert.equal(generation.status, 'SUCCEEDED', generation.error);
+    const { pngInfo } = await api.data<any>(PNG_INFO, { image: { imageId: generation.images[0].id } });
+    assert.deepEqual([pngInfo.sampler, pngInfo.scheduleType, pngInfo.scheduler], [sampler, scheduleType, scheduler]);
+    const written = Object.fromEntries(pngInfo.settings.map((s: { key: string; value: string }) => [s.key, s.value]));
+    assert.equal(written['Schedule type'], scheduleType ?? undefined, scheduler);
+    // η is DDIM's alone; AUTOMATIC1111 would read a bare Eta as the ancestral samplers'.
+    assert.deepEqual([written['Eta DDIM'], written.Eta], [scheduler === 'DDIM' ? '0.5' : undefined, undefined], scheduler);
+  }
 });

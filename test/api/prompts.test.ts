@@ -8,9 +8,11 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import { WeightIndex } from '../../src/diffusion/lora/weights.ts';
 import { decodeModel } from '../../src/diffusion/onnx/proto.ts';
+import { readPngText } from '../../src/diffusion/png-text.ts';
 import { TorchGenerator } from '../../src/diffusion/random.ts';
 import { ClipTokenizer } from '../../src/diffusion/tokenizer.ts';
 import { startTestServer, waitForStatus, type TestServer } from '../helpers/api.ts';
@@ -25,13 +27,13 @@ const LONG = Array.from({ length: 20 }, (_, i) => `a photo of cat ${i}`).join(' 
 
 type Generation = { status: string; error: string | null; warnings: string[]; promptSyntax: string; loras: { name: string; weight: number; unetWeight: number }[]; embeddings: string[]; images: { url: string }[] };
 
-/** Submits a request, waits for it to end, and returns it with the pixels of its first image. */
-async function run(api: TestServer, input: Record<string, unknown>): Promise<Generation & { pixels: Buffer }> {
+/** Submits a request, waits for it to end, and returns it with the pixels and infotext of its first image. */
+async function run(api: TestServer, input: Record<string, unknown>): Promise<Generation & { pixels: Buffer; parameters: string }> {
   const { generate } = await api.data<{ generate: { id: string } }>(GENERATE, { input });
   await waitForStatus(api.server.url, generate.id, ['SUCCEEDED']);
   const { generation } = await api.data<{ generation: Generation }>(GENERATION, { id: generate.id });
   const png = Buffer.from(await (await fetch(generation.images[0].url)).arrayBuffer());
-  return { ...generation, pixels: await sharp(png).removeAlpha().raw().toBuffer() };
+  return { ...generation, pixels: await sharp(png).removeAlpha().raw().toBuffer(), parameters: readPngText(png).parameters };
 }
 
 /** Submits a request that must be refused: its error code and message, and no generation stored. */
@@ -45,6 +47,12 @@ async function refused(api: TestServer, input: Record<string, unknown>): Promise
 }
 
 const differ = (a: Buffer, b: Buffer) => compareImages(a, b).maxDiff > 0;
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+/** AUTOMATIC1111's LoRA hash, from the bytes: the tensor data after the safetensors header. */
+const loraHash = (path: string) => {
+  const bytes = readFileSync(path);
+  return sha256(bytes.subarray(8 + Number(bytes.readBigUInt64LE(0)))).slice(0, 12);
+};
 
 describe('on fixture models', () => {
   let api: TestServer;
@@ -95,6 +103,13 @@ describe('on fixture models', () => {
     // Both ways at once add up, as two applications of the file would.
     const both = await run(api, { ...base, prompt: 'a cat <lora:style:0.4>', loras: [{ id: 'style', weight: 0.4 }] });
     assert.deepEqual(both.pixels, listed.pixels);
+    // Each image tells AUTOMATIC1111 every LoRA it applied, as a tag, with the file's hash.
+    const hashes = `Lora hashes: "style: ${loraHash(join(dirs, 'loras', 'style.safetensors'))}"`;
+    assert.equal(listed.parameters.split('\n')[0], 'a cat <lora:style:0.8>');
+    assert.equal(tagged.parameters.split('\n')[0], 'a cat <lora:style:0.8>');
+    assert.equal(both.parameters.split('\n')[0], 'a cat <lora:style:0.4> <lora:style:0.4>');
+    for (const { parameters } of [listed, tagged, both]) assert.ok(parameters.includes(hashes), parameters);
+    assert.doesNotMatch(plain.parameters, /<lora:|Lora hashes/);
   });
 
   test('unknown and unusable LoRAs are BAD_USER_INPUT naming them, and nothing is stored', async () => {
@@ -114,6 +129,8 @@ describe('on fixture models', () => {
     const plain = await run(api, { ...base, prompt: 'a cat <lora:ghost:0.5>', promptSyntax: 'PLAIN' });
     assert.equal(plain.promptSyntax, 'PLAIN');
     assert.deepEqual(plain.loras, []);
+    assert.match(plain.parameters, /^a cat <lora:ghost:0\.5>\nSteps: 3, .*, Emphasis: None$/);
+    assert.doesNotMatch(plain.parameters, /Lora hashes/);
   });
 
   test('A1111 reads weights, long prompts and prompt edits; on a plain short prompt it is PLAIN', async () => {
@@ -138,13 +155,17 @@ describe('on fixture models', () => {
     assert.equal(bad.name, 'badembed');
     assert.match(bad.error ?? '', /.+/);
 
+    const file = join(embeddingsDir, 'sdqlstyle.safetensors');
+    const tiHashes = () => `TI hashes: "sdqlstyle: ${sha256(readFileSync(file)).slice(0, 12)}"`;
     const first = await run(api, { ...base, prompt: 'a sdqlstyle cat' });
     assert.deepEqual(first.embeddings, ['sdqlstyle']);
     assert.deepEqual(first.warnings, []);
-    // The same file name with other vectors: the same request gives another image.
-    await writeSafetensors(join(embeddingsDir, 'sdqlstyle.safetensors'), embedding(2));
+    assert.ok(first.parameters.includes(tiHashes()), first.parameters);
+    // The same file name with other vectors: the same request gives another image, and another hash.
+    await writeSafetensors(file, embedding(2));
     const second = await run(api, { ...base, prompt: 'a sdqlstyle cat' });
     assert.ok(differ(first.pixels, second.pixels));
+    assert.ok(second.parameters.includes(tiHashes()), second.parameters);
 
     const broken = await run(api, { ...base, prompt: 'a cat', negativePrompt: 'badembed' });
     assert.deepEqual(broken.embeddings, []);

@@ -162,6 +162,7 @@ export const ImageScalarFieldEnum = {
   format: 'format',
   bytes: 'bytes',
   sha256: 'sha256',
+  infotext: 'infotext',
   createdAt: 'createdAt'
 } as const
 

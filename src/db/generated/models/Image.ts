@@ -53,6 +53,7 @@ export type ImageMinAggregateOutputType = {
   format: string | null
   bytes: number | null
   sha256: string | null
+  infotext: string | null
   createdAt: Date | null
 }
 
@@ -67,6 +68,7 @@ export type ImageMaxAggregateOutputType = {
   format: string | null
   bytes: number | null
   sha256: string | null
+  infotext: string | null
   createdAt: Date | null
 }
 
@@ -81,6 +83,7 @@ export type ImageCountAggregateOutputType = {
   format: number
   bytes: number
   sha256: number
+  infotext: number
   createdAt: number
   _all: number
 }
@@ -113,6 +116,7 @@ export type ImageMinAggregateInputType = {
   format?: true
   bytes?: true
   sha256?: true
+  infotext?: true
   createdAt?: true
 }
 
@@ -127,6 +131,7 @@ export type ImageMaxAggregateInputType = {
   format?: true
   bytes?: true
   sha256?: true
+  infotext?: true
   createdAt?: true
 }
 
@@ -141,6 +146,7 @@ export type ImageCountAggregateInputType = {
   format?: true
   bytes?: true
   sha256?: true
+  infotext?: true
   createdAt?: true
   _all?: true
 }
@@ -242,6 +248,7 @@ export type ImageGroupByOutputType = {
   format: string
   bytes: number
   sha256: string
+  infotext: string | null
   createdAt: Date
   _count: ImageCountAggregateOutputType | null
   _avg: ImageAvgAggregateOutputType | null
@@ -279,6 +286,7 @@ export type ImageWhereInput = {
   format?: Prisma.StringFilter<"Image"> | string
   bytes?: Prisma.IntFilter<"Image"> | number
   sha256?: Prisma.StringFilter<"Image"> | string
+  infotext?: Prisma.StringNullableFilter<"Image"> | string | null
   createdAt?: Prisma.DateTimeFilter<"Image"> | Date | string
   generation?: Prisma.XOR<Prisma.GenerationScalarRelationFilter, Prisma.GenerationWhereInput>
 }
@@ -294,6 +302,7 @@ export type ImageOrderByWithRelationInput = {
   format?: Prisma.SortOrder
   bytes?: Prisma.SortOrder
   sha256?: Prisma.SortOrder
+  infotext?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   generation?: Prisma.GenerationOrderByWithRelationInput
 }
@@ -313,6 +322,7 @@ export type ImageWhereUniqueInput = Prisma.AtLeast<{
   format?: Prisma.StringFilter<"Image"> | string
   bytes?: Prisma.IntFilter<"Image"> | number
   sha256?: Prisma.StringFilter<"Image"> | string
+  infotext?: Prisma.StringNullableFilter<"Image"> | string | null
   createdAt?: Prisma.DateTimeFilter<"Image"> | Date | string
   generation?: Prisma.XOR<Prisma.GenerationScalarRelationFilter, Prisma.GenerationWhereInput>
 }, "id" | "path" | "generationId_index">
@@ -328,6 +338,7 @@ export type ImageOrderByWithAggregationInput = {
   format?: Prisma.SortOrder
   bytes?: Prisma.SortOrder
   sha256?: Prisma.SortOrder
+  infotext?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   _count?: Prisma.ImageCountOrderByAggregateInput
   _avg?: Prisma.ImageAvgOrderByAggregateInput
@@ -350,6 +361,7 @@ export type ImageScalarWhereWithAggregatesInput = {
   format?: Prisma.StringWithAggregatesFilter<"Image"> | string
   bytes?: Prisma.IntWithAggregatesFilter<"Image"> | number
   sha256?: Prisma.StringWithAggregatesFilter<"Image"> | string
+  infotext?: Prisma.StringNullableWithAggregatesFilter<"Image"> | string | null
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"Image"> | Date | string
 }
 
@@ -363,6 +375,7 @@ export type ImageCreateInput = {
   format: string
   bytes: number
   sha256: string
+  infotext?: string | null
   createdAt?: Date | string
   generation: Prisma.GenerationCreateNestedOneWithoutImagesInput
 }
@@ -378,6 +391,7 @@ export type ImageUncheckedCreateInput = {
   format: string
   bytes: number
   sha256: string
+  infotext?: string | null
   createdAt?: Date | string
 }
 
@@ -391,6 +405,7 @@ export type ImageUpdateInput = {
   format?: Prisma.StringFieldUpdateOperationsInput | string
   bytes?: Prisma.IntFieldUpdateOperationsInput | number
   sha256?: Prisma.StringFieldUpdateOperationsInput | string
+  infotext?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   generation?: Prisma.GenerationUpdateOneRequiredWithoutImagesNestedInput
 }
@@ -406,6 +421,7 @@ export type ImageUncheckedUpdateInput = {
   format?: Prisma.StringFieldUpdateOperationsInput | string
   bytes?: Prisma.IntFieldUpdateOperationsInput | number
   sha256?: Prisma.StringFieldUpdateOperationsInput | string
+  infotext?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
 
@@ -420,6 +436,7 @@ export type ImageCreateManyInput = {
   format: string
   bytes: number
   sha256: string
+  infotext?: string | null
   createdAt?: Date | string
 }
 
@@ -433,6 +450,7 @@ export type ImageUpdateManyMutationInput = {
   format?: Prisma.StringFieldUpdateOperationsInput | string
   bytes?: Prisma.IntFieldUpdateOperationsInput | number
   sha256?: Prisma.StringFieldUpdateOperationsInput | string
+  infotext?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
 
@@ -447,6 +465,7 @@ export type ImageUncheckedUpdateManyInput = {
   format?: Prisma.StringFieldUpdateOperationsInput | string
   bytes?: Prisma.IntFieldUpdateOperationsInput | number
   sha256?: Prisma.StringFieldUpdateOperationsInput | string
+  infotext?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
 
@@ -476,6 +495,7 @@ export type ImageCountOrderByAggregateInput = {
   format?: Prisma.SortOrder
   bytes?: Prisma.SortOrder
   sha256?: Prisma.SortOrder
+  infotext?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
 }
 
@@ -498,6 +518,7 @@ export type ImageMaxOrderByAggregateInput = {
   format?: Prisma.SortOrder
   bytes?: Prisma.SortOrder
   sha256?: Prisma.SortOrder
+  infotext?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
 }
 
@@ -512,6 +533,7 @@ export type ImageMinOrderByAggregateInput = {
   format?: Prisma.SortOrder
   bytes?: Prisma.SortOrder
   sha256?: Prisma.SortOrder
+  infotext?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
 }
 
@@ -575,6 +597,7 @@ export type ImageCreateWithoutGenerationInput = {
   format: string
   bytes: number
   sha256: string
+  infotext?: string | null
   createdAt?: Date | string
 }
 
@@ -588,6 +611,7 @@ export type ImageUncheckedCreateWithoutGenerationInput = {
   format: string
   bytes: number
   sha256: string
+  infotext?: string | null
   createdAt?: Date | string
 }
 
@@ -631,6 +655,7 @@ export type ImageScalarWhereInput = {
   format?: Prisma.StringFilter<"Image"> | string
   bytes?: Prisma.IntFilter<"Image"> | number
   sha256?: Prisma.StringFilter<"Image"> | string
+  infotext?: Prisma.StringNullableFilter<"Image"> | string | null
   createdAt?: Prisma.DateTimeFilter<"Image"> | Date | string
 }
 
@@ -644,6 +669,7 @@ export type ImageCreateManyGenerationInput = {
   format: string
   bytes: number
   sha256: string
+  infotext?: string | null
   createdAt?: Date | string
 }
 
@@ -657,6 +683,7 @@ export type ImageUpdateWithoutGenerationInput = {
   format?: Prisma.StringFieldUpdateOperationsInput | string
   bytes?: Prisma.IntFieldUpdateOperationsInput | number
   sha256?: Prisma.StringFieldUpdateOperationsInput | string
+  infotext?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
 
@@ -670,6 +697,7 @@ export type ImageUncheckedUpdateWithoutGenerationInput = {
   format?: Prisma.StringFieldUpdateOperationsInput | string
   bytes?: Prisma.IntFieldUpdateOperationsInput | number
   sha256?: Prisma.StringFieldUpdateOperationsInput | string
+  infotext?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
 
@@ -683,6 +711,7 @@ export type ImageUncheckedUpdateManyWithoutGenerationInput = {
   format?: Prisma.StringFieldUpdateOperationsInput | string
   bytes?: Prisma.IntFieldUpdateOperationsInput | number
   sha256?: Prisma.StringFieldUpdateOperationsInput | string
+  infotext?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
 
@@ -699,6 +728,7 @@ export type ImageSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = 
   format?: boolean
   bytes?: boolean
   sha256?: boolean
+  infotext?: boolean
   createdAt?: boolean
   generation?: boolean | Prisma.GenerationDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["image"]>
@@ -714,6 +744,7 @@ export type ImageSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Extensi
   format?: boolean
   bytes?: boolean
   sha256?: boolean
+  infotext?: boolean
   createdAt?: boolean
   generation?: boolean | Prisma.GenerationDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["image"]>
@@ -729,6 +760,7 @@ export type ImageSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensi
   format?: boolean
   bytes?: boolean
   sha256?: boolean
+  infotext?: boolean
   createdAt?: boolean
   generation?: boolean | Prisma.GenerationDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["image"]>
@@ -744,10 +776,11 @@ export type ImageSelectScalar = {
   format?: boolean
   bytes?: boolean
   sha256?: boolean
+  infotext?: boolean
   createdAt?: boolean
 }
 
-export type ImageOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "generationId" | "index" | "path" | "width" | "height" | "seed" | "format" | "bytes" | "sha256" | "createdAt", ExtArgs["result"]["image"]>
+export type ImageOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "generationId" | "index" | "path" | "width" | "height" | "seed" | "format" | "bytes" | "sha256" | "infotext" | "createdAt", ExtArgs["result"]["image"]>
 export type ImageInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   generation?: boolean | Prisma.GenerationDefaultArgs<ExtArgs>
 }
@@ -783,6 +816,10 @@ export type $ImagePayload<ExtArgs extends runtime.Types.Extensions.InternalArgs 
     format: string
     bytes: number
     sha256: string
+    /**
+     * The PNG's AUTOMATIC1111 infotext ("parameters" text) as written; null for images stored before it was kept.
+     */
+    infotext: string | null
     createdAt: Date
   }, ExtArgs["result"]["image"]>
   composites: {}
@@ -1218,6 +1255,7 @@ export interface ImageFieldRefs {
   readonly format: Prisma.FieldRef<"Image", 'String'>
   readonly bytes: Prisma.FieldRef<"Image", 'Int'>
   readonly sha256: Prisma.FieldRef<"Image", 'String'>
+  readonly infotext: Prisma.FieldRef<"Image", 'String'>
   readonly createdAt: Prisma.FieldRef<"Image", 'DateTime'>
 }
     
