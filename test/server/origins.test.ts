@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
-import { startTestServer, type TestServer } from '../helpers/api.ts';
+import { startTestServer, waitForStatus, type TestServer } from '../helpers/api.ts';
 
 let api: TestServer;
 before(async () => {
@@ -99,7 +99,7 @@ test('image URLs come from the address listened on, never from the Host header',
   const port = new URL(api.server.url).port;
   const { body } = await send({ ...json, host: `localhost:${port}` }, JSON.stringify({ query: 'mutation { generate(input: { modelId: "demo", prompt: "x", steps: 1 }) { id } }' }));
   const id = body.data.generate.id;
-  await api.server.app.jobs.awaitEnd(id, 60_000);
+  await waitForStatus(api.server.url, id, ['SUCCEEDED']);
   const { body: read } = await send({ ...json, host: `localhost:${port}` }, JSON.stringify({ query: `{ generation(id: "${id}") { images { url } } }` }));
   assert.equal(read.data.generation.images.length, 1, 'the generation succeeded');
   assert.ok(read.data.generation.images[0].url.startsWith(`${api.server.url}/images/`), read.data.generation.images[0].url);
