@@ -73,6 +73,20 @@ export async function probeImage(bytes: Uint8Array): Promise<{ width: number; he
 }
 
 /**
+ * probeImage, and the whole image decoded once: a truncated or damaged file is refused when it is
+ * submitted rather than failing when it runs (the header alone reads fine).
+ */
+export async function verifyImage(bytes: Uint8Array): Promise<{ width: number; height: number; format: string }> {
+  const info = await probeImage(bytes);
+  try {
+    await sharp(bytes, { limitInputPixels: LIMITS.maxInputPixels, failOn: 'truncated' }).raw().toBuffer();
+  } catch {
+    throw badInput('init image is damaged or truncated: it could not be decoded completely');
+  }
+  return info;
+}
+
+/**
  * Decodes an init image to `width` × `height`. Like diffusers' VaeImageProcessor it stretches the
  * image with a Lanczos filter when the sizes differ and leaves it untouched when they match;
  * transparency is flattened onto white (as AUTOMATIC1111 does) and EXIF orientation applied.

@@ -11,7 +11,7 @@ export { EngineThread } from './engine-thread.ts';
 export { DiffusionError, badInput } from './errors.ts';
 export type { DiffusionErrorCode } from './errors.ts';
 export { createFixturePipeline } from './fixtures/index.ts';
-export { encodeImage, inputImageBytes, probeImage } from './image.ts';
+export { encodeImage, inputImageBytes, probeImage, verifyImage } from './image.ts';
 export type { BlobLike, ImageFormat, RgbImage } from './image.ts';
 export { embeddingShortHash, loraShortHash, sha256File } from './a1111-hashes.ts';
 export { a1111Selection, formatInfotext, parseInfotext, schedulerFromA1111, type InfotextParams } from './infotext.ts';

@@ -3,7 +3,7 @@
 // that is the job itself.
 import { z } from 'zod';
 import type { Generation, PrismaClient } from '../db/index.ts';
-import { badInput, prepareRequest, probeImage, type AdapterSource, type ModelFolderInfo, type RequestParams, type ResolvedAdapters } from '../diffusion/index.ts';
+import { badInput, prepareRequest, verifyImage, type AdapterSource, type ModelFolderInfo, type RequestParams, type ResolvedAdapters } from '../diffusion/index.ts';
 import type { ImageStore } from './image-store.ts';
 import type { GenerationQueue } from './queue.ts';
 
@@ -83,7 +83,7 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
   const { initImage, ...sent } = input;
   let storedInit: StoredRequest['initImage'];
   if (initImage) {
-    const { format } = await probeImage(initImage.bytes);
+    const { format } = await verifyImage(initImage.bytes);
     const file = await deps.images.saveInput(format, initImage.bytes);
     storedInit = { path: file.path, sha256: file.sha256, format, imageId: initImage.imageId };
   }

@@ -13,11 +13,15 @@ const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { i
 
 let api: TestServer;
 let png: string;
+let truncated: string;
 
 before(async () => {
   api = await startTestServer({ models: { demo: {}, noencoder: { vaeEncoderOutput: 'none' }, inpaint: { inpainting: true } } });
   const bytes = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } }).png().toBuffer();
   png = `data:image/png;base64,${bytes.toString('base64')}`;
+  // The header and the first rows survive: only decoding the whole image finds the damage.
+  const whole = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } }).png({ compressionLevel: 0 }).toBuffer();
+  truncated = `data:image/png;base64,${whole.subarray(0, Math.floor(whole.length * 0.6)).toString('base64')}`;
 });
 after(() => api.close());
 
@@ -55,12 +59,15 @@ const cases: [name: string, input: Record<string, unknown>, code: string, messag
   ['priority beyond the range', { ...base, priority: 1000 }, 'BAD_USER_INPUT', /priority/],
   ['negative previewEvery', { ...base, previewEvery: -1 }, 'BAD_USER_INPUT', /previewEvery/],
   ['a GraphQL type error', { ...base, steps: 'many' }, 'BAD_USER_INPUT'],
+  ['a truncated PNG', { ...base, initImage: { dataUrl: 'TRUNCATED' } }, 'BAD_USER_INPUT', /damaged or truncated/],
 ];
 
 test('bad requests get their error code and store nothing', async () => {
   for (const [name, input, code, message] of cases) {
     const initImage = input.initImage as Record<string, unknown> | undefined;
-    const resolved = initImage?.dataUrl === 'INIT' ? { ...input, initImage: { ...initImage, dataUrl: png } } : input;
+    const placeholder: Record<string, string> = { INIT: png, TRUNCATED: truncated };
+    const dataUrl = placeholder[initImage?.dataUrl as string];
+    const resolved = dataUrl ? { ...input, initImage: { ...initImage, dataUrl } } : input;
     const result = await api.gql(GENERATE, { input: resolved });
     assert.equal(result.data?.generate ?? null, null, `${name}: accepted`);
     const error = result.errors?.[0];
