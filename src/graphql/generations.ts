@@ -2,7 +2,7 @@
 // history. Resolvers are thin: validation and running live in src/jobs and src/diffusion.
 import { DEFAULTS, LIMITS, adapterSource, type SchedulerName } from '../diffusion/index.ts';
 import type { GenerationEvent } from '../jobs/events.ts';
-import { PRIORITY_RANGE, submitGeneration } from '../jobs/request.ts';
+import { PRIORITY_RANGE, inputPathOf, releaseInput, submitGeneration } from '../jobs/request.ts';
 import type { GenerationStatus as GenerationStatusValue, Prisma } from '../db/index.ts';
 import { builder } from './builder.ts';
 import { notFound, userError } from './errors.ts';
@@ -243,7 +243,7 @@ builder.mutationFields((t) => ({
     },
   }),
   deleteGeneration: t.globalID({
-    description: 'Deletes a generation that is not running, with its image files; returns its `id`. CONFLICT while it runs: cancel it first.',
+    description: 'Deletes a generation that is not running, with its image files and its init image (unless another generation uses the same one); returns its `id`. CONFLICT while it runs: cancel it first.',
     args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none.')) },
     resolve: async (_r, { id }, ctx) => {
       const generation = await findGeneration(ctx.db.prisma, id);
@@ -252,6 +252,8 @@ builder.mutationFields((t) => ({
       const deleted = await ctx.db.prisma.generation.deleteMany({ where: { id: generation.id, status: { not: 'RUNNING' } } });
       if (deleted.count === 0) throw userError('CONFLICT', `generation ${id} started running: cancel it first`);
       await ctx.jobs.images.remove(images.map((i) => i.path));
+      const input = inputPathOf(generation);
+      if (input) await releaseInput(ctx.db.prisma, ctx.jobs.images, input);
       ctx.jobs.queue.announce(generation.id, 'DELETED');
       return { type: 'Generation', id: generation.id };
     },

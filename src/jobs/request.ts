@@ -63,6 +63,22 @@ export function readStoredRequest(generation: { id: string; request: unknown }):
   return parsed.data;
 }
 
+/** The init image file a generation's request refers to, if it has one and the request can be read. */
+export function inputPathOf(generation: { request: unknown }): string | undefined {
+  const parsed = storedRequestSchema.safeParse(generation.request);
+  return parsed.success ? parsed.data.initImage?.path : undefined;
+}
+
+/**
+ * Removes an input file once no generation refers to it: inputs are stored by content, so one file
+ * may serve several generations.
+ */
+export async function releaseInput(prisma: PrismaClient, images: ImageStore, path: string): Promise<void> {
+  const [{ uses }] = await prisma.$queryRaw<{ uses: number }[]>`
+    SELECT count(*)::int AS uses FROM "Generation" WHERE request -> 'initImage' ->> 'path' = ${path}`;
+  if (uses === 0) await images.remove([path]);
+}
+
 export interface SubmitDeps {
   prisma: PrismaClient;
   queue: GenerationQueue;
@@ -88,25 +104,31 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
     storedInit = { path: file.path, sha256: file.sha256, format, imageId: initImage.imageId };
   }
   const stored: StoredRequest = { ...sent, promptSyntax: request.promptSyntax, modelId: model.id, initImage: storedInit, adapters };
-  const generation = await deps.prisma.generation.create({
-    data: {
-      modelId: model.id,
-      prompt: request.prompt,
-      negativePrompt: request.negativePrompt,
-      scheduler: request.scheduler,
-      width: request.width,
-      height: request.height,
-      steps: request.steps,
-      guidanceScale: request.guidanceScale,
-      guidanceRescale: request.guidanceRescale,
-      eta: request.eta,
-      strength: request.strength ?? null,
-      seed: BigInt(request.seed),
-      numImages: request.numImages,
-      priority,
-      request: JSON.parse(JSON.stringify(stored)),
-    },
-  });
+  const generation = await deps.prisma.generation
+    .create({
+      data: {
+        modelId: model.id,
+        prompt: request.prompt,
+        negativePrompt: request.negativePrompt,
+        scheduler: request.scheduler,
+        width: request.width,
+        height: request.height,
+        steps: request.steps,
+        guidanceScale: request.guidanceScale,
+        guidanceRescale: request.guidanceRescale,
+        eta: request.eta,
+        strength: request.strength ?? null,
+        seed: BigInt(request.seed),
+        numImages: request.numImages,
+        priority,
+        request: JSON.parse(JSON.stringify(stored)),
+      },
+    })
+    .catch(async (error: unknown) => {
+      // A request that could not be stored leaves no file behind.
+      if (storedInit) await releaseInput(deps.prisma, deps.images, storedInit.path);
+      throw error;
+    });
   deps.queue.announce(generation.id, generation.status);
   return generation;
 }
