@@ -22,8 +22,6 @@ export interface Services {
 export interface Context extends Services {
   /** Also on every log line written while the operation runs. */
   requestId: string;
-  /** The HTTP request (GraphQL over HTTP and SSE); absent over WebSocket. */
-  request?: Request;
-  /** Where the server serves an image's file: absolute when the request's URL is known. */
+  /** Where the server serves an image's file: absolute when the server knows the URL it is reached at. */
   imageUrl(image: { id: string; format: string }): string;
 }
