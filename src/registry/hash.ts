@@ -1,8 +1,6 @@
 // File identity for the lazily computed hashes: a stamp (size and mtime) says when a stored hash is
-// stale, and the SHA-256 itself is streamed so that a multi-GB file never blocks the event loop.
+// stale (the SHA-256 itself is streamed by the engine's sha256File).
 import { stat } from 'node:fs/promises';
-
-export { sha256File } from '../diffusion/index.ts';
 
 /** `size:mtimeMs` of the file, or null when it cannot be read. */
 export async function fileStamp(path: string): Promise<string | null> {

@@ -3,9 +3,9 @@
 // memory with what the engine needs to load a model.
 import { mkdir } from 'node:fs/promises';
 import type { PrismaClient } from '../db/index.ts';
-import { listLoras, scanModelsDir, type LoraFileInfo, type ModelFolderInfo } from '../diffusion/index.ts';
+import { listLoras, scanModelsDir, sha256File, type LoraFileInfo, type ModelFolderInfo } from '../diffusion/index.ts';
 import { log } from '../log.ts';
-import { fileStamp, sha256File } from './hash.ts';
+import { fileStamp } from './hash.ts';
 
 export { shortHash } from './hash.ts';
 export type { LoraFileInfo } from '../diffusion/index.ts';
