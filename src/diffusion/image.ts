@@ -50,24 +50,25 @@ export async function inputImageBytes(input: string | Uint8Array | BlobLike): Pr
   return input instanceof Uint8Array ? input : new Uint8Array(await input.arrayBuffer());
 }
 
-/** Width and height of an encoded image, without decoding its pixels; rejects what decodeInitImage would. */
-export async function probeImage(bytes: Uint8Array): Promise<{ width: number; height: number; format: string }> {
+/** Width and height of an encoded image, without decoding its pixels; rejects what decodeInitImage would.
+ * `name` is what the messages call the image (the request's field). */
+export async function probeImage(bytes: Uint8Array, name = 'init image'): Promise<{ width: number; height: number; format: string }> {
   if (bytes.byteLength > LIMITS.maxImageBytes) {
-    throw badInput(`init image is ${bytes.byteLength} bytes; the limit is ${LIMITS.maxImageBytes}`);
+    throw badInput(`${name} is ${bytes.byteLength} bytes; the limit is ${LIMITS.maxImageBytes}`);
   }
   let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: LIMITS.maxInputPixels }).metadata();
   } catch (error) {
-    if (/pixel limit/i.test((error as Error).message)) throw badInput(`init image has more than ${LIMITS.maxInputPixels} pixels`);
-    throw badInput('init image could not be read: send a PNG, JPEG or WebP file');
+    if (/pixel limit/i.test((error as Error).message)) throw badInput(`${name} has more than ${LIMITS.maxInputPixels} pixels`);
+    throw badInput(`${name} could not be read: send a PNG, JPEG or WebP file`);
   }
   if (!meta.format || !INPUT_FORMATS.has(meta.format)) {
-    throw badInput(`init image is ${meta.format ?? 'of an unknown format'}: send a PNG, JPEG or WebP file`);
+    throw badInput(`${name} is ${meta.format ?? 'of an unknown format'}: send a PNG, JPEG or WebP file`);
   }
   const { width, height } = meta.autoOrient ?? meta;
   if (!width || !height || width * height > LIMITS.maxInputPixels) {
-    throw badInput(`init image is ${width}×${height}, more than ${LIMITS.maxInputPixels} pixels`);
+    throw badInput(`${name} is ${width}×${height}, more than ${LIMITS.maxInputPixels} pixels`);
   }
   return { width, height, format: meta.format };
 }
@@ -76,12 +77,12 @@ export async function probeImage(bytes: Uint8Array): Promise<{ width: number; he
  * probeImage, and the whole image decoded once: a truncated or damaged file is refused when it is
  * submitted rather than failing when it runs (the header alone reads fine).
  */
-export async function verifyImage(bytes: Uint8Array): Promise<{ width: number; height: number; format: string }> {
-  const info = await probeImage(bytes);
+export async function verifyImage(bytes: Uint8Array, name = 'init image'): Promise<{ width: number; height: number; format: string }> {
+  const info = await probeImage(bytes, name);
   try {
     await sharp(bytes, { limitInputPixels: LIMITS.maxInputPixels, failOn: 'truncated' }).raw().toBuffer();
   } catch {
-    throw badInput('init image is damaged or truncated: it could not be decoded completely');
+    throw badInput(`${name} is damaged or truncated: it could not be decoded completely`);
   }
   return info;
 }

@@ -37,7 +37,8 @@ export interface ModelFolderInfo {
   nativeHeight: number;
   /** A VAE encoder is present. */
   canImg2img: boolean;
-  /** The UNet takes 9 channels (latents, mask, masked image latents). */
+  /** It has a VAE encoder, so it takes a mask (inpainting, outpainting): with a 9-channel inpainting UNet
+   * (latents, mask, masked-image latents), or a plain one by latent blending. */
   canInpaint: boolean;
   /** Of the UNet's inputs. */
   precision: 'fp32' | 'fp16';
@@ -193,7 +194,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
     nativeWidth: latentWidth ? latentWidth * vaeScaleFactor : DEFAULT_NATIVE_SIZE,
     nativeHeight: latentHeight ? latentHeight * vaeScaleFactor : DEFAULT_NATIVE_SIZE,
     canImg2img: vaeEncoder !== undefined,
-    canInpaint: unetInChannels === 9,
+    canInpaint: vaeEncoder !== undefined,
     precision: sample?.elemType === 'float16' ? 'fp16' : 'fp32',
     sizeBytes: await folderSize(dir),
     unetInChannels,

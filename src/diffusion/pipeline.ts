@@ -1,9 +1,11 @@
-// The denoising pipeline: diffusers' StableDiffusionPipeline and StableDiffusionImg2ImgPipeline
-// (v0.21.4) on onnxruntime, step for step, so that a model, prompt, seed and scheduler give the
-// image diffusers gives. It runs requests that request.ts has checked and completed.
+// The denoising pipeline: diffusers' StableDiffusionPipeline, StableDiffusionImg2ImgPipeline and
+// StableDiffusionInpaintPipeline (v0.21.4, the last through inpaint.ts's hooks) on onnxruntime, step
+// for step, so that a model, prompt, seed and scheduler give the image diffusers gives. It runs
+// requests that request.ts has checked and completed.
 import { DiffusionError, badInput, invalidModel } from './errors.ts';
 import type { EmbeddingRequest } from './embeddings.ts';
 import { decodeInitImage, vaeOutputToImage, type RgbImage } from './image.ts';
+import { prepareInpaint, type InpaintRun } from './inpaint.ts';
 import { CHUNK_LENGTH, isWeighted, type FindEmbedding, type PromptChunk, type PromptTokenizer } from './prompt/chunks.ts';
 import { applyEmphasis } from './prompt/emphasis.ts';
 import { preparePrompts, type PreparedConditioning } from './prompt/prepare.ts';
@@ -65,11 +67,20 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
 
   let timesteps = scheduler.timesteps;
   let latents: Float32Array;
+  let inpaint: InpaintRun | undefined;
   if (request.initImage) {
     const initTimestep = Math.min(Math.trunc(request.steps * request.strength!), request.steps);
     const tStart = Math.max(request.steps - initTimestep, 0);
     timesteps = timesteps.slice(tStart * scheduler.order);
-    const initLatents = await encodeInitLatents(model, request, generators, perImage);
+  }
+  if (request.inpaint) {
+    const encode = (pixels: Float32Array, from: TorchGenerator[]) => encodeLatents(model, pixels, request.width, request.height, from, perImage);
+    const { seed, width, height, strength } = request;
+    inpaint = await prepareInpaint(model, request.inpaint, request.initImage!, { generators, randn, scheduler, timesteps, strength: strength!, seed, width, height, encode });
+    latents = inpaint.latents;
+  } else if (request.initImage) {
+    const image = await decodeInitImage(request.initImage, request.width, request.height);
+    const initLatents = await encodeLatents(model, image.pixels, image.width, image.height, generators, perImage);
     latents = scheduler.addNoise(initLatents, randn(), timesteps[0]);
   } else {
     const sigma = scheduler.initNoiseSigma;
@@ -82,15 +93,16 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
   for (let i = 0; i < timesteps.length; i++) {
     throwIfAborted();
     const t = timesteps[i];
-    const modelInput = scheduler.scaleModelInput(doGuidance ? concat([latents, latents]) : latents, t);
+    const scaled = scheduler.scaleModelInput(doGuidance ? concat([latents, latents]) : latents, t);
     const { out_sample } = await model.unet.run({
-      sample: { data: modelInput, dims: [batch, latentShape[1], latentShape[2], latentShape[3]] },
+      sample: { data: inpaint ? inpaint.unetInput(scaled, batch) : scaled, dims: [batch, inpaint?.channels ?? latentShape[1], latentShape[2], latentShape[3]] },
       timestep: timestepRank === 0 ? { data: Float32Array.of(t), dims: [] } : { data: new Float32Array(batch).fill(t), dims: [batch] },
       encoder_hidden_states: { data: conditioning.at(i), dims: [batch, conditioning.sequenceLength, conditioning.hiddenSize] },
     });
     if (!out_sample) throw invalidModel(`model ${info.id}: the UNet has no out_sample output`);
     const noisePred = doGuidance ? guide(out_sample.data, request.guidanceScale, request.guidanceRescale, n) : out_sample.data;
     latents = scheduler.step(noisePred, t, latents, randn);
+    if (inpaint) latents = inpaint.afterStep(latents, i);
     await onStep?.({ step: i + 1, totalSteps: timesteps.length, timestep: t, latents, latentShape });
   }
   throwIfAborted();
@@ -100,13 +112,14 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
     const scaled = latents.subarray(i * perImage, (i + 1) * perImage).map((v) => v / info.vaeScalingFactor);
     const { sample } = await model.vaeDecoder.run({ latent_sample: { data: scaled, dims: [1, ...latentShape.slice(1)] } });
     if (!sample) throw invalidModel(`model ${info.id}: the VAE decoder has no sample output`);
-    images.push({ seed: request.seed + i, image: vaeOutputToImage(sample.data, request.width, request.height) });
+    const image = vaeOutputToImage(sample.data, request.width, request.height);
+    images.push({ seed: request.seed + i, image: inpaint ? await inpaint.finish(image) : image });
   }
   const end = performance.now();
   return {
     request,
     images,
-    warnings: [...model.warnings],
+    warnings: [...model.warnings, ...(inpaint?.warnings ?? [])],
     timings: { textEncodingMs, denoisingMs: vaeStart - denoiseStart, vaeMs: end - vaeStart, totalMs: end - started },
   };
 }
@@ -232,13 +245,12 @@ function embeddingFinder(tokenizer: PromptTokenizer, embeddings: readonly Embedd
 }
 
 /**
- * The img2img start latents before noise: the init image through the VAE encoder, sampled from
- * the latent distribution with each image's generator, times the VAE scaling factor.
+ * Latents of an image (1 × 3 × height × width in [-1, 1]) through the VAE encoder, sampled from the
+ * latent distribution with each generator given (one image's latents each), times the VAE scaling factor.
  */
-async function encodeInitLatents(model: StableDiffusionModel, request: GenerateRequest, generators: TorchGenerator[], perImage: number): Promise<Float32Array> {
-  const image = await decodeInitImage(request.initImage!, request.width, request.height);
+async function encodeLatents(model: StableDiffusionModel, pixels: Float32Array, width: number, height: number, generators: TorchGenerator[], perImage: number): Promise<Float32Array> {
   const output = model.vaeEncoderOutput!;
-  const encoded = (await model.vaeEncoder!.run({ sample: { data: image.pixels, dims: [1, 3, image.height, image.width] } }))[output];
+  const encoded = (await model.vaeEncoder!.run({ sample: { data: pixels, dims: [1, 3, height, width] } }))[output];
   const scaling = model.info.vaeScalingFactor;
   return concat(
     generators.map((generator) => {

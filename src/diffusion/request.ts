@@ -3,6 +3,7 @@
 import type { EmbeddingRequest } from './embeddings.ts';
 import { badInput } from './errors.ts';
 import { probeImage } from './image.ts';
+import { INPAINT_DEFAULTS, resolveInpaint, type InpaintParams, type InpaintRequest } from './inpaint.ts';
 import { LIMITS } from './limits.ts';
 import { checkAdapters, type LoraRequest } from './lora/adapt.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
@@ -15,7 +16,7 @@ export type { PromptSyntax } from './prompt/prepare.ts';
 export const PROMPT_SYNTAXES: readonly PromptSyntax[] = ['A1111', 'PLAIN'];
 
 /** A request as a caller writes it: everything but the model and the prompt may be left out. */
-export interface GenerateParams {
+export interface GenerateParams extends InpaintParams {
   prompt: string;
   negativePrompt?: string;
   width?: number;
@@ -54,6 +55,8 @@ export interface GenerateRequest {
   eta: number;
   initImage?: Uint8Array;
   strength?: number;
+  /** Inpainting and outpainting (with an init image). */
+  inpaint?: InpaintRequest;
   promptSyntax: PromptSyntax;
   loras?: LoraRequest[];
   embeddings?: EmbeddingRequest[];
@@ -107,17 +110,18 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   check(Number.isFinite(eta) && eta >= 0 && eta <= 1, `eta must be from 0 to 1, got ${eta}`);
   const seed = params.seed ?? randomSeed();
   check(isInt(seed) && seed >= 0 && seed <= LIMITS.maxSeed, `seed must be an integer from 0 to ${LIMITS.maxSeed}, got ${seed}`);
-  check(info.unetInChannels !== 9, `model ${info.id} is an inpainting model: it needs an image and a mask`);
+  const editing = await resolveInpaint(info, params);
+  check(info.unetInChannels !== 9 || editing !== undefined, `model ${info.id} is an inpainting model: it needs an initImage and a mask (or an outpaint)`);
 
   let { width, height } = params;
   let strength: number | undefined;
   if (params.initImage) {
     check(info.canImg2img, `model ${info.id} has no VAE encoder, so it cannot take an init image`);
-    strength = params.strength ?? DEFAULTS.strength;
+    strength = params.strength ?? (editing ? INPAINT_DEFAULTS.strength : DEFAULTS.strength);
     check(Number.isFinite(strength) && strength > 0 && strength <= 1, `strength must be in (0, 1], got ${strength}`);
     check(Math.trunc(steps * strength) >= 1, `steps × strength must be at least 1 (${steps} × ${strength} leaves no step to run)`);
     if (width === undefined || height === undefined) {
-      const source = await probeImage(params.initImage);
+      const source = editing?.size ?? (await probeImage(params.initImage));
       width ??= source.width - (source.width % factor);
       height ??= source.height - (source.height % factor);
     }
@@ -134,6 +138,7 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   const { loras = [], embeddings = [] } = params;
   checkAdapters(loras, embeddings);
   const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, seed, numImages, eta, initImage: params.initImage, strength, promptSyntax: promptSyntax as PromptSyntax };
+  if (editing) request.inpaint = editing.inpaint;
   if (loras.length) request.loras = loras;
   if (embeddings.length) request.embeddings = embeddings;
   return request;

@@ -34,12 +34,13 @@ describe('reference cases through generate', () => {
   for (const set of sets) {
     for (const c of set.cases) {
       test(set.label(c), async (t) => {
-        const init = c.case.init_image ? readFileSync(set.file(c.case.init_image)) : undefined;
+        const dataUrl = (path: string | undefined) => path && { dataUrl: `data:image/png;base64,${readFileSync(set.file(path)).toString('base64')}` };
         const { generate } = await api.data<any>(GENERATE, {
           input: {
             modelId: modelId(set.label(c)),
             ...caseParams(c),
-            initImage: init ? { dataUrl: `data:image/png;base64,${init.toString('base64')}` } : undefined,
+            initImage: dataUrl(c.case.init_image),
+            mask: dataUrl(c.case.mask_image),
             loras: c.case.lora && [{ id: c.case.lora.name, weight: c.case.lora.weight }],
           },
         });

@@ -27,6 +27,7 @@ describe('parity with diffusers 0.21.4', () => {
         const request = await resolveRequest(model, {
           ...caseParams(c),
           initImage: c.case.init_image ? readFileSync(set.file(c.case.init_image)) : undefined,
+          mask: c.case.mask_image ? readFileSync(set.file(c.case.mask_image)) : undefined,
           // diffusers' load_lora_weights with cross_attention_kwargs={"scale": weight}.
           loras: c.case.lora && [{ ...c.case.lora, path: loraPath(c.case.lora.name) }],
         });

@@ -25,10 +25,10 @@ export const referenceDir: string = (() => {
 
 /**
  * The sets whose cases run through the engine and the API: the root and these sub-folders. The
- * other sub-folders (inpaint/, variation/, checkpoint/, sdxl/, clip-skip/, sampling/) join this list
+ * other sub-folders (variation/, checkpoint/, sdxl/, clip-skip/, sampling/) join this list
  * with the features they test.
  */
-export const PARITY_SETS = ['', 'schedulers'] as const;
+export const PARITY_SETS = ['', 'schedulers', 'inpaint'] as const;
 
 export interface ReferenceCase {
   case: {
@@ -47,6 +47,8 @@ export interface ReferenceCase {
     height?: number;
     strength?: number;
     init_image?: string;
+    /** 8-bit grey, white = repaint (inpaint/). */
+    mask_image?: string;
     lora?: { name: string; weight: number };
     scheduler_config_override?: Record<string, unknown>;
   };
@@ -156,10 +158,15 @@ export async function assertMatchesPng(actual: Uint8Array, pngPath: string): Pro
   return measured;
 }
 
-/** A case's request in our parameter names (GenerateParams and GenerateInput share them), without its init image. */
+/**
+ * A case's request in our parameter names (GenerateParams and GenerateInput share them), without its
+ * init image and mask. With a mask: no blur and no restoring of the unmasked pixels, since diffusers'
+ * pipeline does neither.
+ */
 export function caseParams(c: ReferenceCase) {
   const k = c.case;
   return {
+    ...(k.mask_image ? { maskBlur: 0, restoreUnmasked: false } : {}),
     prompt: k.prompt,
     negativePrompt: k.negative_prompt,
     width: k.width,
