@@ -14,6 +14,8 @@ export { createFixturePipeline } from './fixtures/index.ts';
 export { encodeImage, inputImageBytes, probeImage, verifyImage } from './image.ts';
 export type { BlobLike, ImageFormat, RgbImage } from './image.ts';
 export { embeddingShortHash, loraShortHash, sha256File } from './a1111-hashes.ts';
+export { INPAINT_AREAS, INPAINT_DEFAULTS, INPAINT_FILLS, INPAINT_LIMITS, inpaintDefaults, inpaintInfotext } from './inpaint.ts';
+export type { InpaintArea, InpaintFill, InpaintRequest, Outpaint } from './inpaint.ts';
 export { a1111Selection, formatInfotext, parseInfotext, schedulerFromA1111, type InfotextParams } from './infotext.ts';
 export { LIMITS } from './limits.ts';
 export { listLoras } from './lora/lora-info.ts';

@@ -1,13 +1,13 @@
 // Generations: the request a client submits, its place in the queue, its live progress and its
 // history. Resolvers are thin: validation and running live in src/jobs and src/diffusion.
-import { DEFAULTS, LIMITS, adapterSource, type SchedulerName } from '../diffusion/index.ts';
+import { DEFAULTS, INPAINT_DEFAULTS, INPAINT_LIMITS, LIMITS, adapterSource, inpaintDefaults, type InpaintRequest, type Outpaint, type SchedulerName } from '../diffusion/index.ts';
 import type { GenerationEvent } from '../jobs/events.ts';
-import { PRIORITY_RANGE, inputPathOf, releaseInput, submitGeneration } from '../jobs/request.ts';
+import { PRIORITY_RANGE, inputPathsOf, readStoredRequest, releaseInputs, submitGeneration, type StoredInput } from '../jobs/request.ts';
 import type { GenerationStatus as GenerationStatusValue, Prisma } from '../db/index.ts';
 import { builder } from './builder.ts';
 import { notFound, userError } from './errors.ts';
 import { localId } from './ids.ts';
-import { ImageInput, readImageInput } from './images.ts';
+import { ImageInput, InputImage, readImageInput } from './images.ts';
 import { PromptSyntax } from './prompts.ts';
 import { Scheduler } from './scheduler.ts';
 
@@ -31,6 +31,37 @@ const LoraInput = builder.inputType('LoraInput', {
   }),
 });
 
+const InpaintFill = builder.enumType('InpaintFill', {
+  description: 'What the masked area starts from before it is denoised (AUTOMATIC1111\'s "Masked content").',
+  values: {
+    ORIGINAL: { description: 'The init image as it is ("original").' },
+    FILL: { description: 'The colours around the mask, blurred into it ("fill"): the area\'s own content is forgotten.' },
+    LATENT_NOISE: { description: 'Random noise (each image\'s seed) in the latents under the mask ("latent noise").' },
+    LATENT_NOTHING: { description: 'Zeros in the latents under the mask ("latent nothing").' },
+  },
+});
+
+const InpaintArea = builder.enumType('InpaintArea', {
+  description: 'What is denoised (AUTOMATIC1111\'s "Inpaint area").',
+  values: {
+    WHOLE_PICTURE: { description: 'The whole image at `width` × `height` ("Whole picture").' },
+    ONLY_MASKED: {
+      description:
+        "The mask's bounding box plus `onlyMaskedPadding`, grown to the aspect of `width` × `height`, cut out of the init image, scaled to `width` × `height` (default: the model's native size), inpainted, scaled back and pasted (\"Only masked\"): a small selection of a large image is painted at the model's resolution. The result has the init image's size.",
+    },
+  },
+});
+
+const OutpaintInput = builder.inputType('OutpaintInput', {
+  description: "Pixels to add on each side of the init image, each 0 or more and a multiple of the model's `vaeScaleFactor`.",
+  fields: (t) => ({
+    left: t.int({ defaultValue: 0, description: 'Pixels added on the left.' }),
+    right: t.int({ defaultValue: 0, description: 'Pixels added on the right.' }),
+    top: t.int({ defaultValue: 0, description: 'Pixels added at the top.' }),
+    bottom: t.int({ defaultValue: 0, description: 'Pixels added at the bottom.' }),
+  }),
+});
+
 const GenerateInput = builder.inputType('GenerateInput', {
   description: `A generation request. Limits: sides from ${LIMITS.minSide} to ${LIMITS.maxSide} px and multiples of the model's \`vaeScaleFactor\`, at most ${LIMITS.maxPixels} pixels; steps ${LIMITS.minSteps}–${LIMITS.maxSteps}; numImages 1–${LIMITS.maxImages}; prompts up to ${LIMITS.maxPromptChars} characters.`,
   fields: (t) => ({
@@ -48,12 +79,58 @@ const GenerateInput = builder.inputType('GenerateInput', {
     numImages: t.int({ description: `Images, 1–${LIMITS.maxImages}, denoised as one batch. Default 1.` }),
     eta: t.float({ description: "DDIM's η, 0 to 1: 0 is deterministic. Default 0; ignored by other schedulers." }),
     initImage: t.field({ type: ImageInput, description: 'Makes the request img2img (the model must have `canImg2img`).' }),
-    strength: t.float({ description: `img2img only: how much of the init image to replace, in (0, 1]. Default ${DEFAULTS.strength}.` }),
+    strength: t.float({ description: `img2img only: how much of the init image to replace, in (0, 1]. Default ${DEFAULTS.strength}; ${INPAINT_DEFAULTS.strength} with a \`mask\` or an \`outpaint\` (diffusers' inpainting default: the masked area starts from noise).` }),
+    mask: t.field({
+      type: ImageInput,
+      description:
+        "Makes the request inpainting: white repaints, black keeps (grey: a 1-channel image, RGBA: its alpha when it has transparency, RGB: its luminance). Same size as `initImage`, which it needs; the model must have `canInpaint`. 9-channel inpainting models run diffusers' StableDiffusionInpaintPipeline, others its latent blending; the mask is binarised at 0.5 for the model.",
+    }),
+    invertMask: t.boolean({ description: `Repaint the black part of \`mask\` instead (AUTOMATIC1111's "Inpaint not masked"). Default ${INPAINT_DEFAULTS.invertMask}.` }),
+    maskBlur: t.int({ description: `Gaussian blur of the mask, in pixels (its standard deviation), 0–${INPAINT_LIMITS.maxMaskBlur}, before it is used: softens the seam of \`restoreUnmasked\`. Default ${INPAINT_DEFAULTS.maskBlur} (AUTOMATIC1111's).` }),
+    inpaintFill: t.field({ type: InpaintFill, description: `What the masked area starts from. Default ${INPAINT_DEFAULTS.inpaintFill}; ${INPAINT_DEFAULTS.outpaintFill} with an \`outpaint\`.` }),
+    inpaintArea: t.field({ type: InpaintArea, description: `Default ${INPAINT_DEFAULTS.inpaintArea}.` }),
+    onlyMaskedPadding: t.int({ description: `ONLY_MASKED: pixels of context around the mask's bounding box, 0–${INPAINT_LIMITS.maxPadding}. Default ${INPAINT_DEFAULTS.onlyMaskedPadding}.` }),
+    restoreUnmasked: t.boolean({
+      description: `After decoding, lay the init image back over the result where the (blurred) mask does not repaint, blended by the mask (for WHOLE_PICTURE the blurred mask doubled, as AUTOMATIC1111 does): no colour shift outside the selection, and with \`maskBlur: 0\` every pixel outside the mask is the init image's own. False gives the pipeline's output as diffusers returns it. Default ${INPAINT_DEFAULTS.restoreUnmasked}.`,
+    }),
+    outpaint: t.field({
+      type: OutpaintInput,
+      description:
+        'Extends the init image by these pixels: the new area becomes the mask (with `mask` added, when given) and starts as `inpaintFill` says (the edge colours, blurred, by default); `maskBlur` blends it into the original. The result has the larger size (the default `width` × `height`), and the size limits apply to it.',
+    }),
     loras: t.field({ type: [LoraInput], description: 'LoRAs to apply, with those of the prompt\'s `<lora:…>` tags. An unknown id, an unusable file or a LoRA trained for another model family is BAD_USER_INPUT.' }),
     priority: t.int({ description: `${PRIORITY_RANGE.min}–${PRIORITY_RANGE.max}; higher runs first, equal ones in submission order. Default 0.` }),
     previewEvery: t.int({ description: 'Send a preview image every N steps on `generationProgress` (0: none). Default 1.' }),
   }),
 });
+
+const OutpaintSettings = builder.objectRef<Outpaint>('Outpaint').implement({
+  description: 'Pixels added on each side of the init image.',
+  fields: (t) => ({
+    left: t.exposeInt('left', { description: 'Pixels added on the left.' }),
+    right: t.exposeInt('right', { description: 'Pixels added on the right.' }),
+    top: t.exposeInt('top', { description: 'Pixels added at the top.' }),
+    bottom: t.exposeInt('bottom', { description: 'Pixels added at the bottom.' }),
+  }),
+});
+
+const InpaintSettings = builder.objectRef<InpaintRequest>('InpaintSettings').implement({
+  description: "A generation's inpainting and outpainting settings, as it ran (see GenerateInput for each).",
+  fields: (t) => ({
+    invertMask: t.exposeBoolean('invertMask', { description: 'The black part of the mask was repainted.' }),
+    maskBlur: t.exposeInt('maskBlur', { description: 'Gaussian blur of the mask, in pixels.' }),
+    inpaintFill: t.field({ type: InpaintFill, description: 'What the masked area started from.', resolve: (s) => s.inpaintFill }),
+    inpaintArea: t.field({ type: InpaintArea, description: 'What was denoised.', resolve: (s) => s.inpaintArea }),
+    onlyMaskedPadding: t.exposeInt('onlyMaskedPadding', { description: 'ONLY_MASKED: pixels of context around the mask.' }),
+    restoreUnmasked: t.exposeBoolean('restoreUnmasked', { description: 'The init image was laid back over the result outside the mask.' }),
+    outpaint: t.field({ type: OutpaintSettings, nullable: true, description: 'The pixels added on each side; null without an outpaint.', resolve: (s) => s.outpaint ?? null }),
+  }),
+});
+
+/** An input image of a generation's stored request, when it has one and the request can be read. */
+function storedInput(generation: { id: string; request: unknown }, field: 'initImage' | 'mask'): StoredInput | null {
+  return readStoredRequest(generation)[field] ?? null;
+}
 
 const GenerationFilter = builder.inputType('GenerationFilter', {
   description: 'Which generations of the history to list; a generation must match every field given.',
@@ -85,6 +162,17 @@ builder.prismaNode('Generation', {
     guidanceRescale: t.exposeFloat('guidanceRescale', { description: 'Guidance rescale φ; 0 for none.' }),
     eta: t.exposeFloat('eta', { description: "DDIM's η; other schedulers ignore it." }),
     strength: t.exposeFloat('strength', { nullable: true, description: 'img2img: the share of the init image replaced; null for txt2img.' }),
+    initImage: t.field({ type: InputImage, nullable: true, description: 'The init image it was given; null for txt2img.', resolve: (g) => storedInput(g, 'initImage') }),
+    mask: t.field({ type: InputImage, nullable: true, description: 'The mask it was given (as sent, before `invertMask` and `maskBlur`); null without one.', resolve: (g) => storedInput(g, 'mask') }),
+    inpaint: t.field({
+      type: InpaintSettings,
+      nullable: true,
+      description: 'The inpainting and outpainting settings it ran with (defaults resolved); null when it had neither a mask nor an outpaint.',
+      resolve: (g) => {
+        const stored = readStoredRequest(g);
+        return stored.mask || stored.outpaint ? inpaintDefaults({ ...stored, mask: undefined }) : null;
+      },
+    }),
     seed: t.field({ type: 'SafeInt', description: 'Seed of the first image; image i used seed + i.', resolve: (g) => g.seed }),
     numImages: t.exposeInt('numImages', { description: 'Images in the batch.' }),
     priority: t.exposeInt('priority', { description: 'Its place in the queue: higher runs first.' }),
@@ -206,7 +294,8 @@ builder.mutationFields((t) => ({
     resolve: async (_query, _r, { input }, ctx) => {
       const model = ctx.registry.model(localId('Model', input.modelId));
       if (!model) throw notFound('model', String(input.modelId));
-      const initImage = input.initImage ? await readImageInput(input.initImage, ctx) : undefined;
+      const initImage = input.initImage ? await readImageInput(input.initImage, ctx, 'initImage') : undefined;
+      const mask = input.mask ? await readImageInput(input.mask, ctx, 'mask') : undefined;
       const { prisma, queue, images } = ctx.jobs;
       return submitGeneration({ prisma, queue, images, adapters: adapterSource(ctx.registry, ctx.config.embeddingsDir) }, model, {
         prompt: input.prompt,
@@ -226,6 +315,14 @@ builder.mutationFields((t) => ({
         priority: input.priority ?? undefined,
         previewEvery: input.previewEvery ?? undefined,
         initImage,
+        mask,
+        invertMask: input.invertMask ?? undefined,
+        maskBlur: input.maskBlur ?? undefined,
+        inpaintFill: input.inpaintFill ?? undefined,
+        inpaintArea: input.inpaintArea ?? undefined,
+        onlyMaskedPadding: input.onlyMaskedPadding ?? undefined,
+        restoreUnmasked: input.restoreUnmasked ?? undefined,
+        outpaint: input.outpaint ? { left: input.outpaint.left ?? 0, right: input.outpaint.right ?? 0, top: input.outpaint.top ?? 0, bottom: input.outpaint.bottom ?? 0 } : undefined,
       });
     },
   }),
@@ -243,7 +340,7 @@ builder.mutationFields((t) => ({
     },
   }),
   deleteGeneration: t.globalID({
-    description: 'Deletes a generation that is not running, with its image files and its init image (unless another generation uses the same one); returns its `id`. CONFLICT while it runs: cancel it first.',
+    description: 'Deletes a generation that is not running, with its image files and its init image and mask (unless another generation uses the same file); returns its `id`. CONFLICT while it runs: cancel it first.',
     args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none.')) },
     resolve: async (_r, { id }, ctx) => {
       const generation = await findGeneration(ctx.db.prisma, id);
@@ -252,8 +349,7 @@ builder.mutationFields((t) => ({
       const deleted = await ctx.db.prisma.generation.deleteMany({ where: { id: generation.id, status: { not: 'RUNNING' } } });
       if (deleted.count === 0) throw userError('CONFLICT', `generation ${id} started running: cancel it first`);
       await ctx.jobs.images.remove(images.map((i) => i.path));
-      const input = inputPathOf(generation);
-      if (input) await releaseInput(ctx.db.prisma, ctx.jobs.images, input);
+      await releaseInputs(ctx.db.prisma, ctx.jobs.images, inputPathsOf(generation));
       ctx.jobs.queue.announce(generation.id, 'DELETED');
       return { type: 'Generation', id: generation.id };
     },

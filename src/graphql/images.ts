@@ -1,6 +1,6 @@
 // Images: the results of generations (served over HTTP by src/server/images.ts), images sent in
 // as init images, and the parameters a PNG carries (ours or AUTOMATIC1111's).
-import { LIMITS, a1111Selection, formatInfotext, inputImageBytes, parseInfotext, readPngText, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
+import { DiffusionError, LIMITS, a1111Selection, formatInfotext, inputImageBytes, parseInfotext, readPngText, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
 import { notFound, userError } from './errors.ts';
@@ -35,17 +35,52 @@ interface ImageInputValue {
   file?: File | null;
 }
 
-/** The bytes of an ImageInput; BAD_USER_INPUT unless exactly one way is given, NOT_FOUND for an unknown imageId. */
-export async function readImageInput(input: ImageInputValue, ctx: Context): Promise<{ bytes: Uint8Array; imageId?: string }> {
+/**
+ * The bytes of an ImageInput; BAD_USER_INPUT unless exactly one way is given, NOT_FOUND for an unknown
+ * imageId. `field`, when given, names the input in the messages of BAD_USER_INPUT.
+ */
+export async function readImageInput(input: ImageInputValue, ctx: Context, field?: string): Promise<{ bytes: Uint8Array; imageId?: string }> {
+  const named = (message: string) => (field ? `${field}: ${message}` : message);
   const given = [input.imageId, input.dataUrl, input.file].filter((v) => v !== undefined && v !== null);
-  if (given.length !== 1) throw userError('BAD_USER_INPUT', `give exactly one of imageId, dataUrl and file (got ${given.length})`);
+  if (given.length !== 1) throw userError('BAD_USER_INPUT', named(`give exactly one of imageId, dataUrl and file (got ${given.length})`));
   if (input.imageId !== undefined && input.imageId !== null) {
     const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', input.imageId) } });
     if (!image) throw notFound('image', String(input.imageId));
     return { bytes: await ctx.jobs.images.read(image.path), imageId: image.id };
   }
-  return { bytes: await inputImageBytes(input.dataUrl ?? input.file!) };
+  try {
+    return { bytes: await inputImageBytes(input.dataUrl ?? input.file!) };
+  } catch (error) {
+    if (error instanceof DiffusionError && error.code === 'BAD_USER_INPUT') throw userError('BAD_USER_INPUT', named(error.message));
+    throw error;
+  }
 }
+
+/** An input image a stored request refers to (see src/jobs/request.ts). */
+interface InputImageValue {
+  path: string;
+  sha256: string;
+  format: string;
+  imageId?: string;
+}
+
+export const InputImage = builder.objectRef<InputImageValue>('InputImage').implement({
+  description: 'An image a generation was given (its init image or its mask), kept while a generation of the history uses it.',
+  fields: (t) => ({
+    sha256: t.exposeString('sha256', { description: 'SHA-256 of the file as sent (hex).' }),
+    format: t.exposeString('format', { description: 'png, jpeg or webp.' }),
+    image: t.prismaField({
+      type: 'Image',
+      nullable: true,
+      description: 'The image of the history it was given as (`ImageInput.imageId`); null when it was sent as data or a file.',
+      resolve: (query, input, _a, ctx) => (input.imageId ? ctx.db.prisma.image.findUnique({ ...query, where: { id: input.imageId } }) : null),
+    }),
+    dataUrl: t.string({
+      description: 'The file as a data: URL: show it, or send it back as `ImageInput.dataUrl` to reuse it.',
+      resolve: async (input, _a, ctx) => `data:image/${input.format};base64,${(await ctx.jobs.images.read(input.path)).toString('base64')}`,
+    }),
+  }),
+});
 
 builder.prismaNode('Image', {
   description: 'An image a generation produced.',

@@ -9,23 +9,34 @@ import type { GenerationQueue } from './queue.ts';
 
 export const PRIORITY_RANGE = { min: -100, max: 100 } as const;
 
-export interface SubmitInput extends Omit<RequestParams, 'initImage'> {
+export interface SubmitInput extends Omit<RequestParams, 'initImage' | 'mask'> {
   /** Higher runs first; equal priorities run in submission order. */
   priority?: number;
   /** Send a preview every N steps (0: none). */
   previewEvery?: number;
   initImage?: { bytes: Uint8Array; imageId?: string };
+  mask?: { bytes: Uint8Array; imageId?: string };
+}
+
+/** An input image as a stored request refers to it: a content-addressed file of the image store. */
+export interface StoredInput {
+  path: string;
+  sha256: string;
+  format: string;
+  imageId?: string;
 }
 
 /** What Generation.request holds: the request as the client sent it (prompt syntax resolved), with its
- * init image by reference and the adapter files as resolved when it was submitted. */
-export interface StoredRequest extends Omit<SubmitInput, 'initImage'> {
+ * init image and mask by reference and the adapter files as resolved when it was submitted. */
+export interface StoredRequest extends Omit<SubmitInput, 'initImage' | 'mask'> {
   modelId: string;
-  initImage?: { path: string; sha256: string; format: string; imageId?: string };
+  initImage?: StoredInput;
+  mask?: StoredInput;
   adapters?: ResolvedAdapters;
 }
 
 const optionalNumber = z.number().optional();
+const storedInputSchema = z.strictObject({ path: z.string(), sha256: z.string(), format: z.string(), imageId: z.string().optional() });
 
 /** Generation.request is JSON that other versions and processes wrote: checked when read, never cast. */
 const storedRequestSchema = z.strictObject({
@@ -46,7 +57,15 @@ const storedRequestSchema = z.strictObject({
   priority: optionalNumber,
   previewEvery: optionalNumber,
   loras: z.array(z.strictObject({ id: z.string(), weight: z.number() })).optional(),
-  initImage: z.strictObject({ path: z.string(), sha256: z.string(), format: z.string(), imageId: z.string().optional() }).optional(),
+  initImage: storedInputSchema.optional(),
+  mask: storedInputSchema.optional(),
+  invertMask: z.boolean().optional(),
+  maskBlur: optionalNumber,
+  inpaintFill: z.string().optional(),
+  inpaintArea: z.string().optional(),
+  onlyMaskedPadding: optionalNumber,
+  restoreUnmasked: z.boolean().optional(),
+  outpaint: z.strictObject({ left: z.number(), right: z.number(), top: z.number(), bottom: z.number() }).optional(),
   adapters: z
     .strictObject({
       loras: z.array(z.strictObject({ name: z.string(), path: z.string(), weight: z.number(), unetWeight: z.number().optional() })),
@@ -63,20 +82,24 @@ export function readStoredRequest(generation: { id: string; request: unknown }):
   return parsed.data;
 }
 
-/** The init image file a generation's request refers to, if it has one and the request can be read. */
-export function inputPathOf(generation: { request: unknown }): string | undefined {
+/** The input files (init image, mask) a generation's request refers to, when the request can be read. */
+export function inputPathsOf(generation: { request: unknown }): string[] {
   const parsed = storedRequestSchema.safeParse(generation.request);
-  return parsed.success ? parsed.data.initImage?.path : undefined;
+  if (!parsed.success) return [];
+  return [parsed.data.initImage?.path, parsed.data.mask?.path].filter((p) => p !== undefined);
 }
 
 /**
- * Removes an input file once no generation refers to it: inputs are stored by content, so one file
- * may serve several generations.
+ * Removes input files once no generation refers to them: inputs are stored by content, so one file
+ * may serve several generations, as an init image or as a mask.
  */
-export async function releaseInput(prisma: PrismaClient, images: ImageStore, path: string): Promise<void> {
-  const [{ uses }] = await prisma.$queryRaw<{ uses: number }[]>`
-    SELECT count(*)::int AS uses FROM "Generation" WHERE request -> 'initImage' ->> 'path' = ${path}`;
-  if (uses === 0) await images.remove([path]);
+export async function releaseInputs(prisma: PrismaClient, images: ImageStore, paths: string[]): Promise<void> {
+  for (const path of new Set(paths)) {
+    const [{ uses }] = await prisma.$queryRaw<{ uses: number }[]>`
+      SELECT count(*)::int AS uses FROM "Generation"
+      WHERE request -> 'initImage' ->> 'path' = ${path} OR request -> 'mask' ->> 'path' = ${path}`;
+    if (uses === 0) await images.remove([path]);
+  }
 }
 
 export interface SubmitDeps {
@@ -91,21 +114,32 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
   if (!Number.isInteger(priority) || priority < PRIORITY_RANGE.min || priority > PRIORITY_RANGE.max) {
     throw badInput(`priority must be an integer from ${PRIORITY_RANGE.min} to ${PRIORITY_RANGE.max}, got ${priority}`);
   }
-  const { initImage: init, ...params } = input;
-  const { request, adapters } = await prepareRequest(model, { ...params, initImage: init?.bytes }, deps.adapters);
+  const { initImage: init, mask: maskInput, ...params } = input;
+  const { request, adapters } = await prepareRequest(model, { ...params, initImage: init?.bytes, mask: maskInput?.bytes }, deps.adapters);
   const previewEvery = input.previewEvery ?? 1;
   if (!Number.isInteger(previewEvery) || previewEvery < 0) throw badInput(`previewEvery must be 0 (no previews) or a positive integer, got ${previewEvery}`);
 
-  const { initImage, ...sent } = input;
-  let storedInit: StoredRequest['initImage'];
-  if (initImage) {
-    const { format } = await verifyImage(initImage.bytes);
-    const file = await deps.images.saveInput(format, initImage.bytes);
-    storedInit = { path: file.path, sha256: file.sha256, format, imageId: initImage.imageId };
-  }
-  const stored: StoredRequest = { ...sent, promptSyntax: request.promptSyntax, modelId: model.id, initImage: storedInit, adapters };
-  const generation = await deps.prisma.generation
-    .create({
+  const { initImage, mask, ...sent } = input;
+  // Both decoded whole before either is written: a damaged mask leaves no init image file behind.
+  const formats = { initImage: initImage && (await verifyImage(initImage.bytes)).format, mask: mask && (await verifyImage(mask.bytes, 'mask')).format };
+  const saved: string[] = [];
+  const save = async (image: SubmitInput['initImage'], format: string | undefined): Promise<StoredInput | undefined> => {
+    if (!image || !format) return undefined;
+    const file = await deps.images.saveInput(format, image.bytes);
+    saved.push(file.path);
+    return { path: file.path, sha256: file.sha256, format, imageId: image.imageId };
+  };
+  let generation: Generation;
+  try {
+    const stored: StoredRequest = {
+      ...sent,
+      promptSyntax: request.promptSyntax,
+      modelId: model.id,
+      initImage: await save(initImage, formats.initImage),
+      mask: await save(mask, formats.mask),
+      adapters,
+    };
+    generation = await deps.prisma.generation.create({
       data: {
         modelId: model.id,
         prompt: request.prompt,
@@ -123,12 +157,12 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
         priority,
         request: JSON.parse(JSON.stringify(stored)),
       },
-    })
-    .catch(async (error: unknown) => {
-      // A request that could not be stored leaves no file behind.
-      if (storedInit) await releaseInput(deps.prisma, deps.images, storedInit.path);
-      throw error;
     });
+  } catch (error) {
+    // A request that could not be stored leaves no file behind.
+    await releaseInputs(deps.prisma, deps.images, saved);
+    throw error;
+  }
   deps.queue.announce(generation.id, generation.status);
   return generation;
 }

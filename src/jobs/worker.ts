@@ -10,6 +10,8 @@ import {
   encodeImage,
   encodePreview,
   formatInfotext,
+  inpaintDefaults,
+  inpaintInfotext,
   renderPreview,
   resolveAdapters,
   wantsPreview,
@@ -155,6 +157,7 @@ export class GenerationWorker {
       eta: generation.eta,
       strength: generation.strength ?? undefined,
       initImage: stored.initImage ? await this.deps.images.read(stored.initImage.path) : undefined,
+      inpaint: stored.mask || stored.outpaint ? inpaintDefaults({ ...stored, mask: stored.mask && (await this.deps.images.read(stored.mask.path)) }) : undefined,
       promptSyntax,
       loras: adapters?.loras,
       embeddings: adapters?.embeddings,
@@ -178,7 +181,8 @@ export class GenerationWorker {
     try {
       const rows: Prisma.ImageCreateManyInput[] = [];
       for (const [index, { seed, image }] of results.entries()) {
-        const infotext = formatInfotext({ ...request, ...adapters, seed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id });
+        const extra = request.inpaint && inpaintInfotext(request.inpaint);
+        const infotext = formatInfotext({ ...request, ...adapters, seed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id, extra });
         const png = addPngText(await encodeImage(image, 'png'), {
           parameters: infotext,
           sdql: JSON.stringify({ ...storedRequestForImage(stored), seed, generationId: generation.id, model: model.id }),
@@ -240,10 +244,10 @@ async function infotextAdapters(request: GenerateRequest, stored: StoredRequest)
   };
 }
 
-/** The request as an image's `sdql` chunk records it: parameters only, no internal file paths. */
-function storedRequestForImage(stored: StoredRequest): Omit<StoredRequest, 'initImage' | 'adapters'> & { initImage?: { sha256: string } } {
-  const { initImage, adapters: _adapters, ...rest } = stored;
-  return initImage ? { ...rest, initImage: { sha256: initImage.sha256 } } : rest;
+/** The request as an image's `sdql` chunk records it: parameters only, input images by their SHA-256, no internal file paths. */
+function storedRequestForImage(stored: StoredRequest): Omit<StoredRequest, 'initImage' | 'mask' | 'adapters'> & { initImage?: { sha256: string }; mask?: { sha256: string } } {
+  const { initImage, mask, adapters: _adapters, ...rest } = stored;
+  return { ...rest, ...(initImage && { initImage: { sha256: initImage.sha256 } }), ...(mask && { mask: { sha256: mask.sha256 } }) };
 }
 
 /** How often a running generation's step is written to its row. */
