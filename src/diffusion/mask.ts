@@ -21,7 +21,8 @@ const open = (bytes: Uint8Array) => sharp(bytes, { limitInputPixels: LIMITS.maxI
 const raw = (p: Pixels) => sharp(p.data, { raw: { width: p.width, height: p.height, channels: p.channels } });
 
 async function toPixels(image: Sharp, channels: 1 | 3): Promise<Pixels> {
-  const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  // sharp writes one-channel images out as sRGB unless told otherwise.
+  const { data, info } = await (channels === 1 ? image.toColourspace('b-w') : image).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   if (info.channels !== channels) throw new Error(`expected ${channels} channels, got ${info.channels}`);
   return { width: info.width, height: info.height, channels, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
@@ -57,9 +58,13 @@ export function invert(mask: Pixels): Pixels {
   return { ...mask, data: mask.data.map((v) => 255 - v) };
 }
 
-/** AUTOMATIC1111's mask blur: a Gaussian of standard deviation `sigma` pixels (there cv2.GaussianBlur, here libvips'). */
+/**
+ * AUTOMATIC1111's mask blur: a Gaussian of standard deviation `sigma` pixels, there cv2.GaussianBlur
+ * with a kernel of 2·⌊2.5σ + 0.5⌋ + 1 taps, here libvips' cut where the curve falls below 4% of its
+ * peak, which is 2.54σ: about as far.
+ */
 export async function blur(mask: Pixels, sigma: number): Promise<Pixels> {
-  return sigma > 0 ? toPixels(raw(mask).blur(sigma), 1) : mask;
+  return sigma > 0 ? toPixels(raw(mask).blur({ sigma, minAmplitude: 0.04, precision: 'float' }), 1) : mask;
 }
 
 /** Lanczos resize (sharp's lanczos3, as decodeInitImage); the same pixels when the size already matches. */
