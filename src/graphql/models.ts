@@ -35,7 +35,7 @@ builder.prismaNode('Model', {
     nativeHeight: t.exposeInt('nativeHeight', { nullable: true, description: 'Default image height: UNet sample size × VAE scale factor.' }),
     vaeScaleFactor: t.exposeInt('vaeScaleFactor', { nullable: true, description: 'Pixels per latent; image sides must be multiples of it.' }),
     canImg2img: t.exposeBoolean('canImg2img', { description: 'It has a VAE encoder, so it accepts an init image.' }),
-    canInpaint: t.exposeBoolean('canInpaint', { description: 'Its UNet takes 9 channels (an inpainting model).' }),
+    canInpaint: t.exposeBoolean('canInpaint', { description: 'It has a VAE encoder, so it accepts a `mask` and an `outpaint`: a 9-channel inpainting UNet as diffusers\' inpainting pipeline runs it, a plain one by blending the init image\'s latents back outside the mask at every step. A 9-channel model takes nothing else.' }),
     precision: t.expose('precision', { type: Precision, nullable: true, description: 'Of the UNet; null for a broken folder.' }),
     sizeBytes: t.field({ type: 'SafeInt', description: 'Size of all its files.', resolve: (m) => m.sizeBytes }),
     sha256: t.string({

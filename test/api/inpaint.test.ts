@@ -144,7 +144,7 @@ test('grey, alpha and luminance masks, and an inverted mask inverted back, paint
     rgba[i * 4 + 3] = grey[i];
     rgb.fill(grey[i], i * 3, i * 3 + 3);
   }
-  const inverted = grey.map((v) => 255 - v);
+  const inverted = Buffer.from(grey.map((v) => 255 - v));
   const results = [];
   for (const [mask, invertMask] of [
     [await png(grey, width, height, 1), false],

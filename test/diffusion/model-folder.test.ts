@@ -56,7 +56,7 @@ test('describes the reference tiny-sd folder', async () => {
       nativeWidth: 64,
       nativeHeight: 64,
       canImg2img: true,
-      canInpaint: false,
+      canInpaint: true,
       precision: 'fp32',
       sizeBytes: sizeOf(dir),
       unetInChannels: 4,
@@ -82,7 +82,8 @@ test('reads capabilities from the graph and the configs', async () => {
   assert.equal(info.error, undefined);
   assert.equal(info.precision, 'fp16');
   assert.equal(info.unetInChannels, 9);
-  assert.equal(info.canInpaint, true);
+  // A mask needs the VAE encoder (the masked image's latents), whatever the UNet.
+  assert.equal(info.canInpaint, false);
   assert.equal(info.canImg2img, false);
   assert.equal(info.paths.vaeEncoder, undefined);
   assert.equal(info.nativeWidth, 128);

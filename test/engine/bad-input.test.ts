@@ -87,7 +87,7 @@ describe('bad input', () => {
     test('txt2img on an inpainting (9-channel) model', async () => {
       const inpainting = await fixtures.model('inpainting', { inpainting: true });
       assert.equal(inpainting.unetInChannels, 9);
-      await assert.rejects(resolveRequest(inpainting, { prompt: 'a cube' }), diffusionError('BAD_USER_INPUT', /inpainting is an inpainting model: it needs an image and a mask/));
+      await assert.rejects(resolveRequest(inpainting, { prompt: 'a cube' }), diffusionError('BAD_USER_INPUT', /inpainting is an inpainting model: it needs an initImage and a mask/));
     });
 
     test('a valid request passes and gets its defaults', async () => {

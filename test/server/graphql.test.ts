@@ -73,7 +73,7 @@ test('models lists every folder, broken ones with their error', async () => {
     nativeHeight: 64,
     vaeScaleFactor: 8,
     canImg2img: true,
-    canInpaint: false,
+    canInpaint: true,
     precision: 'FP32',
     predictionType: 'epsilon',
     sizeBytes: services.registry.model('demo')!.sizeBytes,
