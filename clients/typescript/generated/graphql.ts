@@ -16,14 +16,28 @@ export type GenerateInput = {
   height?: number | null | undefined;
   /** Makes the request img2img (the model must have `canImg2img`). */
   initImage?: ImageInput | null | undefined;
+  /** Default WHOLE_PICTURE. */
+  inpaintArea?: InpaintArea | null | undefined;
+  /** What the masked area starts from. Default ORIGINAL; FILL with an `outpaint`. */
+  inpaintFill?: InpaintFill | null | undefined;
+  /** Repaint the black part of `mask` instead (AUTOMATIC1111's "Inpaint not masked"). Default false. */
+  invertMask?: boolean | null | undefined;
   /** LoRAs to apply, with those of the prompt's `<lora:…>` tags. An unknown id, an unusable file or a LoRA trained for another model family is BAD_USER_INPUT. */
   loras?: Array<LoraInput> | null | undefined;
+  /** Makes the request inpainting: white repaints, black keeps (grey: a 1-channel image, RGBA: its alpha when it has transparency, RGB: its luminance). Same size as `initImage`, which it needs; the model must have `canInpaint`. 9-channel inpainting models run diffusers' StableDiffusionInpaintPipeline, others its latent blending; the mask is binarised at 0.5 for the model. */
+  mask?: ImageInput | null | undefined;
+  /** Gaussian blur of the mask, in pixels (its standard deviation), 0–64, before it is used: softens the seam of `restoreUnmasked`. Default 4 (AUTOMATIC1111's). */
+  maskBlur?: number | null | undefined;
   /** A model of `models` that is `supported`: its `id` or its `name` (the folder name). NOT_FOUND when there is none; MODEL_INVALID when it cannot be used. */
   modelId: string;
   /** What to steer away from. Default: empty (diffusers' unconditional prompt). */
   negativePrompt?: string | null | undefined;
   /** Images, 1–16, denoised as one batch. Default 1. */
   numImages?: number | null | undefined;
+  /** ONLY_MASKED: pixels of context around the mask's bounding box, 0–256. Default 32. */
+  onlyMaskedPadding?: number | null | undefined;
+  /** Extends the init image by these pixels: the new area becomes the mask (with `mask` added, when given) and starts as `inpaintFill` says (the edge colours, blurred, by default); `maskBlur` blends it into the original. The result has the larger size (the default `width` × `height`), and the size limits apply to it. */
+  outpaint?: OutpaintInput | null | undefined;
   /** Send a preview image every N steps on `generationProgress` (0: none). Default 1. */
   previewEvery?: number | null | undefined;
   /** -100–100; higher runs first, equal ones in submission order. Default 0. */
@@ -32,13 +46,15 @@ export type GenerateInput = {
   prompt: string;
   /** Default A1111. */
   promptSyntax?: PromptSyntax | null | undefined;
+  /** After decoding, lay the init image back over the result where the (blurred) mask does not repaint, blended by the mask (for WHOLE_PICTURE the blurred mask doubled, as AUTOMATIC1111 does): no colour shift outside the selection, and with `maskBlur: 0` every pixel outside the mask is the init image's own. False gives the pipeline's output as diffusers returns it. Default true. */
+  restoreUnmasked?: boolean | null | undefined;
   /** Default DPMPP_2M_KARRAS. */
   scheduler?: Scheduler | null | undefined;
   /** Integer 0–4294967295; image i uses seed + i. Default: a random seed, recorded on the generation. */
   seed?: number | null | undefined;
   /** Denoising steps, 1–150. Default 25. */
   steps?: number | null | undefined;
-  /** img2img only: how much of the init image to replace, in (0, 1]. Default 0.8. */
+  /** img2img only: how much of the init image to replace, in (0, 1]. Default 0.8; 1 with a `mask` or an `outpaint` (diffusers' inpainting default: the masked area starts from noise). */
   strength?: number | null | undefined;
   /** Default: the model's native width, or the init image's width rounded down to a multiple of the VAE scale factor. */
   width?: number | null | undefined;
@@ -67,12 +83,42 @@ export type ImageInput = {
   imageId?: string | null | undefined;
 };
 
+/** What is denoised (AUTOMATIC1111's "Inpaint area"). */
+export type InpaintArea =
+  /** The mask's bounding box plus `onlyMaskedPadding`, grown to the aspect of `width` × `height`, cut out of the init image, scaled to `width` × `height` (default: the model's native size), inpainted, scaled back and pasted ("Only masked"): a small selection of a large image is painted at the model's resolution. The result has the init image's size. */
+  | 'ONLY_MASKED'
+  /** The whole image at `width` × `height` ("Whole picture"). */
+  | 'WHOLE_PICTURE';
+
+/** What the masked area starts from before it is denoised (AUTOMATIC1111's "Masked content"). */
+export type InpaintFill =
+  /** The colours around the mask, blurred into it ("fill"): the area's own content is forgotten. */
+  | 'FILL'
+  /** Random noise (each image's seed) in the latents under the mask ("latent noise"). */
+  | 'LATENT_NOISE'
+  /** Zeros in the latents under the mask ("latent nothing"). */
+  | 'LATENT_NOTHING'
+  /** The init image as it is ("original"). */
+  | 'ORIGINAL';
+
 /** A LoRA of `loras` to apply, by id, at a weight. */
 export type LoraInput = {
   /** The LoRA: its `id` or its `tagName`. Unknown: BAD_USER_INPUT. */
   id: string;
   /** Multiplier of its update to the text encoder and the UNet; 1 is as trained, 0 leaves it out, negative inverts it. */
   weight?: number | null | undefined;
+};
+
+/** Pixels to add on each side of the init image, each 0 or more and a multiple of the model's `vaeScaleFactor`. */
+export type OutpaintInput = {
+  /** Pixels added at the bottom. */
+  bottom?: number | null | undefined;
+  /** Pixels added on the left. */
+  left?: number | null | undefined;
+  /** Pixels added on the right. */
+  right?: number | null | undefined;
+  /** Pixels added at the top. */
+  top?: number | null | undefined;
 };
 
 /** How the prompt and the negative prompt are read. */
