@@ -157,6 +157,22 @@ test('grey, alpha and luminance masks, and an inverted mask inverted back, paint
   for (const result of results.slice(1)) assert.ok(result.equals(results[0]));
 });
 
+test('each inpaintFill starts the masked area from something else, and leaves the rest alone', async () => {
+  const [width, height] = [64, 64];
+  const init = noise(width, height, 8);
+  const box = [16, 16, 48, 40];
+  const inBox = (x: number, y: number) => x >= box[0] && x < box[2] && y >= box[1] && y < box[3];
+  const request = { modelId: 'demo', initImage: { dataUrl: dataUrl(await png(init, width, height, 3)) }, mask: { dataUrl: dataUrl(await png(rectMask(width, height, box), width, height, 1)) }, maskBlur: 0, strength: 0.6 };
+  const results: Buffer[] = [];
+  for (const inpaintFill of ['ORIGINAL', 'FILL', 'LATENT_NOISE', 'LATENT_NOTHING']) {
+    const { pixels, generation } = await run({ ...request, inpaintFill });
+    assert.equal(compare(pixels, init, width, inBox).changedOutside, 0, inpaintFill);
+    assert.ok(results.every((other) => !other.equals(pixels)), `${inpaintFill} paints as another fill does`);
+    assert.match(generation.images[0].infotext, /Masked content: (original|fill|latent noise|latent nothing)/);
+    results.push(pixels);
+  }
+});
+
 test('the infotext, pngInfo and the generation record the settings; the mask goes with its generation', async () => {
   const [width, height] = [64, 64];
   const init = await png(noise(width, height, 4), width, height, 3);
