@@ -12,6 +12,7 @@ import type { Context, Services } from '../graphql/context.ts';
 import { maskError, withInputErrorCode } from '../graphql/errors.ts';
 import { schema } from '../graphql/index.ts';
 import { log, withLogFields } from '../log.ts';
+import { GRAPHIQL_OPTIONS, graphiqlPage } from './graphiql.ts';
 import { imagePath } from './images.ts';
 import { MAX_MESSAGE_BYTES, queryLimitPlugins } from './limits.ts';
 import type { OriginPolicy } from './origins.ts';
@@ -64,8 +65,8 @@ export function createGraphQLHandler(services: Services, { corsOrigins = [], bas
   return createYoga<ServerContext, Context>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
-    // GraphiQL subscribes over graphql-ws, as the Photoshop panel does; SSE works for any client.
-    graphiql: { title: 'sdql', subscriptionsProtocol: 'WS' },
+    graphiql: GRAPHIQL_OPTIONS,
+    renderGraphiQL: graphiqlPage,
     landingPage: false,
     maskedErrors: { maskError },
     cors: corsOrigins.length ? { origin: corsOrigins, credentials: true } : false,
