@@ -1,4 +1,5 @@
 // `sdql generate`: one request through the engine, straight to image files, with a progress bar.
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -9,10 +10,13 @@ import {
   Engine,
   PROMPT_SYNTAXES,
   SCHEDULER_NAMES,
-  encodeImage,
+  encodeImageWithInfo,
   folderAdapterSource,
+  formatInfotext,
+  infotextAdapters,
   inspectModelFolder,
   prepareRequest,
+  sha256File,
   type ImageFormat,
   type PromptSyntax,
   type StepProgress,
@@ -98,25 +102,27 @@ export async function generateCommand(argv: string[]): Promise<number> {
     const model = await inspectModelFolder(resolveModelDir(values.model, config.modelsDir));
     const promptSyntax = (values['prompt-syntax']?.toUpperCase() ?? DEFAULTS.promptSyntax) as PromptSyntax;
     if (!PROMPT_SYNTAXES.includes(promptSyntax)) throw new DiffusionError('BAD_USER_INPUT', `--prompt-syntax must be A1111 or PLAIN, got "${values['prompt-syntax']}"`);
-    const { request, adapters } = await prepareRequest(
-      model,
-      {
-        prompt: values.prompt,
-        promptSyntax,
-        negativePrompt: values['negative-prompt'],
-        seed: number('seed', values.seed),
-        steps: number('steps', values.steps),
-        scheduler: values.scheduler?.toUpperCase(),
-        guidanceScale: number('guidance-scale', values['guidance-scale']),
-        guidanceRescale: number('guidance-rescale', values['guidance-rescale']),
-        eta: number('eta', values.eta),
-        width: size ? Number(size[1]) : undefined,
-        height: size ? Number(size[2]) : undefined,
-        numImages: number('num-images', values['num-images']),
-        initImage: values.init ? readFileSync(values.init) : undefined,
-        strength: number('strength', values.strength),
-      },
-      await folderAdapterSource(config.lorasDir, config.embeddingsDir),
+    const initImage = values.init ? readFileSync(values.init) : undefined;
+    const params = {
+      prompt: values.prompt,
+      promptSyntax,
+      negativePrompt: values['negative-prompt'],
+      seed: number('seed', values.seed),
+      steps: number('steps', values.steps),
+      scheduler: values.scheduler?.toUpperCase(),
+      guidanceScale: number('guidance-scale', values['guidance-scale']),
+      guidanceRescale: number('guidance-rescale', values['guidance-rescale']),
+      eta: number('eta', values.eta),
+      width: size ? Number(size[1]) : undefined,
+      height: size ? Number(size[2]) : undefined,
+      numImages: number('num-images', values['num-images']),
+      strength: number('strength', values.strength),
+    };
+    const { request, adapters } = await prepareRequest(model, { ...params, initImage }, await folderAdapterSource(config.lorasDir, config.embeddingsDir));
+    // AUTOMATIC1111's "Model hash", read while the engine runs (a UNet is GBs).
+    const modelHash = sha256File(model.paths.unet).then(
+      (sha256) => sha256.slice(0, 10),
+      () => undefined,
     );
     for (const warning of adapters.warnings) process.stderr.write(`warning: ${warning}\n`);
     const bar = new ProgressBar(process.stderr);
@@ -124,9 +130,13 @@ export async function generateCommand(argv: string[]): Promise<number> {
     const result = await engine.run(model, request, { signal: controller.signal, onStep: (p) => bar.update(p) });
     bar.done();
     for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
+    // The server's metadata: its infotext, and in a PNG its "sdql" chunk, without a generation id.
+    const infotext = { ...request, ...(await infotextAdapters(request, 0)), schedulerConfig: model.schedulerConfig, modelHash: await modelHash, modelName: model.id };
+    const sent = { ...params, modelId: model.id, promptSyntax: request.promptSyntax, initImage: initImage && { sha256: createHash('sha256').update(initImage).digest('hex') } };
     for (const [i, { seed, image }] of result.images.entries()) {
       const file = result.images.length === 1 ? values.output : values.output.replace(/(\.\w+)$/, `-${i}$1`);
-      writeFileSync(file, await encodeImage(image, format));
+      const parameters = formatInfotext({ ...infotext, seed });
+      writeFileSync(file, await encodeImageWithInfo(image, format, { parameters, sdql: JSON.stringify({ ...sent, seed, model: model.id }) }));
       process.stderr.write(`wrote ${file} (seed ${seed})\n`);
     }
     process.stderr.write(`done in ${(result.timings.totalMs / 1000).toFixed(1)} s\n`);

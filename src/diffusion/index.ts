@@ -12,6 +12,7 @@ export { DiffusionError, badInput } from './errors.ts';
 export type { DiffusionErrorCode } from './errors.ts';
 export { createFixturePipeline } from './fixtures/index.ts';
 export { encodeImage, inputImageBytes, probeImage, verifyImage } from './image.ts';
+export { encodeImageWithInfo, infotextAdapters, readImageInfo, type ImageInfo, type InfotextAdapters } from './image-info.ts';
 export type { BlobLike, ImageFormat, RgbImage } from './image.ts';
 export { embeddingShortHash, loraShortHash, sha256File } from './a1111-hashes.ts';
 export { INPAINT_AREAS, INPAINT_DEFAULTS, INPAINT_FILLS, INPAINT_LIMITS, inpaintDefaults, inpaintInfotext } from './inpaint.ts';

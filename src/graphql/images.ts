@@ -1,6 +1,6 @@
 // Images: the results of generations (served over HTTP by src/server/images.ts), images sent in
 // as init images, and the parameters a PNG carries (ours or AUTOMATIC1111's).
-import { DiffusionError, LIMITS, a1111Selection, formatInfotext, inputImageBytes, parseInfotext, readPngText, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
+import { DiffusionError, LIMITS, a1111Selection, formatInfotext, inputImageBytes, parseInfotext, readImageInfo, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
 import { notFound, userError } from './errors.ts';
@@ -165,7 +165,7 @@ const PngInfoHires = builder.objectRef<PngInfoValue>('PngInfoHires').implement({
 });
 
 const PngInfo = builder.objectRef<PngInfoValue>('PngInfo').implement({
-  description: "Generation parameters read from a PNG's text chunks: sdql's own, or AUTOMATIC1111's \"parameters\" infotext (also written by many other tools).",
+  description: "Generation parameters read from an image: AUTOMATIC1111's \"parameters\" infotext (a PNG's text chunk, a JPEG's or WebP's EXIF UserComment; also written by many other tools), and sdql's own request in a PNG.",
   fields: (t) => ({
     parameters: t.exposeString('parameters', { nullable: true, description: 'The infotext as stored.' }),
     prompt: t.exposeString('prompt', { nullable: true, description: 'The prompt of the infotext.' }),
@@ -196,18 +196,18 @@ const PngInfo = builder.objectRef<PngInfoValue>('PngInfo').implement({
       resolve: (i) => (hasHires(i) ? null : numberSetting(i, 'Denoising strength')),
     }),
     hires: t.field({ type: PngInfoHires, nullable: true, description: "AUTOMATIC1111's hires-fix settings, when the infotext has them.", resolve: (i) => (hasHires(i) ? i : null) }),
-    request: t.exposeString('request', { nullable: true, description: "sdql's full request as JSON (images made by sdql)." }),
+    request: t.exposeString('request', { nullable: true, description: "sdql's full request as JSON (PNGs made by sdql)." }),
   }),
 });
 
 builder.queryField('pngInfo', (t) =>
   t.field({
     type: PngInfo,
-    description: 'Reads the generation parameters a PNG carries. Fields are null when the image has none (JPEG and WebP never do here).',
-    args: { image: t.arg({ type: ImageInput, required: true, description: 'The image; only PNGs carry parameters.' }) },
+    description: "Reads the generation parameters an image carries, as AUTOMATIC1111's PNG Info does: a PNG's text chunks, a JPEG's or WebP's EXIF UserComment. Fields are null when the image has none.",
+    args: { image: t.arg({ type: ImageInput, required: true, description: 'The image: PNG, JPEG or WebP.' }) },
     resolve: async (_r, { image }, ctx) => {
       const { bytes } = await readImageInput(image, ctx);
-      const texts = readPngText(bytes);
+      const texts = await readImageInfo(bytes);
       const parameters = texts.parameters ?? null;
       const parsed = parameters === null ? null : parseInfotext(parameters);
       return {

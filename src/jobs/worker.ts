@@ -4,10 +4,8 @@ import { hostname } from 'node:os';
 import type { Generation, Prisma, PrismaClient } from '../db/index.ts';
 import {
   DiffusionError,
-  embeddingShortHash,
-  loraShortHash,
-  addPngText,
-  encodeImage,
+  encodeImageWithInfo,
+  infotextAdapters,
   encodePreview,
   formatInfotext,
   inpaintDefaults,
@@ -19,7 +17,8 @@ import {
   type EngineStepProgress,
   type GenerateRequest,
   type GenerationEngine,
-  type InfotextParams,
+  type InfotextAdapters,
+  type RgbImage,
   type ModelFolderInfo,
   type SchedulerName,
 } from '../diffusion/index.ts';
@@ -117,7 +116,7 @@ export class GenerationWorker {
       const { request, warnings } = await this.engineRequest(generation, stored, model);
       const hash = this.deps.modelHash(model.id).catch(() => null);
       // Hashed while the images are made: a LoRA's first hash reads the whole file.
-      const adapters = infotextAdapters(request, stored);
+      const adapters = infotextAdapters(request, stored.loras?.length ?? 0);
       const previewEvery = stored.previewEvery ?? 1;
       const previews = new PreviewStream(this.deps, generation.id, request, previewEvery);
       const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
@@ -172,7 +171,7 @@ export class GenerationWorker {
     request: GenerateRequest,
     adapters: InfotextAdapters,
     stored: StoredRequest,
-    results: { seed: number; image: Parameters<typeof encodeImage>[0] }[],
+    results: { seed: number; image: RgbImage }[],
     modelHash: string | null,
     warnings: string[],
   ): Promise<void> {
@@ -183,7 +182,7 @@ export class GenerationWorker {
       for (const [index, { seed, image }] of results.entries()) {
         const extra = request.inpaint && inpaintInfotext(request.inpaint);
         const infotext = formatInfotext({ ...request, ...adapters, seed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id, extra });
-        const png = addPngText(await encodeImage(image, 'png'), {
+        const png = await encodeImageWithInfo(image, 'png', {
           parameters: infotext,
           sdql: JSON.stringify({ ...storedRequestForImage(stored), seed, generationId: generation.id, model: model.id }),
         });
@@ -227,21 +226,6 @@ export class GenerationWorker {
     events.publish('generation', generation.id, statusEvent(generation.id, status, message));
     queue.announce(generation.id, status);
   }
-}
-
-/** Every applied LoRA (those of `loras` first, as resolveAdapters orders them) and every embedding the
- * prompts used, with AUTOMATIC1111's short hashes; a file that cannot be read goes without one. */
-type InfotextAdapters = Required<Pick<InfotextParams, 'loras' | 'embeddings'>>;
-
-async function infotextAdapters(request: GenerateRequest, stored: StoredRequest): Promise<InfotextAdapters> {
-  const fromInput = stored.loras?.length ?? 0;
-  const hash = (of: (path: string) => Promise<string>, path: string) => of(path).catch(() => undefined);
-  return {
-    loras: await Promise.all(
-      (request.loras ?? []).map(async ({ name, path, weight, unetWeight }, i) => ({ name, weight, unetWeight, hash: await hash(loraShortHash, path), fromInput: i < fromInput })),
-    ),
-    embeddings: await Promise.all((request.embeddings ?? []).map(async ({ token, path }) => ({ name: token, hash: await hash(embeddingShortHash, path) }))),
-  };
 }
 
 /** The request as an image's `sdql` chunk records it: parameters only, input images by their SHA-256, no internal file paths. */
