@@ -1,9 +1,9 @@
 // `sdql models list` and `sdql models create-demo <dir>`: no server or database needed.
 import { existsSync, readdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
-import { createFixturePipeline, listLoras, scanModelsDir } from '../diffusion/index.ts';
+import { createDemoAdapters, createFixturePipeline, listLoras, scanModelsDir } from '../diffusion/index.ts';
 
 export const MODELS_HELP = `Usage: sdql models <subcommand>
 
@@ -11,10 +11,13 @@ Subcommands:
   list [--json] [--models-dir <dir>] [--loras-dir <dir>]
         Scans SDQL_MODELS_DIR (default ./models) and SDQL_LORAS_DIR (default <models dir>/loras) and
         prints what sdql finds there, including why a folder or file cannot be used.
-  create-demo <dir>
+  create-demo <dir> [--loras-dir <dir>] [--embeddings-dir <dir>]
         Writes a tiny randomly initialised Stable Diffusion pipeline (a few MB) to <dir>, which must
-        not exist or be empty. Its images are noise: it is for trying the API, not for pictures.
-        Put it inside SDQL_MODELS_DIR (e.g. models/demo) to use it.
+        not exist or be empty, with a LoRA for it (demo-lora.safetensors) in SDQL_LORAS_DIR and a
+        textual-inversion embedding (demo-embedding.safetensors) in SDQL_EMBEDDINGS_DIR (by
+        default loras/ and embeddings/ beside <dir>). Their images
+        are noise: they are for trying the API, not for pictures. Put the model inside
+        SDQL_MODELS_DIR (e.g. models/demo) to use it.
 `;
 
 const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
@@ -76,7 +79,7 @@ async function list(argv: string[]): Promise<number> {
 }
 
 async function createDemo(argv: string[]): Promise<number> {
-  const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
+  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { 'loras-dir': { type: 'string' }, 'embeddings-dir': { type: 'string' } } });
   if (positionals.length !== 1) {
     process.stderr.write(`sdql models create-demo: give one folder to create\n\n${MODELS_HELP}`);
     return 2;
@@ -86,10 +89,13 @@ async function createDemo(argv: string[]): Promise<number> {
     process.stderr.write(`sdql models create-demo: ${dir} is not empty; choose a new folder\n`);
     return 1;
   }
+  // Beside the model by default, where sdql looks when the model is in SDQL_MODELS_DIR.
+  const { lorasDir, embeddingsDir } = loadConfig({ 'models-dir': dirname(dir), ...values });
   await createFixturePipeline(dir);
+  const { lora, embedding } = await createDemoAdapters(dir, lorasDir, embeddingsDir);
   process.stdout.write(
-    `Wrote a demo model to ${dir}.\n` +
-      'Its weights are random, so the images it makes are noise: it is for trying the API and the engine.\n' +
+    `Wrote a demo model to ${dir},\na LoRA for it to ${lora} (<lora:demo-lora:0.8> in a prompt)\nand an embedding to ${embedding} (write demo-embedding in a prompt).\n` +
+      'Their weights are random, so the images they make are noise: they are for trying the API and the engine.\n' +
       'For real images, get a Stable Diffusion ONNX pipeline (see the README, "Getting models").\n' +
       'A running server picks it up on the rescanModels mutation when it is inside SDQL_MODELS_DIR.\n',
   );

@@ -10,6 +10,7 @@ export type { EngineOptions, EngineResult, EngineStepProgress, GenerationEngine,
 export { EngineThread } from './engine-thread.ts';
 export { DiffusionError, badInput } from './errors.ts';
 export type { DiffusionErrorCode } from './errors.ts';
+export { createDemoAdapters } from './fixtures/adapters.ts';
 export { createFixturePipeline } from './fixtures/index.ts';
 export { encodeImage, inputImageBytes, probeImage, verifyImage } from './image.ts';
 export { encodeImageWithInfo, infotextAdapters, readImageInfo, type ImageInfo, type InfotextAdapters } from './image-info.ts';

@@ -1,52 +1,12 @@
 // Shared by the LoRA and embedding tests: a safetensors writer, random LoRA factors, a tiny model with
 // the exporter's names for one layer of each kind, and reading weights back from an edited model.
-import { writeFile } from 'node:fs/promises';
 import { Net, type Precision } from '../../src/diffusion/fixtures/net.ts';
-import { float32ToFloat16 } from '../../src/diffusion/onnx/float16.ts';
 import type { ModelBuffer } from '../../src/diffusion/onnx-model.ts';
 import { externalDataRef, loadTensorBytes } from '../../src/diffusion/onnx/external-data.ts';
 import { DataLocation, attr, bytesToFloat32, decodeModel, inlineTensorBytes, type ModelProto, type TensorProto } from '../../src/diffusion/onnx/proto.ts';
-import { TorchGenerator } from '../../src/diffusion/random.ts';
+import type { TestTensor } from '../../src/diffusion/fixtures/adapters.ts';
 
-export interface TestTensor {
-  shape: number[];
-  data: Float32Array;
-  dtype?: 'F32' | 'F16' | 'BF16';
-}
-
-/** A .safetensors file as the safetensors library writes it (tensors in key order, 8-byte aligned header). */
-export async function writeSafetensors(path: string, tensors: Record<string, TestTensor>, metadata?: Record<string, string>): Promise<string> {
-  const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
-  const parts: Uint8Array[] = [];
-  let offset = 0;
-  for (const [name, { shape, data, dtype = 'F32' }] of Object.entries(tensors).sort(([a], [b]) => (a < b ? -1 : 1))) {
-    let bytes: Uint8Array;
-    if (dtype === 'F32') bytes = new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-    else if (dtype === 'F16') bytes = new Uint8Array(float32ToFloat16(data).buffer);
-    else bytes = new Uint8Array(Uint16Array.from(new Uint32Array(Float32Array.from(data).buffer), (b) => b >>> 16).buffer);
-    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes.length] };
-    parts.push(bytes);
-    offset += bytes.length;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((json.length + 8) % 8)) % 8);
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  await writeFile(path, Buffer.concat([prefix, Buffer.from(json), ...parts]));
-  return path;
-}
-
-/** Random LoRA factors for a torch weight of shape [out, ...fanIn]: down [rank, ...fanIn], up [out, rank(, 1, 1)]. */
-export function randomLora(seed: number, shape: number[], rank: number, std = 0.5): { down: TestTensor; up: TestTensor } {
-  const rng = new TorchGenerator(seed);
-  const [out, ...fanIn] = shape;
-  const count = fanIn.reduce((a, b) => a * b, 1);
-  const spatial = fanIn.length > 1 ? [1, 1] : [];
-  return {
-    down: { shape: [rank, ...fanIn], data: rng.randn(rank * count).map((v) => v * std) },
-    up: { shape: [out, rank, ...spatial], data: rng.randn(out * rank).map((v) => v * std) },
-  };
-}
+export { randomLora, writeSafetensors, type TestTensor } from '../../src/diffusion/fixtures/adapters.ts';
 
 /** The layers of the tiny model, by module path, with their torch weight shapes. */
 export const TINY_LAYERS = {

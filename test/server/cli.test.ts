@@ -1,7 +1,7 @@
 // The `sdql` command as users run it, in child processes.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -55,21 +55,22 @@ test('an unreachable DATABASE_URL stops `sdql serve` with a one-line reason', ()
   assert.equal(result.stderr, 'sdql serve: cannot connect to postgresql://postgres@127.0.0.1:1/sdql: connection refused by 127.0.0.1:1 (is Postgres running and listening there?)\n');
 });
 
-test('models create-demo writes a demo model and says its images are noise; models list shows it', () => {
+test('models create-demo writes a demo model, LoRA and embedding and says their images are noise; models list shows them', () => {
   const models = join(tmp, 'models');
   const created = sdql(['models', 'create-demo', join(models, 'demo')]);
   assert.equal(created.status, 0, created.stderr);
-  assert.match(created.stdout, /images it makes are noise/);
+  assert.match(created.stdout, /images they make are noise/);
   assert.ok(existsSync(join(models, 'demo', 'model_index.json')));
+  assert.ok(existsSync(join(models, 'embeddings', 'demo-embedding.safetensors')), 'the embedding beside the model');
   const again = sdql(['models', 'create-demo', join(models, 'demo')]);
   assert.equal(again.status, 1);
   assert.match(again.stderr, /is not empty/);
 
-  mkdirSync(join(models, 'loras'));
   writeFileSync(join(models, 'loras', 'junk.safetensors'), 'junk');
   const list = sdql(['models', 'list'], { SDQL_MODELS_DIR: models });
   assert.equal(list.status, 0, list.stderr);
   assert.match(list.stdout, /^demo\s+UNKNOWN\s+64x64\s+fp32\s+yes\s+no\s+[\d.]+ MB\s+ok$/m);
+  assert.match(list.stdout, /^demo-lora\s+sd_v1\s+4\s+4\s+[\d.]+ MB$/m);
   assert.match(list.stdout, /^junk\s+-\s+-\s+-\s+0\.0 MB\s+error: not a valid safetensors file/m);
   const json = JSON.parse(sdql(['models', 'list', '--json', '--models-dir', models]).stdout) as { models: { id: string }[] };
   assert.deepEqual(
