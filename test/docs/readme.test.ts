@@ -94,33 +94,35 @@ async function subscribe(document: string, label: string): Promise<void> {
   }
 }
 
+/** Parses, validates and (unless it is validate-only) runs one block, operation by operation; throws on the first problem. */
+async function check(block: Block): Promise<void> {
+  let document: DocumentNode;
+  try {
+    document = parse(block.validateOnly ? block.text : withIds(block));
+  } catch (error) {
+    assert.fail(`${block.label}: does not parse: ${(error as Error).message}`);
+  }
+  for (const operation of document.definitions) {
+    assert.equal(operation.kind, Kind.OPERATION_DEFINITION, `${block.label}: holds a ${operation.kind}, not an operation`);
+    const single = print({ kind: Kind.DOCUMENT, definitions: [operation] });
+    const errors = validate(schema, parse(single)).map((e) => e.message);
+    assert.deepEqual(errors, [], `${block.label}: invalid operation:\n${single}\n${errors.join('\n')}`);
+    if (block.validateOnly) continue;
+    if ((operation as OperationDefinitionNode).operation === 'subscription') {
+      await subscribe(single, block.label);
+      continue;
+    }
+    const result = await api.gql(single);
+    assert.deepEqual(result.errors ?? [], [], `${block.label}: errors running\n${single}\n${JSON.stringify(result.errors)}`);
+    await remember(result.data, block.label);
+  }
+}
+
 test('every GraphQL block of the README validates and runs against the demo models', async () => {
   const blocks = graphqlBlocks(readFileSync(README, 'utf8'));
   assert.ok(blocks.length >= 10, `found only ${blocks.length} graphql blocks in the README`);
-  for (const block of blocks) {
-    let document: DocumentNode;
-    try {
-      document = parse(block.validateOnly ? block.text : withIds(block));
-    } catch (error) {
-      assert.fail(`${block.label}: does not parse: ${(error as Error).message}`);
-    }
-    for (const operation of document.definitions) {
-      assert.equal(operation.kind, Kind.OPERATION_DEFINITION, `${block.label}: holds a ${operation.kind}, not an operation`);
-      const single = print({ kind: Kind.DOCUMENT, definitions: [operation] });
-      const errors = validate(schema, parse(single));
-      assert.deepEqual(
-        errors.map((e) => e.message),
-        [],
-        `${block.label}: invalid operation:\n${single}`,
-      );
-      if (block.validateOnly) continue;
-      if ((operation as OperationDefinitionNode).operation === 'subscription') {
-        await subscribe(single, block.label);
-        continue;
-      }
-      const result = await api.gql(single);
-      assert.deepEqual(result.errors ?? [], [], `${block.label}: errors running\n${single}`);
-      await remember(result.data, block.label);
-    }
-  }
+  // Every block is tried, so that one run names every block to fix.
+  const failures: string[] = [];
+  for (const block of blocks) await check(block).catch((error: Error) => failures.push(error.message));
+  assert.deepEqual(failures, [], `${failures.length} of ${blocks.length} README blocks fail:\n\n${failures.join('\n\n')}`);
 });
