@@ -105,6 +105,9 @@ export interface InfotextParams {
   modelHash?: string;
   modelName?: string;
   strength?: number;
+  /** This image's variation seed (variationSeed + i) and the strength, when above 0. */
+  variationSeed?: number;
+  variationStrength?: number;
   eta?: number;
   guidanceRescale?: number;
   promptSyntax?: 'A1111' | 'PLAIN';
@@ -145,6 +148,8 @@ export function formatInfotext(p: InfotextParams): string {
     ['Size', `${p.width}x${p.height}`],
     ['Model hash', p.modelHash],
     ['Model', p.modelName],
+    ['Variation seed', p.variationStrength ? p.variationSeed : undefined],
+    ['Variation seed strength', p.variationStrength || undefined],
     ['Denoising strength', p.strength],
     ['Lora hashes', hashList(p.loras ?? [])],
     ['TI hashes', hashList(p.embeddings ?? [])],

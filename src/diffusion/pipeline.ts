@@ -13,6 +13,7 @@ import { TorchGenerator } from './random.ts';
 import type { GenerateRequest } from './request.ts';
 import { createScheduler } from './schedulers/index.ts';
 import type { StableDiffusionModel } from './stable-diffusion.ts';
+import { varyNoise } from './variation.ts';
 
 export interface StepProgress {
   /** 1-based count of UNet calls done, out of totalSteps (second-order samplers make two per step). */
@@ -57,6 +58,8 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
   const perImage = latentShape[1] * latentShape[2] * latentShape[3];
   const generators = Array.from({ length: n }, (_, i) => new TorchGenerator(request.seed + i));
   const randn = () => concat(generators.map((g) => g.randn(perImage)));
+  const { variationSeed, variationStrength } = request;
+  const variation = variationSeed !== undefined && variationStrength ? { seed: variationSeed, strength: variationStrength } : undefined;
 
   const doGuidance = request.guidanceScale > 1;
   const scheduler = createScheduler(request.scheduler, info.schedulerConfig, { eta: request.eta });
@@ -81,10 +84,13 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
   } else if (request.initImage) {
     const image = await decodeInitImage(request.initImage, request.width, request.height);
     const initLatents = await encodeLatents(model, image.pixels, image.width, image.height, generators, perImage);
-    latents = scheduler.addNoise(initLatents, randn(), timesteps[0]);
+    latents = scheduler.addNoise(initLatents, variation ? varyNoise(randn(), variation, latentShape) : randn(), timesteps[0]);
   } else {
     const sigma = scheduler.initNoiseSigma;
-    latents = randn().map((v) => v * sigma);
+    // diffusers takes varied noise as `latents`: the generators draw none of it, so an ancestral
+    // sampler's first step noise is their first draw (fresh generators give the seeds' noise here).
+    const noise = variation ? varyNoise(concat(generators.map((_, i) => new TorchGenerator(request.seed + i).randn(perImage))), variation, latentShape) : randn();
+    latents = noise.map((v) => v * sigma);
   }
 
   const denoiseStart = performance.now();

@@ -31,6 +31,11 @@ export interface GenerateParams extends InpaintParams {
   /** An encoded PNG, JPEG or WebP image: makes the request img2img. */
   initImage?: Uint8Array;
   strength?: number;
+  /** AUTOMATIC1111's variation seed: image i's noise is turned towards randn(variationSeed + i).
+   * Default: a random one when variationStrength is given. */
+  variationSeed?: number;
+  /** How far, 0–1 (default 0: none). */
+  variationStrength?: number;
   /** How the prompts are read: AUTOMATIC1111's syntax (the default) or diffusers' plain text. */
   promptSyntax?: string;
   /** LoRA files to merge into the model (the caller resolves names to paths, `<lora:…>` tags of the
@@ -57,6 +62,9 @@ export interface GenerateRequest {
   strength?: number;
   /** Inpainting and outpainting (with an init image). */
   inpaint?: InpaintRequest;
+  /** Both or neither; only with a strength above 0. */
+  variationSeed?: number;
+  variationStrength?: number;
   promptSyntax: PromptSyntax;
   loras?: LoraRequest[];
   embeddings?: EmbeddingRequest[];
@@ -110,8 +118,13 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   check(Number.isFinite(eta) && eta >= 0 && eta <= 1, `eta must be from 0 to 1, got ${eta}`);
   const seed = params.seed ?? randomSeed();
   check(isInt(seed) && seed >= 0 && seed <= LIMITS.maxSeed, `seed must be an integer from 0 to ${LIMITS.maxSeed}, got ${seed}`);
+  const variationStrength = params.variationStrength ?? 0;
+  check(Number.isFinite(variationStrength) && variationStrength >= 0 && variationStrength <= 1, `variationStrength must be from 0 to 1, got ${variationStrength}`);
+  const variationSeed = params.variationSeed ?? (variationStrength > 0 ? randomSeed() : undefined);
+  check(variationSeed === undefined || (isInt(variationSeed) && variationSeed >= 0 && variationSeed <= LIMITS.maxSeed), `variationSeed must be an integer from 0 to ${LIMITS.maxSeed}, got ${variationSeed}`);
   const editing = await resolveInpaint(info, params);
   check(info.unetInChannels !== 9 || editing !== undefined, `model ${info.id} is an inpainting model: it needs an initImage and a mask (or an outpaint)`);
+  check(!(editing && variationStrength > 0), 'variationStrength does not apply with a mask or an outpaint yet: leave it out');
 
   let { width, height } = params;
   let strength: number | undefined;
@@ -139,6 +152,7 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   checkAdapters(loras, embeddings);
   const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, seed, numImages, eta, initImage: params.initImage, strength, promptSyntax: promptSyntax as PromptSyntax };
   if (editing) request.inpaint = editing.inpaint;
+  if (variationSeed !== undefined && variationStrength > 0) Object.assign(request, { variationSeed, variationStrength });
   if (loras.length) request.loras = loras;
   if (embeddings.length) request.embeddings = embeddings;
   return request;

@@ -98,6 +98,8 @@ const GenerateInput = builder.inputType('GenerateInput', {
       description:
         'Extends the init image by these pixels: the new area becomes the mask (with `mask` added, when given) and starts as `inpaintFill` says (the edge colours, blurred, by default); `maskBlur` blends it into the original. The result has the larger size (the default `width` × `height`), and the size limits apply to it.',
     }),
+    variationSeed: t.field({ type: 'SafeInt', description: `AUTOMATIC1111's variation seed ("Variation seed"), 0–${LIMITS.maxSeed}: image i starts from its seed's noise turned towards the noise of variationSeed + i by AUTOMATIC1111's slerp. Default: a random one when \`variationStrength\` is above 0, recorded in the image's infotext.` }),
+    variationStrength: t.float({ description: 'How far towards the variation seed\'s noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0.' }),
     loras: t.field({ type: [LoraInput], description: 'LoRAs to apply, with those of the prompt\'s `<lora:…>` tags. An unknown id, an unusable file or a LoRA trained for another model family is BAD_USER_INPUT.' }),
     priority: t.int({ description: `${PRIORITY_RANGE.min}–${PRIORITY_RANGE.max}; higher runs first, equal ones in submission order. Default 0.` }),
     previewEvery: t.int({ description: 'Send a preview image every N steps on `generationProgress` (0: none). Default 1.' }),
@@ -312,6 +314,8 @@ builder.mutationFields((t) => ({
         numImages: input.numImages ?? undefined,
         eta: input.eta ?? undefined,
         strength: input.strength ?? undefined,
+        variationSeed: input.variationSeed ?? undefined,
+        variationStrength: input.variationStrength ?? undefined,
         priority: input.priority ?? undefined,
         previewEvery: input.previewEvery ?? undefined,
         initImage,

@@ -54,6 +54,8 @@ const storedRequestSchema = z.strictObject({
   numImages: optionalNumber,
   eta: optionalNumber,
   strength: optionalNumber,
+  variationSeed: optionalNumber,
+  variationStrength: optionalNumber,
   priority: optionalNumber,
   previewEvery: optionalNumber,
   loras: z.array(z.strictObject({ id: z.string(), weight: z.number() })).optional(),
@@ -134,6 +136,8 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
     const stored: StoredRequest = {
       ...sent,
       promptSyntax: request.promptSyntax,
+      // A random variation seed is recorded as drawn.
+      variationSeed: request.variationSeed ?? sent.variationSeed,
       modelId: model.id,
       initImage: await save(initImage, formats.initImage),
       mask: await save(mask, formats.mask),

@@ -156,6 +156,8 @@ export class GenerationWorker {
       numImages: generation.numImages,
       eta: generation.eta,
       strength: generation.strength ?? undefined,
+      variationSeed: stored.variationSeed,
+      variationStrength: stored.variationStrength,
       initImage: stored.initImage ? await this.deps.images.read(stored.initImage.path) : undefined,
       inpaint: stored.mask || stored.outpaint ? inpaintDefaults({ ...stored, mask: stored.mask && (await this.deps.images.read(stored.mask.path)) }) : undefined,
       promptSyntax,
@@ -182,7 +184,8 @@ export class GenerationWorker {
       const rows: Prisma.ImageCreateManyInput[] = [];
       for (const [index, { seed, image }] of results.entries()) {
         const extra = request.inpaint && inpaintInfotext(request.inpaint);
-        const infotext = formatInfotext({ ...request, ...adapters, seed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id, extra });
+        const variationSeed = request.variationSeed === undefined ? undefined : request.variationSeed + index;
+        const infotext = formatInfotext({ ...request, ...adapters, seed, variationSeed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id, extra });
         const png = addPngText(await encodeImage(image, 'png'), {
           parameters: infotext,
           sdql: JSON.stringify({ ...storedRequestForImage(stored), seed, generationId: generation.id, model: model.id }),

@@ -56,6 +56,10 @@ export type GenerateInput = {
   steps?: number | null | undefined;
   /** img2img only: how much of the init image to replace, in (0, 1]. Default 0.8; 1 with a `mask` or an `outpaint` (diffusers' inpainting default: the masked area starts from noise). */
   strength?: number | null | undefined;
+  /** AUTOMATIC1111's variation seed ("Variation seed"), 0–4294967295: image i starts from its seed's noise turned towards the noise of variationSeed + i by AUTOMATIC1111's slerp. Default: a random one when `variationStrength` is above 0, recorded in the image's infotext. */
+  variationSeed?: number | null | undefined;
+  /** How far towards the variation seed's noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0. */
+  variationStrength?: number | null | undefined;
   /** Default: the model's native width, or the init image's width rounded down to a multiple of the VAE scale factor. */
   width?: number | null | undefined;
 };
