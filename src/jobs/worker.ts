@@ -3,6 +3,7 @@
 import { hostname } from 'node:os';
 import type { Generation, Prisma, PrismaClient } from '../db/index.ts';
 import {
+  BUILTIN_UPSCALERS,
   DiffusionError,
   embeddingShortHash,
   loraShortHash,
@@ -44,6 +45,8 @@ export interface WorkerDeps {
   /** Where LoRA ids and embeddings are resolved again before a generation runs (files may have changed
    * since it was submitted); without it, the files resolved at submission are used. */
   adapters?: AdapterSource;
+  /** The file of a model upscaler, by id (undefined when there is none). */
+  upscalerPath?(id: string): Promise<string | undefined>;
   /** How often to look for work when no event says there is some. */
   pollMs?: number;
   /** How often to renew the lease on the running generation (queue.ts heartbeatInterval). */
@@ -158,6 +161,8 @@ export class GenerationWorker {
       strength: generation.strength ?? undefined,
       variationSeed: stored.variationSeed,
       variationStrength: stored.variationStrength,
+      hires: stored.hires,
+      upscalerPath: await this.upscalerPath(stored.hires),
       initImage: stored.initImage ? await this.deps.images.read(stored.initImage.path) : undefined,
       inpaint: stored.mask || stored.outpaint ? inpaintDefaults({ ...stored, mask: stored.mask && (await this.deps.images.read(stored.mask.path)) }) : undefined,
       promptSyntax,
@@ -165,6 +170,14 @@ export class GenerationWorker {
       embeddings: adapters?.embeddings,
     };
     return { request, warnings: adapters?.warnings ?? [] };
+  }
+
+  /** The file of the model upscaler a hires request names; none for the built-in ones. */
+  private async upscalerPath(hires: StoredRequest['hires']): Promise<string | undefined> {
+    if (!hires || Object.hasOwn(BUILTIN_UPSCALERS, hires.upscaler)) return undefined;
+    const path = await this.deps.upscalerPath?.(hires.upscaler);
+    if (!path) throw new DiffusionError('MODEL_INVALID', `upscaler ${hires.upscaler} is no longer in the upscalers folder`);
+    return path;
   }
 
   /** Writes the images, then records them and the outcome in one transaction; files of a failed write are removed. */
