@@ -57,6 +57,15 @@ test('image i of a batch varies towards variationSeed + i; a missing variation s
   assert.ok(again.pixels.equals(drawn.pixels), 'the recorded variation seed does not give the image again');
 });
 
+test('variation reaches both passes of a hires fix: strength 1 with a latent upscaler is the variation seed\'s hires image', async () => {
+  const hires = { upscaler: 'latent', scale: 1.5, strength: 0.5 };
+  const [varied] = await generate({ seed: 5, variationSeed: 9, variationStrength: 1, hires });
+  const [plain] = await generate({ seed: 9, hires });
+  const [seedOnly] = await generate({ seed: 5, hires });
+  assert.ok(varied.pixels.equals(plain.pixels));
+  assert.ok(!varied.pixels.equals(seedOnly.pixels));
+});
+
 test('bad variation settings are BAD_USER_INPUT naming the field, and store nothing', async () => {
   const { generations: before } = await api.data<any>(`{ generations(first: 100) { edges { node { id } } } }`);
   for (const [input, field] of [
