@@ -7,7 +7,7 @@ import type { EmbeddingRequest } from './embeddings.ts';
 import { decodeInitImage, dequantize, encodeImage, vaeOutputToImage, type DecodedInitImage, type RgbImage } from './image.ts';
 import type { OnnxUpscaler } from './upscalers.ts';
 import { prepareInpaint, type InpaintRun } from './inpaint.ts';
-import { interpolateLatents, latentMode, type HiresRequest } from './hires.ts';
+import { BUILTIN_UPSCALERS, interpolateLatents, latentMode, type HiresRequest } from './hires.ts';
 import { CHUNK_LENGTH, isWeighted, type FindEmbedding, type PromptChunk, type PromptTokenizer } from './prompt/chunks.ts';
 import { applyEmphasis } from './prompt/emphasis.ts';
 import { preparePrompts, type PreparedConditioning } from './prompt/prepare.ts';
@@ -57,6 +57,7 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
   const upscaler = request.hires?.upscaler;
   const hires = request.hires && hiresPassRequest(request, request.hires);
   const second = hires && planPass(model, hires);
+  if (upscaler && !Object.hasOwn(BUILTIN_UPSCALERS, upscaler) && !callbacks.upscaler) throw badInput(`hires: upscaler ${upscaler} has no model file here`);
   const progress = { callbacks, done: 0, total: first.timesteps.length + (second?.timesteps.length ?? 0) };
   const timings = { textEncodingMs: 0, denoisingMs: 0, vaeMs: 0 };
   // Inpainting prepares its own start from the init image (see denoise).
@@ -70,12 +71,12 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
       upscaled = { latents: interpolateLatents(pass.latents, pass.shape, hires.height / factor, hires.width / factor, mode) };
     } else {
       // Through the 8-bit image and img2img's own init-image path, so that the result is a txt2img
-      // followed by an img2img of its image.
-      // A model upscaler enlarges the 8-bit image first; Lanczos then gives the hires size (AUTOMATIC1111).
+      // followed by an img2img of its image. A model upscaler enlarges the 8-bit image first, then
+      // Lanczos gives the hires size, as AUTOMATIC1111 does.
       const images = await decodeLatents(model, request, pass, timings);
       upscaled = { images: [] };
       for (const { image } of images) {
-        const enlarged = callbacks.upscaler ? await callbacks.upscaler.upscale(dequantize(image)) : image;
+        const enlarged = callbacks.upscaler ? await callbacks.upscaler.upscale(dequantize(image), undefined, () => throwIfAborted(callbacks.signal)) : image;
         upscaled.images.push(await decodeInitImage(await encodeImage(enlarged, 'png'), hires.width, hires.height));
       }
     }
