@@ -10,8 +10,10 @@ const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { i
 const IMAGES = `query($id: ID!) { generation(id: $id) { status error images { url seed infotext } } }`;
 
 let api: TestServer;
+let png: string;
 before(async () => {
   api = await startTestServer();
+  png = `data:image/png;base64,${(await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } }).png().toBuffer()).toString('base64')}`;
 });
 after(() => api?.close());
 
@@ -73,8 +75,10 @@ test('bad variation settings are BAD_USER_INPUT naming the field, and store noth
     [{ variationSeed: 1, variationStrength: -0.1 }, /variationStrength/],
     [{ variationSeed: -1, variationStrength: 0.5 }, /variationSeed/],
     [{ variationSeed: 2 ** 32, variationStrength: 0.5 }, /variationSeed/],
+    [{ variationSeed: 1, variationStrength: 0.5, initImage: { dataUrl: 'INIT' }, mask: { dataUrl: 'INIT' } }, /variationStrength does not apply with a mask/],
   ] as const) {
-    const result = await api.gql(GENERATE, { input: { ...base, ...input } });
+    const images = 'mask' in input ? { initImage: { dataUrl: png }, mask: { dataUrl: png } } : {};
+    const result = await api.gql(GENERATE, { input: { ...base, ...input, ...images } });
     assert.equal(result.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', JSON.stringify(result));
     assert.match(result.errors![0].message, field);
   }
