@@ -4,7 +4,7 @@
 // top; `sdql worker` (worker.ts) runs the jobs alone and loads no schema.
 import type { Config } from '../config.ts';
 import { databaseTarget, openDatabase, type Database, type DatabaseTarget } from '../db/index.ts';
-import { EngineThread, adapterSource, findTaesdDecoder } from '../diffusion/index.ts';
+import { EngineThread, adapterSource, findTaesdDecoder, upscalerFiles } from '../diffusion/index.ts';
 import { createEventBus, EventBusError, type EventBus } from '../events/bus.ts';
 import type { Topics } from '../graphql/context.ts';
 import { Jobs } from '../jobs/index.ts';
@@ -64,6 +64,7 @@ export async function startJobs({ config, db, registry, lifecycle, jobs }: App):
     model: (id) => registry.model(id),
     modelHash: (id) => registry.modelSha256(id),
     previewDecoder: (model) => findTaesdDecoder(model, config.modelsDir),
+    upscalerPath: async (id) => (await upscalerFiles(config.modelsDir)).find((file) => file.id === id)?.path,
     adapters: adapterSource(registry, config.embeddingsDir),
     heartbeatMs: heartbeatInterval(config.workerLeaseSeconds * 1000),
   });

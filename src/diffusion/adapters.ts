@@ -84,12 +84,18 @@ export interface RequestParams extends Omit<GenerateParams, 'loras' | 'embedding
  * What the server and `sdql generate` alike do before the engine runs: a model that cannot run
  * refused, the request checked against the model with its defaults filled in, then its LoRAs and
  * embeddings resolved from `source`. BAD_USER_INPUT for anything the caller can change.
+ * `upscalers`: the ids of the model upscalers a hires request may name.
  */
-export async function prepareRequest(model: ModelFolderInfo, params: RequestParams, source: AdapterSource): Promise<{ request: GenerateRequest; adapters: ResolvedAdapters }> {
+export async function prepareRequest(
+  model: ModelFolderInfo,
+  params: RequestParams,
+  source: AdapterSource,
+  upscalers: readonly string[] = [],
+): Promise<{ request: GenerateRequest; adapters: ResolvedAdapters }> {
   if (model.error) throw badInput(`model ${model.id} cannot be used: ${model.error}`);
   if (!model.supported) throw badInput(`model ${model.id} is ${model.family}, which sdql does not run yet`);
   const { loras, ...rest } = params;
-  const request = await resolveRequest(model, rest);
+  const request = await resolveRequest(model, rest, (id) => upscalers.includes(id));
   const adapters = await resolveAdapters(source, model, { ...request, loras });
   if (adapters.loras.length) request.loras = adapters.loras;
   if (adapters.embeddings.length) request.embeddings = adapters.embeddings;

@@ -12,6 +12,7 @@ import { generate, type GenerateCallbacks, type GenerateResult, type StepProgres
 import type { RgbPixels } from './preview.ts';
 import type { GenerateRequest } from './request.ts';
 import { StableDiffusionModel } from './stable-diffusion.ts';
+import { OnnxUpscaler } from './upscalers.ts';
 import { TaesdDecoder, TaesdPreviews, taesdWarning } from './taesd.ts';
 
 export interface EngineOptions {
@@ -51,10 +52,13 @@ export interface GenerationEngine {
 
 /** Room for a few TAESD decoders (about 5 MB each in fp32). */
 const DECODER_CACHE_BYTES = 64 * 2 ** 20;
+/** Room for a Real-ESRGAN x4plus (about 67 MB in fp32) and another. */
+const UPSCALER_CACHE_BYTES = 256 * 2 ** 20;
 
 export class Engine implements GenerationEngine {
   private readonly cache: ModelCache<StableDiffusionModel>;
   private readonly decoders = new ModelCache<TaesdDecoder>(DECODER_CACHE_BYTES);
+  private readonly upscalers = new ModelCache<OnnxUpscaler>(UPSCALER_CACHE_BYTES);
 
   constructor(private readonly options: EngineOptions = {}) {
     this.cache = new ModelCache(options.cacheBudgetBytes ?? totalmem() / 6);
@@ -72,10 +76,11 @@ export class Engine implements GenerationEngine {
       (loaded) =>
         this.withDecoder(onStep && every > 0 ? previews?.decoder : undefined, async (decoder, warnings) => {
           const taesd = new TaesdPreviews(decoder, every, warnings);
-          const result = await generate(loaded, request, {
+          const result = await this.withUpscaler(request.upscalerPath, (upscaler) => generate(loaded, request, {
             ...callbacks,
+            upscaler,
             onStep: onStep && (async (progress) => onStep({ ...progress, previewRgb: await taesd.decode(progress) })),
-          });
+          }));
           if (!decoder && !warnings.length) return result;
           return { ...result, warnings: [...result.warnings, ...warnings], timings: { ...result.timings, previewMs: taesd.ms } };
         }),
@@ -85,6 +90,13 @@ export class Engine implements GenerationEngine {
   async close(): Promise<void> {
     await this.cache.clear();
     await this.decoders.clear();
+    await this.upscalers.clear();
+  }
+
+  /** Runs `fn` with the upscaler at `path`, cached as models are. */
+  private async withUpscaler<R>(path: string | undefined, fn: (upscaler: OnnxUpscaler | undefined) => Promise<R>): Promise<R> {
+    if (!path) return fn(undefined);
+    return this.upscalers.use(path, (await stat(path)).size, () => OnnxUpscaler.load(path, this.options.runtime), fn);
   }
 
   /** Runs `fn` with the decoder at `path`, cached as models are; one that cannot be loaded leaves `fn` a warning instead. */

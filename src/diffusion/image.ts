@@ -122,6 +122,11 @@ export function quantize(image: RgbImage): Uint8Array {
   return Uint8Array.from(image.data, (v) => roundHalfEven(v * 255));
 }
 
+/** The image as its 8-bit file holds it, back in [0, 1]: what an upscaler of the saved image sees. */
+export function dequantize(image: RgbImage): RgbImage {
+  return { ...image, data: Float32Array.from(quantize(image), (v) => v / 255) };
+}
+
 export async function encodeImage(image: RgbImage, format: ImageFormat = 'png'): Promise<Buffer> {
   const encoder = sharp(quantize(image), { raw: { width: image.width, height: image.height, channels: 3 } });
   if (format === 'jpeg') return encoder.jpeg({ quality: 92 }).toBuffer();

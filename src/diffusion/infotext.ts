@@ -3,6 +3,7 @@
 // "parameters" chunk. Written as AUTOMATIC1111 1.10's create_infotext (modules/processing.py)
 // writes it, and read as its parse_generation_parameters (modules/infotext_utils.py) and its
 // sampler and schedule-type choice (modules/sd_samplers.py) read it.
+import { a1111UpscalerName, type HiresRequest } from './hires.ts';
 import type { SchedulerName } from './schedulers/index.ts';
 
 /** AUTOMATIC1111 1.10's sampler names for ours (PNDM without PRK steps is its PLMS). */
@@ -105,6 +106,11 @@ export interface InfotextParams {
   modelHash?: string;
   modelName?: string;
   strength?: number;
+  /** This image's variation seed (variationSeed + i) and the strength, when above 0. */
+  variationSeed?: number;
+  variationStrength?: number;
+  /** The hires fix's second pass; `width`/`height` above are the first pass's, as AUTOMATIC1111's Size. */
+  hires?: HiresRequest;
   eta?: number;
   guidanceRescale?: number;
   promptSyntax?: 'A1111' | 'PLAIN';
@@ -145,7 +151,14 @@ export function formatInfotext(p: InfotextParams): string {
     ['Size', `${p.width}x${p.height}`],
     ['Model hash', p.modelHash],
     ['Model', p.modelName],
-    ['Denoising strength', p.strength],
+    ['Variation seed', p.variationStrength ? p.variationSeed : undefined],
+    ['Variation seed strength', p.variationStrength || undefined],
+    ['Denoising strength', p.hires?.strength ?? p.strength],
+    // extra_generation_params, as AUTOMATIC1111's txt2img sets them before the networks add theirs.
+    ['Hires upscale', p.hires?.scale],
+    ['Hires resize', p.hires && p.hires.scale === undefined ? `${p.hires.width}x${p.hires.height}` : undefined],
+    ['Hires steps', p.hires?.steps],
+    ['Hires upscaler', p.hires && a1111UpscalerName(p.hires.upscaler)],
     ['Lora hashes', hashList(p.loras ?? [])],
     ['TI hashes', hashList(p.embeddings ?? [])],
     // AUTOMATIC1111 has no plain-text prompts; its nearest is weights ignored.

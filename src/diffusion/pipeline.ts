@@ -1,18 +1,21 @@
 // The denoising pipeline: diffusers' StableDiffusionPipeline, StableDiffusionImg2ImgPipeline and
 // StableDiffusionInpaintPipeline (v0.21.4, the last through inpaint.ts's hooks) on onnxruntime, step
-// for step, so that a model, prompt, seed and scheduler give the image diffusers gives. It runs
-// requests that request.ts has checked and completed.
+// for step, so that a model, prompt, seed and scheduler give the image diffusers gives; AUTOMATIC1111's
+// hires fix as two such passes (hires.ts). It runs requests that request.ts has checked and completed.
 import { DiffusionError, badInput, invalidModel } from './errors.ts';
 import type { EmbeddingRequest } from './embeddings.ts';
-import { decodeInitImage, vaeOutputToImage, type RgbImage } from './image.ts';
+import { decodeInitImage, dequantize, encodeImage, vaeOutputToImage, type DecodedInitImage, type RgbImage } from './image.ts';
+import type { OnnxUpscaler } from './upscalers.ts';
 import { prepareInpaint, type InpaintRun } from './inpaint.ts';
+import { BUILTIN_UPSCALERS, interpolateLatents, latentMode, type HiresRequest } from './hires.ts';
 import { CHUNK_LENGTH, isWeighted, type FindEmbedding, type PromptChunk, type PromptTokenizer } from './prompt/chunks.ts';
 import { applyEmphasis } from './prompt/emphasis.ts';
 import { preparePrompts, type PreparedConditioning } from './prompt/prepare.ts';
 import { TorchGenerator } from './random.ts';
 import type { GenerateRequest } from './request.ts';
-import { createScheduler } from './schedulers/index.ts';
+import { createScheduler, type Scheduler } from './schedulers/index.ts';
 import type { StableDiffusionModel } from './stable-diffusion.ts';
+import { varyNoise } from './variation.ts';
 
 export interface StepProgress {
   /** 1-based count of UNet calls done, out of totalSteps (second-order samplers make two per step). */
@@ -27,6 +30,8 @@ export interface StepProgress {
 export interface GenerateCallbacks {
   onStep?: (progress: StepProgress) => void | Promise<void>;
   signal?: AbortSignal;
+  /** The model upscaler a hires request names (loaded by the engine from `request.upscalerPath`). */
+  upscaler?: OnnxUpscaler;
 }
 
 export interface GeneratedImage {
@@ -42,14 +47,91 @@ export interface GenerateResult {
   timings: { textEncodingMs: number; denoisingMs: number; vaeMs: number; totalMs: number };
 }
 
-/** Runs a resolved request; each image i draws all its noise from its own generator seeded with seed + i. */
+/** Runs a resolved request; each image i draws all its noise from its own generator seeded with seed + i.
+ * With `hires`, a second img2img pass at the hires size starts from the upscaled first pass, its
+ * generators seeded afresh with seed + i; progress counts the UNet calls of both passes. */
 export async function generate(model: StableDiffusionModel, request: GenerateRequest, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
-  const { signal, onStep } = callbacks;
   const started = performance.now();
-  const throwIfAborted = () => {
-    if (signal?.aborted) throw new DiffusionError('ABORTED', 'generation canceled');
-  };
-  throwIfAborted();
+  throwIfAborted(callbacks.signal);
+  const first = planPass(model, request);
+  const upscaler = request.hires?.upscaler;
+  const hires = request.hires && hiresPassRequest(request, request.hires);
+  const second = hires && planPass(model, hires);
+  if (upscaler && !Object.hasOwn(BUILTIN_UPSCALERS, upscaler) && !callbacks.upscaler) throw badInput(`hires: upscaler ${upscaler} has no model file here`);
+  const progress = { callbacks, done: 0, total: first.timesteps.length + (second?.timesteps.length ?? 0) };
+  const timings = { textEncodingMs: 0, denoisingMs: 0, vaeMs: 0 };
+  // Inpainting prepares its own start from the init image (see denoise).
+  const init = request.initImage && !request.inpaint ? { images: [await decodeInitImage(request.initImage, request.width, request.height)] } : undefined;
+  let pass = await denoise(model, request, first, init, progress, timings);
+  if (upscaler && hires && second) {
+    const mode = latentMode(upscaler);
+    const factor = model.info.vaeScaleFactor;
+    let upscaled: PassInit;
+    if (mode) {
+      upscaled = { latents: interpolateLatents(pass.latents, pass.shape, hires.height / factor, hires.width / factor, mode) };
+    } else {
+      // Through the 8-bit image and img2img's own init-image path, so that the result is a txt2img
+      // followed by an img2img of its image. A model upscaler enlarges the 8-bit image first, then
+      // Lanczos gives the hires size, as AUTOMATIC1111 does.
+      const images = await decodeLatents(model, request, pass, timings);
+      upscaled = { images: [] };
+      for (const { image } of images) {
+        const enlarged = callbacks.upscaler ? await callbacks.upscaler.upscale(dequantize(image), undefined, () => throwIfAborted(callbacks.signal)) : image;
+        upscaled.images.push(await decodeInitImage(await encodeImage(enlarged, 'png'), hires.width, hires.height));
+      }
+    }
+    pass = await denoise(model, hires, second, upscaled, progress, timings);
+  }
+  const images = await decodeLatents(model, hires ?? request, pass, timings);
+  return { request, images, warnings: [...model.warnings, ...(pass.inpaint?.warnings ?? [])], timings: { ...timings, totalMs: performance.now() - started } };
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new DiffusionError('ABORTED', 'generation canceled');
+}
+
+/** The second pass of a hires request: an img2img at the hires size, steps and strength. */
+function hiresPassRequest(request: GenerateRequest, hires: HiresRequest): GenerateRequest {
+  return { ...request, width: hires.width, height: hires.height, steps: hires.steps, strength: hires.strength, initImage: undefined, hires: undefined };
+}
+
+interface PassPlan {
+  scheduler: Scheduler;
+  /** The timesteps the pass runs: all of them, or img2img's last strength × steps. */
+  timesteps: readonly number[];
+}
+
+/** A pass's scheduler and timesteps; a request with a strength is img2img. */
+function planPass(model: StableDiffusionModel, request: GenerateRequest): PassPlan {
+  const scheduler = createScheduler(request.scheduler, model.info.schedulerConfig, { eta: request.eta });
+  scheduler.setTimesteps(request.steps);
+  if (request.strength === undefined) return { scheduler, timesteps: scheduler.timesteps };
+  const initTimestep = Math.min(Math.trunc(request.steps * request.strength), request.steps);
+  const tStart = Math.max(request.steps - initTimestep, 0);
+  return { scheduler, timesteps: scheduler.timesteps.slice(tStart * scheduler.order) };
+}
+
+/** What an img2img pass starts from: init images (one for the batch or one per image) to encode, or latents. */
+type PassInit = { images: DecodedInitImage[] } | { latents: Float32Array };
+
+interface PassResult {
+  latents: Float32Array;
+  shape: readonly [number, number, number, number];
+  /** An inpainting pass's hooks, whose `finish` completes each decoded image. */
+  inpaint?: InpaintRun;
+}
+
+/** One denoising pass: txt2img without `init`, else img2img from it; inpainting (`request.inpaint`) from the init image. */
+async function denoise(
+  model: StableDiffusionModel,
+  request: GenerateRequest,
+  { scheduler, timesteps }: PassPlan,
+  init: PassInit | undefined,
+  progress: { callbacks: GenerateCallbacks; done: number; total: number },
+  timings: { textEncodingMs: number; denoisingMs: number },
+): Promise<PassResult> {
+  const { signal, onStep } = progress.callbacks;
+  const started = performance.now();
   const info = model.info;
   const n = request.numImages;
   const factor = info.vaeScaleFactor;
@@ -57,41 +139,37 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
   const perImage = latentShape[1] * latentShape[2] * latentShape[3];
   const generators = Array.from({ length: n }, (_, i) => new TorchGenerator(request.seed + i));
   const randn = () => concat(generators.map((g) => g.randn(perImage)));
+  const { variationSeed, variationStrength } = request;
+  const variation = variationSeed !== undefined && variationStrength ? { seed: variationSeed, strength: variationStrength } : undefined;
 
   const doGuidance = request.guidanceScale > 1;
-  const scheduler = createScheduler(request.scheduler, info.schedulerConfig, { eta: request.eta });
-  scheduler.setTimesteps(request.steps);
   // A1111 schedules prompt edits over its model calls: twice the steps for second-order samplers.
   const conditioning = await encodeConditioning(model, request, request.steps * scheduler.order, doGuidance);
-  const textEncodingMs = performance.now() - started;
+  const denoiseStart = performance.now();
+  timings.textEncodingMs += denoiseStart - started;
 
-  let timesteps = scheduler.timesteps;
   let latents: Float32Array;
   let inpaint: InpaintRun | undefined;
-  if (request.initImage) {
-    const initTimestep = Math.min(Math.trunc(request.steps * request.strength!), request.steps);
-    const tStart = Math.max(request.steps - initTimestep, 0);
-    timesteps = timesteps.slice(tStart * scheduler.order);
-  }
   if (request.inpaint) {
-    const encode = (pixels: Float32Array, from: TorchGenerator[]) => encodeLatents(model, pixels, request.width, request.height, from, perImage);
+    const encode = (pixels: Float32Array, from: TorchGenerator[]) => encodeLatents(model, [{ pixels, width: request.width, height: request.height }], from, perImage);
     const { seed, width, height, strength } = request;
     inpaint = await prepareInpaint(model, request.inpaint, request.initImage!, { generators, randn, scheduler, timesteps, strength: strength!, seed, width, height, encode });
     latents = inpaint.latents;
-  } else if (request.initImage) {
-    const image = await decodeInitImage(request.initImage, request.width, request.height);
-    const initLatents = await encodeLatents(model, image.pixels, image.width, image.height, generators, perImage);
-    latents = scheduler.addNoise(initLatents, randn(), timesteps[0]);
+  } else if (init) {
+    const initLatents = 'latents' in init ? init.latents : await encodeLatents(model, init.images, generators, perImage);
+    latents = scheduler.addNoise(initLatents, variation ? varyNoise(randn(), variation, latentShape) : randn(), timesteps[0]);
   } else {
     const sigma = scheduler.initNoiseSigma;
-    latents = randn().map((v) => v * sigma);
+    // diffusers takes varied noise as `latents`: the generators draw none of it, so an ancestral
+    // sampler's first step noise is their first draw (fresh generators give the seeds' noise here).
+    const noise = variation ? varyNoise(concat(generators.map((_, i) => new TorchGenerator(request.seed + i).randn(perImage))), variation, latentShape) : randn();
+    latents = noise.map((v) => v * sigma);
   }
 
-  const denoiseStart = performance.now();
   const timestepRank = model.unet.inputShape('timestep').length;
   const batch = doGuidance ? 2 * n : n;
   for (let i = 0; i < timesteps.length; i++) {
-    throwIfAborted();
+    throwIfAborted(signal);
     const t = timesteps[i];
     const scaled = scheduler.scaleModelInput(doGuidance ? concat([latents, latents]) : latents, t);
     const { out_sample } = await model.unet.run({
@@ -103,25 +181,28 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
     const noisePred = doGuidance ? guide(out_sample.data, request.guidanceScale, request.guidanceRescale, n) : out_sample.data;
     latents = scheduler.step(noisePred, t, latents, randn);
     if (inpaint) latents = inpaint.afterStep(latents, i);
-    await onStep?.({ step: i + 1, totalSteps: timesteps.length, timestep: t, latents, latentShape });
+    await onStep?.({ step: ++progress.done, totalSteps: progress.total, timestep: t, latents, latentShape });
   }
-  throwIfAborted();
-  const vaeStart = performance.now();
+  throwIfAborted(signal);
+  timings.denoisingMs += performance.now() - denoiseStart;
+  return { latents, shape: latentShape, inpaint };
+}
+
+/** Each image's latents through the VAE decoder. */
+async function decodeLatents(model: StableDiffusionModel, request: GenerateRequest, { latents, shape, inpaint }: PassResult, timings: { vaeMs: number }): Promise<GeneratedImage[]> {
+  const started = performance.now();
+  const { info } = model;
+  const perImage = shape[1] * shape[2] * shape[3];
   const images: GeneratedImage[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < shape[0]; i++) {
     const scaled = latents.subarray(i * perImage, (i + 1) * perImage).map((v) => v / info.vaeScalingFactor);
-    const { sample } = await model.vaeDecoder.run({ latent_sample: { data: scaled, dims: [1, ...latentShape.slice(1)] } });
+    const { sample } = await model.vaeDecoder.run({ latent_sample: { data: scaled, dims: [1, ...shape.slice(1)] } });
     if (!sample) throw invalidModel(`model ${info.id}: the VAE decoder has no sample output`);
     const image = vaeOutputToImage(sample.data, request.width, request.height);
     images.push({ seed: request.seed + i, image: inpaint ? await inpaint.finish(image) : image });
   }
-  const end = performance.now();
-  return {
-    request,
-    images,
-    warnings: [...model.warnings, ...(inpaint?.warnings ?? [])],
-    timings: { textEncodingMs, denoisingMs: vaeStart - denoiseStart, vaeMs: end - vaeStart, totalMs: end - started },
-  };
+  timings.vaeMs += performance.now() - started;
+  return images;
 }
 
 /** Texts × chunks of conditioning a request may hold (about 120 MB of float32 with SD 1.x's 768-wide
@@ -245,23 +326,35 @@ function embeddingFinder(tokenizer: PromptTokenizer, embeddings: readonly Embedd
 }
 
 /**
- * Latents of an image (1 × 3 × height × width in [-1, 1]) through the VAE encoder, sampled from the
- * latent distribution with each generator given (one image's latents each), times the VAE scaling factor.
+ * Latents of images (1 × 3 × height × width in [-1, 1] each): image i (or the only one) through the
+ * VAE encoder, sampled from the latent distribution with generator i, times the VAE scaling factor.
  */
-async function encodeLatents(model: StableDiffusionModel, pixels: Float32Array, width: number, height: number, generators: TorchGenerator[], perImage: number): Promise<Float32Array> {
+async function encodeLatents(model: StableDiffusionModel, images: Pick<DecodedInitImage, 'pixels' | 'width' | 'height'>[], generators: TorchGenerator[], perImage: number): Promise<Float32Array> {
   const output = model.vaeEncoderOutput!;
-  const encoded = (await model.vaeEncoder!.run({ sample: { data: pixels, dims: [1, 3, height, width] } }))[output];
   const scaling = model.info.vaeScalingFactor;
-  return concat(
-    generators.map((generator) => {
-      if (output === 'latent_sample') return encoded.data.map((v) => v * scaling);
-      // latent_parameters: mean and log-variance stacked on the channel axis.
-      const mean = encoded.data.subarray(0, perImage);
-      const logvar = encoded.data.subarray(perImage, 2 * perImage);
-      const noise = generator.randn(perImage);
-      return mean.map((m, j) => (m + Math.exp(0.5 * Math.min(Math.max(logvar[j], -30), 20)) * noise[j]) * scaling);
-    }),
-  );
+  const encoded = new Map<(typeof images)[number], Float32Array>();
+  const encode = async (image: (typeof images)[number]) => {
+    let data = encoded.get(image);
+    if (!data) {
+      data = (await model.vaeEncoder!.run({ sample: { data: image.pixels, dims: [1, 3, image.height, image.width] } }))[output].data;
+      encoded.set(image, data);
+    }
+    return data;
+  };
+  const latents: Float32Array[] = [];
+  for (const [i, generator] of generators.entries()) {
+    const data = await encode(images[Math.min(i, images.length - 1)]);
+    if (output === 'latent_sample') {
+      latents.push(data.map((v) => v * scaling));
+      continue;
+    }
+    // latent_parameters: mean and log-variance stacked on the channel axis.
+    const mean = data.subarray(0, perImage);
+    const logvar = data.subarray(perImage, 2 * perImage);
+    const noise = generator.randn(perImage);
+    latents.push(mean.map((m, j) => (m + Math.exp(0.5 * Math.min(Math.max(logvar[j], -30), 20)) * noise[j]) * scaling));
+  }
+  return concat(latents);
 }
 
 /** Classifier-free guidance, then diffusers' guidance rescale (arXiv:2305.08891 §3.4) when asked. */

@@ -3,6 +3,7 @@
 import type { EmbeddingRequest } from './embeddings.ts';
 import { badInput } from './errors.ts';
 import { probeImage } from './image.ts';
+import { resolveHires, type HiresParams, type HiresRequest } from './hires.ts';
 import { INPAINT_DEFAULTS, resolveInpaint, type InpaintParams, type InpaintRequest } from './inpaint.ts';
 import { LIMITS } from './limits.ts';
 import { checkAdapters, type LoraRequest } from './lora/adapt.ts';
@@ -31,6 +32,13 @@ export interface GenerateParams extends InpaintParams {
   /** An encoded PNG, JPEG or WebP image: makes the request img2img. */
   initImage?: Uint8Array;
   strength?: number;
+  /** AUTOMATIC1111's variation seed: image i's noise is turned towards randn(variationSeed + i).
+   * Default: a random one when variationStrength is given. */
+  variationSeed?: number;
+  /** How far, 0–1 (default 0: none). */
+  variationStrength?: number;
+  /** AUTOMATIC1111's hires fix (txt2img only). */
+  hires?: HiresParams;
   /** How the prompts are read: AUTOMATIC1111's syntax (the default) or diffusers' plain text. */
   promptSyntax?: string;
   /** LoRA files to merge into the model (the caller resolves names to paths, `<lora:…>` tags of the
@@ -57,6 +65,12 @@ export interface GenerateRequest {
   strength?: number;
   /** Inpainting and outpainting (with an init image). */
   inpaint?: InpaintRequest;
+  /** Both or neither; only with a strength above 0. */
+  variationSeed?: number;
+  variationStrength?: number;
+  hires?: HiresRequest;
+  /** The file of a model upscaler `hires` names: resolved where the request runs, never stored. */
+  upscalerPath?: string;
   promptSyntax: PromptSyntax;
   loras?: LoraRequest[];
   embeddings?: EmbeddingRequest[];
@@ -78,7 +92,7 @@ export const DEFAULTS = {
 const isWellFormed = (text: string) => !/\p{Surrogate}/u.test(text);
 
 /** Validates a request against the model's capabilities and fills in defaults (img2img without a size takes the init image's). */
-export async function resolveRequest(info: ModelFolderInfo, params: GenerateParams): Promise<GenerateRequest> {
+export async function resolveRequest(info: ModelFolderInfo, params: GenerateParams, isUpscaler: (id: string) => boolean = () => false): Promise<GenerateRequest> {
   const factor = info.vaeScaleFactor;
   const check = (ok: boolean, message: string) => {
     if (!ok) throw badInput(message);
@@ -110,8 +124,13 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   check(Number.isFinite(eta) && eta >= 0 && eta <= 1, `eta must be from 0 to 1, got ${eta}`);
   const seed = params.seed ?? randomSeed();
   check(isInt(seed) && seed >= 0 && seed <= LIMITS.maxSeed, `seed must be an integer from 0 to ${LIMITS.maxSeed}, got ${seed}`);
+  const variationStrength = params.variationStrength ?? 0;
+  check(Number.isFinite(variationStrength) && variationStrength >= 0 && variationStrength <= 1, `variationStrength must be from 0 to 1, got ${variationStrength}`);
+  const variationSeed = params.variationSeed ?? (variationStrength > 0 ? randomSeed() : undefined);
+  check(variationSeed === undefined || (isInt(variationSeed) && variationSeed >= 0 && variationSeed <= LIMITS.maxSeed), `variationSeed must be an integer from 0 to ${LIMITS.maxSeed}, got ${variationSeed}`);
   const editing = await resolveInpaint(info, params);
   check(info.unetInChannels !== 9 || editing !== undefined, `model ${info.id} is an inpainting model: it needs an initImage and a mask (or an outpaint)`);
+  check(!(editing && variationStrength > 0), 'variationStrength does not apply with a mask or an outpaint yet: leave it out');
 
   let { width, height } = params;
   let strength: number | undefined;
@@ -135,10 +154,14 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
     check(side % factor === 0, `${name} ${side} is not a multiple of ${factor} (the model's VAE scale factor)`);
   }
   check(width * height <= LIMITS.maxPixels, `${width}×${height} is more than ${LIMITS.maxPixels} pixels`);
+  check(!(params.hires && params.initImage), 'hires applies only to txt2img: leave out initImage (or hires)');
+  const hires = params.hires && resolveHires(params.hires, { width, height, steps, factor, canEncode: info.canImg2img }, isUpscaler);
   const { loras = [], embeddings = [] } = params;
   checkAdapters(loras, embeddings);
   const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, seed, numImages, eta, initImage: params.initImage, strength, promptSyntax: promptSyntax as PromptSyntax };
   if (editing) request.inpaint = editing.inpaint;
+  if (variationSeed !== undefined && variationStrength > 0) Object.assign(request, { variationSeed, variationStrength });
+  if (hires) request.hires = hires;
   if (loras.length) request.loras = loras;
   if (embeddings.length) request.embeddings = embeddings;
   return request;

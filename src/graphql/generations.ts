@@ -1,6 +1,6 @@
 // Generations: the request a client submits, its place in the queue, its live progress and its
 // history. Resolvers are thin: validation and running live in src/jobs and src/diffusion.
-import { DEFAULTS, INPAINT_DEFAULTS, INPAINT_LIMITS, LIMITS, adapterSource, inpaintDefaults, type InpaintRequest, type Outpaint, type SchedulerName } from '../diffusion/index.ts';
+import { DEFAULTS, HIRES_DEFAULTS, INPAINT_DEFAULTS, INPAINT_LIMITS, LIMITS, MAX_HIRES_SCALE, adapterSource, inpaintDefaults, upscalerFiles, type InpaintRequest, type Outpaint, type SchedulerName } from '../diffusion/index.ts';
 import type { GenerationEvent } from '../jobs/events.ts';
 import { PRIORITY_RANGE, inputPathsOf, readStoredRequest, releaseInputs, submitGeneration, type StoredInput } from '../jobs/request.ts';
 import type { GenerationStatus as GenerationStatusValue, Prisma } from '../db/index.ts';
@@ -62,6 +62,18 @@ const OutpaintInput = builder.inputType('OutpaintInput', {
   }),
 });
 
+const HiresInput = builder.inputType('HiresInput', {
+  description: `AUTOMATIC1111's hires fix (txt2img only): a first pass at the request's size, upscaled, then an img2img second pass at the hires size with the same seeds — the images are the hires size. With the \`lanczos\` upscaler it is exactly a txt2img followed by an img2img of its 8-bit image at the hires size. The hires size is at most ${LIMITS.maxPixels} pixels (else BAD_USER_INPUT).`,
+  fields: (t) => ({
+    scale: t.float({ description: `Upscale factor, 1–${MAX_HIRES_SCALE}; each side becomes the request's × scale, rounded down to a multiple of the VAE scale factor ("Hires upscale"). Default ${HIRES_DEFAULTS.scale}, unless width or height is given.` }),
+    width: t.int({ description: 'The hires width instead of a scale, a multiple of the VAE scale factor ("Hires resize"); alone, the height keeps the aspect ratio.' }),
+    height: t.int({ description: 'The hires height instead of a scale (as width); alone, the width keeps the aspect ratio.' }),
+    upscaler: t.id({ description: `How the first pass is upscaled ("Hires upscaler"): \`latent\` (bilinear in latent space, AUTOMATIC1111's Latent), \`latent-nearest\` (Latent (nearest)), \`lanczos\` (the 8-bit first-pass image, Lanczos 3) or an \`id\` of \`upscalers\`. Unknown: BAD_USER_INPUT. Default \`${HIRES_DEFAULTS.upscaler}\`.` }),
+    steps: t.int({ description: `Steps of the second pass ("Hires steps"), which runs steps × strength of them as img2img does, ${LIMITS.minSteps}–${LIMITS.maxSteps}. Default: the request's steps.` }),
+    strength: t.float({ description: `The second pass's strength ("Denoising strength"), in (0, 1]. Default ${HIRES_DEFAULTS.strength}.` }),
+  }),
+});
+
 const GenerateInput = builder.inputType('GenerateInput', {
   description: `A generation request. Limits: sides from ${LIMITS.minSide} to ${LIMITS.maxSide} px and multiples of the model's \`vaeScaleFactor\`, at most ${LIMITS.maxPixels} pixels; steps ${LIMITS.minSteps}–${LIMITS.maxSteps}; numImages 1–${LIMITS.maxImages}; prompts up to ${LIMITS.maxPromptChars} characters.`,
   fields: (t) => ({
@@ -78,7 +90,10 @@ const GenerateInput = builder.inputType('GenerateInput', {
     seed: t.field({ type: 'SafeInt', description: `Integer 0–${LIMITS.maxSeed}; image i uses seed + i. Default: a random seed, recorded on the generation.` }),
     numImages: t.int({ description: `Images, 1–${LIMITS.maxImages}, denoised as one batch. Default 1.` }),
     eta: t.float({ description: "DDIM's η, 0 to 1: 0 is deterministic. Default 0; ignored by other schedulers." }),
-    initImage: t.field({ type: ImageInput, description: 'Makes the request img2img (the model must have `canImg2img`).' }),
+    initImage: t.field({
+      type: ImageInput,
+      description: "Makes the request img2img (the model must have `canImg2img`). An image of another size than width × height is stretched to it with Lanczos 3 (sharp's `lanczos3`); transparency is flattened onto white.",
+    }),
     strength: t.float({ description: `img2img only: how much of the init image to replace, in (0, 1]. Default ${DEFAULTS.strength}; ${INPAINT_DEFAULTS.strength} with a \`mask\` or an \`outpaint\` (diffusers' inpainting default: the masked area starts from noise).` }),
     mask: t.field({
       type: ImageInput,
@@ -98,6 +113,9 @@ const GenerateInput = builder.inputType('GenerateInput', {
       description:
         'Extends the init image by these pixels: the new area becomes the mask (with `mask` added, when given) and starts as `inpaintFill` says (the edge colours, blurred, by default); `maskBlur` blends it into the original. The result has the larger size (the default `width` × `height`), and the size limits apply to it.',
     }),
+    variationSeed: t.field({ type: 'SafeInt', description: `AUTOMATIC1111's variation seed ("Variation seed"), 0–${LIMITS.maxSeed}: image i starts from its seed's noise turned towards the noise of variationSeed + i by AUTOMATIC1111's slerp. Default: a random one when \`variationStrength\` is above 0, recorded in the image's infotext.` }),
+    variationStrength: t.float({ description: 'How far towards the variation seed\'s noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0.' }),
+    hires: t.field({ type: HiresInput, description: 'AUTOMATIC1111\'s hires fix; txt2img only (with `initImage`: BAD_USER_INPUT). `totalSteps` counts the UNet calls of both passes, and previews continue through both.' }),
     loras: t.field({ type: [LoraInput], description: 'LoRAs to apply, with those of the prompt\'s `<lora:…>` tags. An unknown id, an unusable file or a LoRA trained for another model family is BAD_USER_INPUT.' }),
     priority: t.int({ description: `${PRIORITY_RANGE.min}–${PRIORITY_RANGE.max}; higher runs first, equal ones in submission order. Default 0.` }),
     previewEvery: t.int({ description: 'Send a preview image every N steps on `generationProgress` (0: none). Default 1.' }),
@@ -297,7 +315,8 @@ builder.mutationFields((t) => ({
       const initImage = input.initImage ? await readImageInput(input.initImage, ctx, 'initImage') : undefined;
       const mask = input.mask ? await readImageInput(input.mask, ctx, 'mask') : undefined;
       const { prisma, queue, images } = ctx.jobs;
-      return submitGeneration({ prisma, queue, images, adapters: adapterSource(ctx.registry, ctx.config.embeddingsDir) }, model, {
+      const upscalers = async () => (await upscalerFiles(ctx.config.modelsDir)).map((file) => file.id);
+      return submitGeneration({ prisma, queue, images, adapters: adapterSource(ctx.registry, ctx.config.embeddingsDir), upscalers }, model, {
         prompt: input.prompt,
         negativePrompt: input.negativePrompt ?? undefined,
         promptSyntax: input.promptSyntax ?? undefined,
@@ -312,6 +331,18 @@ builder.mutationFields((t) => ({
         numImages: input.numImages ?? undefined,
         eta: input.eta ?? undefined,
         strength: input.strength ?? undefined,
+        variationSeed: input.variationSeed ?? undefined,
+        variationStrength: input.variationStrength ?? undefined,
+        hires: input.hires
+          ? {
+              scale: input.hires.scale ?? undefined,
+              width: input.hires.width ?? undefined,
+              height: input.hires.height ?? undefined,
+              upscaler: input.hires.upscaler === null || input.hires.upscaler === undefined ? undefined : String(input.hires.upscaler),
+              steps: input.hires.steps ?? undefined,
+              strength: input.hires.strength ?? undefined,
+            }
+          : undefined,
         priority: input.priority ?? undefined,
         previewEvery: input.previewEvery ?? undefined,
         initImage,

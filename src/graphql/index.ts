@@ -9,5 +9,6 @@ import './scheduler.ts';
 import './prompts.ts';
 import './generations.ts';
 import './images.ts';
+import './upscalers.ts';
 
 export const schema = builder.toSchema();

@@ -16,6 +16,7 @@ export interface WorkerOptions {
   model(id: string): ModelFolderInfo | undefined;
   modelHash(id: string): Promise<string | null>;
   previewDecoder?(model: ModelFolderInfo): Promise<string | undefined>;
+  upscalerPath?(id: string): Promise<string | undefined>;
   /** Where LoRA and embedding files are looked up again when a generation runs. */
   adapters?: AdapterSource;
   heartbeatMs: number;

@@ -3,7 +3,7 @@
 // that is the job itself.
 import { z } from 'zod';
 import type { Generation, PrismaClient } from '../db/index.ts';
-import { badInput, prepareRequest, verifyImage, type AdapterSource, type ModelFolderInfo, type RequestParams, type ResolvedAdapters } from '../diffusion/index.ts';
+import { badInput, prepareRequest, verifyImage, type AdapterSource, type HiresRequest, type ModelFolderInfo, type RequestParams, type ResolvedAdapters } from '../diffusion/index.ts';
 import type { ImageStore } from './image-store.ts';
 import type { GenerationQueue } from './queue.ts';
 
@@ -28,7 +28,9 @@ export interface StoredInput {
 
 /** What Generation.request holds: the request as the client sent it (prompt syntax resolved), with its
  * init image and mask by reference and the adapter files as resolved when it was submitted. */
-export interface StoredRequest extends Omit<SubmitInput, 'initImage' | 'mask'> {
+export interface StoredRequest extends Omit<SubmitInput, 'initImage' | 'mask' | 'hires'> {
+  /** Resolved, as it runs. */
+  hires?: HiresRequest;
   modelId: string;
   initImage?: StoredInput;
   mask?: StoredInput;
@@ -54,6 +56,11 @@ const storedRequestSchema = z.strictObject({
   numImages: optionalNumber,
   eta: optionalNumber,
   strength: optionalNumber,
+  variationSeed: optionalNumber,
+  variationStrength: optionalNumber,
+  hires: z
+    .strictObject({ width: z.number(), height: z.number(), scale: optionalNumber, upscaler: z.string(), steps: z.number(), strength: z.number() })
+    .optional(),
   priority: optionalNumber,
   previewEvery: optionalNumber,
   loras: z.array(z.strictObject({ id: z.string(), weight: z.number() })).optional(),
@@ -107,6 +114,8 @@ export interface SubmitDeps {
   queue: GenerationQueue;
   images: ImageStore;
   adapters: AdapterSource;
+  /** The ids of the model upscalers (hires requests are checked against them). */
+  upscalers?: () => Promise<string[]>;
 }
 
 export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo, input: SubmitInput): Promise<Generation> {
@@ -115,7 +124,8 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
     throw badInput(`priority must be an integer from ${PRIORITY_RANGE.min} to ${PRIORITY_RANGE.max}, got ${priority}`);
   }
   const { initImage: init, mask: maskInput, ...params } = input;
-  const { request, adapters } = await prepareRequest(model, { ...params, initImage: init?.bytes, mask: maskInput?.bytes }, deps.adapters);
+  const upscalers = params.hires ? ((await deps.upscalers?.()) ?? []) : [];
+  const { request, adapters } = await prepareRequest(model, { ...params, initImage: init?.bytes, mask: maskInput?.bytes }, deps.adapters, upscalers);
   const previewEvery = input.previewEvery ?? 1;
   if (!Number.isInteger(previewEvery) || previewEvery < 0) throw badInput(`previewEvery must be 0 (no previews) or a positive integer, got ${previewEvery}`);
 
@@ -134,6 +144,9 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
     const stored: StoredRequest = {
       ...sent,
       promptSyntax: request.promptSyntax,
+      // A random variation seed is recorded as drawn.
+      variationSeed: request.variationSeed ?? sent.variationSeed,
+      hires: request.hires,
       modelId: model.id,
       initImage: await save(initImage, formats.initImage),
       mask: await save(mask, formats.mask),

@@ -3,6 +3,7 @@
 import { hostname } from 'node:os';
 import type { Generation, Prisma, PrismaClient } from '../db/index.ts';
 import {
+  BUILTIN_UPSCALERS,
   DiffusionError,
   encodeImageWithInfo,
   infotextAdapters,
@@ -43,6 +44,8 @@ export interface WorkerDeps {
   /** Where LoRA ids and embeddings are resolved again before a generation runs (files may have changed
    * since it was submitted); without it, the files resolved at submission are used. */
   adapters?: AdapterSource;
+  /** The file of a model upscaler, by id (undefined when there is none). */
+  upscalerPath?(id: string): Promise<string | undefined>;
   /** How often to look for work when no event says there is some. */
   pollMs?: number;
   /** How often to renew the lease on the running generation (queue.ts heartbeatInterval). */
@@ -155,6 +158,10 @@ export class GenerationWorker {
       numImages: generation.numImages,
       eta: generation.eta,
       strength: generation.strength ?? undefined,
+      variationSeed: stored.variationSeed,
+      variationStrength: stored.variationStrength,
+      hires: stored.hires,
+      upscalerPath: await this.upscalerPath(stored.hires),
       initImage: stored.initImage ? await this.deps.images.read(stored.initImage.path) : undefined,
       inpaint: stored.mask || stored.outpaint ? inpaintDefaults({ ...stored, mask: stored.mask && (await this.deps.images.read(stored.mask.path)) }) : undefined,
       promptSyntax,
@@ -162,6 +169,14 @@ export class GenerationWorker {
       embeddings: adapters?.embeddings,
     };
     return { request, warnings: adapters?.warnings ?? [] };
+  }
+
+  /** The file of the model upscaler a hires request names; none for the built-in ones. */
+  private async upscalerPath(hires: StoredRequest['hires']): Promise<string | undefined> {
+    if (!hires || Object.hasOwn(BUILTIN_UPSCALERS, hires.upscaler)) return undefined;
+    const path = await this.deps.upscalerPath?.(hires.upscaler);
+    if (!path) throw new DiffusionError('MODEL_INVALID', `upscaler ${hires.upscaler} is no longer in the upscalers folder`);
+    return path;
   }
 
   /** Writes the images, then records them and the outcome in one transaction; files of a failed write are removed. */
@@ -181,7 +196,8 @@ export class GenerationWorker {
       const rows: Prisma.ImageCreateManyInput[] = [];
       for (const [index, { seed, image }] of results.entries()) {
         const extra = request.inpaint && inpaintInfotext(request.inpaint);
-        const infotext = formatInfotext({ ...request, ...adapters, seed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id, extra });
+        const variationSeed = request.variationSeed === undefined ? undefined : request.variationSeed + index;
+        const infotext = formatInfotext({ ...request, ...adapters, seed, variationSeed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id, extra });
         const png = await encodeImageWithInfo(image, 'png', {
           parameters: infotext,
           sdql: JSON.stringify({ ...storedRequestForImage(stored), seed, generationId: generation.id, model: model.id }),

@@ -25,10 +25,10 @@ export const referenceDir: string = (() => {
 
 /**
  * The sets whose cases run through the engine and the API: the root and these sub-folders. The
- * other sub-folders (variation/, checkpoint/, sdxl/, clip-skip/, sampling/) join this list
+ * other sub-folders (checkpoint/, sdxl/, clip-skip/, sampling/) join this list
  * with the features they test.
  */
-export const PARITY_SETS = ['', 'schedulers', 'inpaint'] as const;
+export const PARITY_SETS = ['', 'schedulers', 'inpaint', 'variation'] as const;
 
 export interface ReferenceCase {
   case: {
@@ -51,8 +51,11 @@ export interface ReferenceCase {
     mask_image?: string;
     lora?: { name: string; weight: number };
     scheduler_config_override?: Record<string, unknown>;
+    variation_seed?: number;
+    variation_strength?: number;
   };
-  images: { png: string; npy: string; seed: number }[];
+  /** `noise_npy`: the variation set's initial noise of the image (before init_noise_sigma). */
+  images: { png: string; npy: string; seed: number; variation_seed?: number; noise_npy?: string }[];
   prompt_ids: number[];
 }
 
@@ -179,5 +182,7 @@ export function caseParams(c: ReferenceCase) {
     numImages: k.num_images,
     eta: k.eta,
     strength: k.strength,
+    variationSeed: k.variation_seed,
+    variationStrength: k.variation_strength,
   };
 }
