@@ -178,18 +178,20 @@ export type CancelGenerationMutationVariables = Exact<{
 }>;
 
 
-export type CancelGenerationMutation = { cancelGeneration: { createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, loras: Array<{ name: string, unetWeight: number, weight: number }> } };
+export type CancelGenerationMutation = { cancelGeneration: { createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null } };
 
-export type GenerationFieldsFragment = { createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, loras: Array<{ name: string, unetWeight: number, weight: number }> };
+export type GenerationFieldsFragment = { createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null };
 
 export type ImageFieldsFragment = { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number };
+
+export type InputImageFieldsFragment = { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null };
 
 export type GenerateMutationVariables = Exact<{
   input: GenerateInput;
 }>;
 
 
-export type GenerateMutation = { generate: { createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, loras: Array<{ name: string, unetWeight: number, weight: number }> } };
+export type GenerateMutation = { generate: { createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null } };
 
 export type GenerationProgressSubscriptionVariables = Exact<{
   id: string;
@@ -203,7 +205,7 @@ export type GenerationQueryVariables = Exact<{
 }>;
 
 
-export type GenerationQuery = { generation: { createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, loras: Array<{ name: string, unetWeight: number, weight: number }> } | null };
+export type GenerationQuery = { generation: { createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null } | null };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String
@@ -238,6 +240,28 @@ export const ImageFieldsFragmentDoc = new TypedDocumentString(`
   width
 }
     `, {"fragmentName":"ImageFields"}) as unknown as TypedDocumentString<ImageFieldsFragment, unknown>;
+export const InputImageFieldsFragmentDoc = new TypedDocumentString(`
+    fragment InputImageFields on InputImage {
+  dataUrl
+  format
+  image {
+    ...ImageFields
+  }
+  sha256
+}
+    fragment ImageFields on Image {
+  bytes
+  createdAt
+  format
+  height
+  id
+  index
+  infotext
+  seed
+  sha256
+  url
+  width
+}`, {"fragmentName":"InputImageFields"}) as unknown as TypedDocumentString<InputImageFieldsFragment, unknown>;
 export const GenerationFieldsFragmentDoc = new TypedDocumentString(`
     fragment GenerationFields on Generation {
   createdAt
@@ -253,10 +277,30 @@ export const GenerationFieldsFragmentDoc = new TypedDocumentString(`
   images {
     ...ImageFields
   }
+  initImage {
+    ...InputImageFields
+  }
+  inpaint {
+    inpaintArea
+    inpaintFill
+    invertMask
+    maskBlur
+    onlyMaskedPadding
+    outpaint {
+      bottom
+      left
+      right
+      top
+    }
+    restoreUnmasked
+  }
   loras {
     name
     unetWeight
     weight
+  }
+  mask {
+    ...InputImageFields
   }
   modelHash
   modelId
@@ -289,6 +333,14 @@ export const GenerationFieldsFragmentDoc = new TypedDocumentString(`
   sha256
   url
   width
+}
+fragment InputImageFields on InputImage {
+  dataUrl
+  format
+  image {
+    ...ImageFields
+  }
+  sha256
 }`, {"fragmentName":"GenerationFields"}) as unknown as TypedDocumentString<GenerationFieldsFragment, unknown>;
 export const CancelGenerationDocument = new TypedDocumentString(`
     mutation CancelGeneration($id: ID!) {
@@ -310,10 +362,30 @@ export const CancelGenerationDocument = new TypedDocumentString(`
   images {
     ...ImageFields
   }
+  initImage {
+    ...InputImageFields
+  }
+  inpaint {
+    inpaintArea
+    inpaintFill
+    invertMask
+    maskBlur
+    onlyMaskedPadding
+    outpaint {
+      bottom
+      left
+      right
+      top
+    }
+    restoreUnmasked
+  }
   loras {
     name
     unetWeight
     weight
+  }
+  mask {
+    ...InputImageFields
   }
   modelHash
   modelId
@@ -346,6 +418,14 @@ fragment ImageFields on Image {
   sha256
   url
   width
+}
+fragment InputImageFields on InputImage {
+  dataUrl
+  format
+  image {
+    ...ImageFields
+  }
+  sha256
 }`) as unknown as TypedDocumentString<CancelGenerationMutation, CancelGenerationMutationVariables>;
 export const GenerateDocument = new TypedDocumentString(`
     mutation Generate($input: GenerateInput!) {
@@ -367,10 +447,30 @@ export const GenerateDocument = new TypedDocumentString(`
   images {
     ...ImageFields
   }
+  initImage {
+    ...InputImageFields
+  }
+  inpaint {
+    inpaintArea
+    inpaintFill
+    invertMask
+    maskBlur
+    onlyMaskedPadding
+    outpaint {
+      bottom
+      left
+      right
+      top
+    }
+    restoreUnmasked
+  }
   loras {
     name
     unetWeight
     weight
+  }
+  mask {
+    ...InputImageFields
   }
   modelHash
   modelId
@@ -403,6 +503,14 @@ fragment ImageFields on Image {
   sha256
   url
   width
+}
+fragment InputImageFields on InputImage {
+  dataUrl
+  format
+  image {
+    ...ImageFields
+  }
+  sha256
 }`) as unknown as TypedDocumentString<GenerateMutation, GenerateMutationVariables>;
 export const GenerationProgressDocument = new TypedDocumentString(`
     subscription GenerationProgress($id: ID!) {
@@ -442,10 +550,30 @@ export const GenerationDocument = new TypedDocumentString(`
   images {
     ...ImageFields
   }
+  initImage {
+    ...InputImageFields
+  }
+  inpaint {
+    inpaintArea
+    inpaintFill
+    invertMask
+    maskBlur
+    onlyMaskedPadding
+    outpaint {
+      bottom
+      left
+      right
+      top
+    }
+    restoreUnmasked
+  }
   loras {
     name
     unetWeight
     weight
+  }
+  mask {
+    ...InputImageFields
   }
   modelHash
   modelId
@@ -478,4 +606,12 @@ fragment ImageFields on Image {
   sha256
   url
   width
+}
+fragment InputImageFields on InputImage {
+  dataUrl
+  format
+  image {
+    ...ImageFields
+  }
+  sha256
 }`) as unknown as TypedDocumentString<GenerationQuery, GenerationQueryVariables>;
