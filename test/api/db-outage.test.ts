@@ -1,0 +1,56 @@
+// A lost database connection: the worker waits for Postgres and records the generation when it is
+// back; subscribers never see FAILED for a generation that succeeds. The outage is a TCP proxy
+// between the app and Postgres, cut and restored (the Postgres server itself is shared).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { configureLogging } from '../../src/log.ts';
+import { collectWs, startTestServer } from '../helpers/api.ts';
+import { createTestDatabase, skipWithoutPostgres } from '../helpers/db.ts';
+import { TcpProxy } from '../helpers/tcp-proxy.ts';
+import { EventLog } from '../helpers/wait.ts';
+
+const PROGRESS = `subscription($id: ID!) { generationProgress(id: $id) { status step totalSteps error } }`;
+
+test('a generation that finishes while Postgres is unreachable is recorded once it is back, and never reported FAILED', { skip: skipWithoutPostgres }, async () => {
+  const testDb = await createTestDatabase();
+  assert.ok(testDb.target.kind === 'postgres');
+  const direct = new URL(testDb.target.url);
+  const proxy = new TcpProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
+  await proxy.start();
+  // A lease of 1 s: this process's own recovery runs every half second and would take the
+  // generation for abandoned once the outage outlasts the lease.
+  const api = await startTestServer({ database: { ...testDb, target: { kind: 'postgres', url: proxy.url(testDb.target.url) } }, env: { SDQL_WORKER_LEASE: '1' } });
+  const logs = new EventLog<{ msg: string; what?: string }>();
+  configureLogging({ json: true, write: (line) => logs.push(JSON.parse(line)) });
+  try {
+    const { generate } = await api.data<any>(`mutation($input: GenerateInput!) { generate(input: $input) { id } }`, {
+      input: { modelId: 'demo', prompt: 'through the storm', steps: 60, numImages: 4, seed: 5, previewEvery: 0 },
+    });
+    const stream = collectWs<any>(api.wsClient(), PROGRESS, { id: generate.id });
+    await stream.next('the first step', (e) => e.generationProgress.step >= 1);
+    await proxy.cut();
+
+    const last = await stream.next('the last step, run while the database is gone', (e) => e.generationProgress.step > 0 && e.generationProgress.step === e.generationProgress.totalSteps);
+    assert.equal(last.generationProgress.status, 'RUNNING');
+    await logs.next('the worker waiting to record the generation', (l) => l.msg === 'lost the database' && l.what === 'record a finished generation');
+    const cutAt = logs.events.length;
+    // Three failed recoveries span more than the lease: the generation's heartbeat is stale by then.
+    const failedRecovery = (l: { msg: string }) => l.msg === 'could not recover abandoned generations';
+    await logs.next('three failed recoveries', (l) => failedRecovery(l) && logs.events.slice(cutAt).filter(failedRecovery).length >= 3);
+    await proxy.restore();
+
+    const events = (await stream.done()).map((e) => e.generationProgress);
+    assert.deepEqual(events.filter((e) => ['FAILED', 'CANCELED'].includes(e.status)), [], 'subscribers were told the generation ended');
+    assert.equal(events.at(-1).status, 'SUCCEEDED');
+    const { generation } = await api.data<any>(`query($id: ID!) { generation(id: $id) { status error images { url } } }`, { id: generate.id });
+    assert.equal(generation.status, 'SUCCEEDED');
+    assert.equal(generation.error, null);
+    assert.equal(generation.images.length, 4);
+    for (const image of generation.images) assert.equal((await fetch(image.url)).status, 200);
+    assert.ok(logs.events.some((l) => l.msg === 'the database does not answer; waiting to try again'), 'the waits are logged');
+  } finally {
+    configureLogging({ write: () => {} });
+    await api.close();
+    await proxy.cut();
+  }
+});
