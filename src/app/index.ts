@@ -62,7 +62,7 @@ export async function startJobs({ config, db, registry, lifecycle, jobs }: App):
   await jobs.startRecovery(config.workerLeaseSeconds * 1000, { exclusive: db.kind === 'pglite' });
   lifecycle.onShutdown('recovery', () => jobs.stopRecovery());
   if (!config.worker) return;
-  const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes });
+  const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes, batchMemoryBytes: config.batchMemoryBytes });
   lifecycle.onShutdown('engine', () => engine.close());
   await jobs.startWorker({
     engine,

@@ -4,7 +4,7 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
-/** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 1048576 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
+/** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 589824 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
 export type GenerateInput = {
   /** DDIM's η, 0 to 1: 0 is deterministic. Default 0; ignored by other schedulers. */
   eta?: number | null | undefined;
