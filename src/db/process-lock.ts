@@ -29,13 +29,15 @@ export async function holdProcessLock(url: string, mode: ProcessLockMode): Promi
   const reacquire = async () => {
     for (let waitMs = 250; !released; waitMs = Math.min(waitMs * 2, MAX_RECONNECT_WAIT_MS)) {
       try {
-        client = await lockedClient(url, mode);
+        const again = await lockedClient(url, mode);
+        if (released) return void (await again.end());
+        client = again;
         client.once('end', () => void reacquire());
         log.info('took the database lock again', { mode });
         return;
       } catch (error) {
         log.warn('lost the database lock; trying to take it again', { mode, waitMs, err: error });
-        await sleep(waitMs);
+        await sleep(waitMs, undefined, { ref: false });
       }
     }
   };

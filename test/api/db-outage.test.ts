@@ -1,8 +1,9 @@
 // A lost database connection: the worker waits for Postgres and records the generation when it is
-// back; subscribers never see FAILED for a generation that succeeds. The outage is a TCP proxy
+// back; subscribers never see FAILED for a generation that succeeds; the process lock is taken again. The outage is a TCP proxy
 // between the app and Postgres, cut and restored (the Postgres server itself is shared).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { holdProcessLock } from '../../src/db/index.ts';
 import { configureLogging } from '../../src/log.ts';
 import { collectWs, startTestServer } from '../helpers/api.ts';
 import { createTestDatabase, skipWithoutPostgres } from '../helpers/db.ts';
@@ -48,6 +49,11 @@ test('a generation that finishes while Postgres is unreachable is recorded once 
     assert.equal(generation.images.length, 4);
     for (const image of generation.images) assert.equal((await fetch(image.url)).status, 200);
     assert.ok(logs.events.some((l) => l.msg === 'the database does not answer; waiting to try again'), 'the waits are logged');
+
+    // The process lock went with the broken connection and was taken again: a second process
+    // without Redis is still refused.
+    await logs.next('the process lock taken again', (l) => l.msg === 'took the database lock again');
+    await assert.rejects(holdProcessLock(testDb.target.url, 'exclusive'), /already uses .*without REDIS_URL/);
   } finally {
     configureLogging({ write: () => {} });
     await api.close();
