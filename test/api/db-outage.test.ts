@@ -18,15 +18,21 @@ import { EventLog } from '../helpers/wait.ts';
 const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 const PROGRESS = `subscription($id: ID!) { generationProgress(id: $id) { status step totalSteps error } }`;
 
-test('a generation that finishes while Postgres is unreachable is recorded once it is back, and never reported FAILED', { skip: skipWithoutPostgres }, async () => {
+/** A test database on the Postgres of DATABASE_URL and a proxy to it, started. */
+async function proxiedDatabase() {
   const testDb = await createTestDatabase();
   assert.ok(testDb.target.kind === 'postgres');
   const direct = new URL(testDb.target.url);
   const proxy = new TcpProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
   await proxy.start();
+  return { testDb, directUrl: testDb.target.url, proxy };
+}
+
+test('a generation that finishes while Postgres is unreachable is recorded once it is back, and never reported FAILED', { skip: skipWithoutPostgres }, async () => {
+  const { testDb, directUrl, proxy } = await proxiedDatabase();
   // A lease of 1 s: this process's own recovery runs every half second and would take the
   // generation for abandoned once the outage outlasts the lease.
-  const api = await startTestServer({ database: { ...testDb, target: { kind: 'postgres', url: proxy.url(testDb.target.url) } }, env: { SDQL_WORKER_LEASE: '1' } });
+  const api = await startTestServer({ database: { ...testDb, target: { kind: 'postgres', url: proxy.url(directUrl) } }, env: { SDQL_WORKER_LEASE: '1' } });
   const logs = new EventLog<{ msg: string; what?: string }>();
   configureLogging({ json: true, write: (line) => logs.push(JSON.parse(line)) });
   try {
@@ -59,7 +65,7 @@ test('a generation that finishes while Postgres is unreachable is recorded once 
     // The process lock went with the broken connection and was taken again: a second process
     // without Redis is still refused.
     await logs.next('the process lock taken again', (l) => l.msg === 'took the database lock again');
-    await assert.rejects(holdProcessLock(testDb.target.url, 'exclusive'), /already uses .*without REDIS_URL/);
+    await assert.rejects(holdProcessLock(directUrl, 'exclusive'), /already uses .*without REDIS_URL/);
   } finally {
     configureLogging({ write: () => {} });
     await api.close();
@@ -68,11 +74,7 @@ test('a generation that finishes while Postgres is unreachable is recorded once 
 });
 
 test('a generation another process requeued while its worker was cut off runs again; its first images are dropped, and nobody is told FAILED', { skip: skipWithoutPostgres }, async () => {
-  const testDb = await createTestDatabase();
-  assert.ok(testDb.target.kind === 'postgres');
-  const direct = new URL(testDb.target.url);
-  const proxy = new TcpProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
-  await proxy.start();
+  const { testDb, directUrl, proxy } = await proxiedDatabase();
   // An API server on Postgres directly, whose recovery requeues what a silent worker runs after 1 s;
   // a worker reaching Postgres through the proxy.
   const env = { SDQL_WORKER: 'false', REDIS_URL: redisUrl, SDQL_REDIS_PREFIX: `sdql-test-${randomBytes(4).toString('hex')}:`, SDQL_WORKER_LEASE: '1' };
@@ -81,7 +83,7 @@ test('a generation another process requeued while its worker was cut off runs ag
   configureLogging({ json: true, write: (line) => logs.push(JSON.parse(line)) });
   let worker: Lifecycle | undefined;
   try {
-    ({ lifecycle: worker } = await startWorker(api.config, { database: { kind: 'postgres', url: proxy.url(testDb.target.url) } }));
+    ({ lifecycle: worker } = await startWorker(api.config, { database: { kind: 'postgres', url: proxy.url(directUrl) } }));
     const { generate } = await api.data<any>(`mutation($input: GenerateInput!) { generate(input: $input) { id } }`, {
       input: { modelId: 'demo', prompt: 'cut off', steps: 60, numImages: 2, seed: 3, previewEvery: 0 },
     });
