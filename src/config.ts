@@ -29,6 +29,8 @@ export interface Config {
   workerLeaseSeconds: number;
   /** Bytes of model files the engine keeps loaded between requests. */
   modelCacheBytes: number;
+  /** Bytes a UNet call's activations may take: larger batches run in sub-batches. */
+  batchMemoryBytes: number;
   /** Origins (scheme://host[:port]) whose pages may call the API from a browser; empty: none but this server's own. */
   corsOrigins: string[];
   /** Host names accepted in the Host header besides loopback ones, when listening on a loopback address. */
@@ -176,6 +178,15 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     defaultLabel: 'a sixth of the memory',
     description: 'Megabytes of model files kept loaded between requests (the least recently used are released). A loaded model takes about 3× its files in memory.',
     parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : Math.floor(totalmem() / 6)),
+  }),
+  option({
+    key: 'batchMemoryBytes',
+    env: 'SDQL_BATCH_MEMORY_MB',
+    flag: 'batch-memory-mb',
+    default: '',
+    defaultLabel: 'a quarter of the memory',
+    description: 'Megabytes the UNet\'s activations may take in one call: a batch that needs more runs in sub-batches, of one image at least. Each image takes about 2.1 × 8 × (width/8 × height/8)² × 4 bytes per guidance pass: 1 GiB at 512×512, 5.3 GiB at 768×768.',
+    parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : Math.floor(totalmem() / 4)),
   }),
   option({
     key: 'corsOrigins',

@@ -3,7 +3,7 @@
 // SDQL_WORKER=false, a worker on the engine thread). `sdql serve` (serve.ts) puts HTTP and GraphQL on
 // top; `sdql worker` (worker.ts) runs the jobs alone and loads no schema.
 import type { Config } from '../config.ts';
-import { databaseTarget, openDatabase, type Database, type DatabaseTarget } from '../db/index.ts';
+import { databaseTarget, holdProcessLock, openDatabase, type Database, type DatabaseTarget } from '../db/index.ts';
 import { EngineThread, adapterSource, findTaesdDecoder, upscalerFiles } from '../diffusion/index.ts';
 import { createEventBus, EventBusError, type EventBus } from '../events/bus.ts';
 import type { Topics } from '../graphql/context.ts';
@@ -35,6 +35,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   try {
     const db = await openDatabase(options.database ?? databaseTarget(config));
     lifecycle.onShutdown('database', () => db.close());
+    if (db.kind === 'postgres') {
+      // Without Redis, events stay in this process: it must be the only one on the database.
+      const lock = await holdProcessLock(db.connectionString, config.redisUrl ? 'shared' : 'exclusive');
+      lifecycle.onShutdown('database lock', () => lock.release());
+    }
     const registry = new Registry(db.prisma, config.modelsDir, config.lorasDir);
     await registry.scan().catch((error: Error) => {
       throw new StartError(`cannot scan the models folder: ${error.message}`, { cause: error });
@@ -57,7 +62,7 @@ export async function startJobs({ config, db, registry, lifecycle, jobs }: App):
   await jobs.startRecovery(config.workerLeaseSeconds * 1000, { exclusive: db.kind === 'pglite' });
   lifecycle.onShutdown('recovery', () => jobs.stopRecovery());
   if (!config.worker) return;
-  const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes });
+  const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes, batchMemoryBytes: config.batchMemoryBytes });
   lifecycle.onShutdown('engine', () => engine.close());
   await jobs.startWorker({
     engine,

@@ -11,6 +11,8 @@ import { PrismaClient } from './generated/client.ts';
 import { migrate, type SqlSession } from './migrate.ts';
 
 export { DatabaseUnavailableError } from './errors.ts';
+export { holdProcessLock, type ProcessLock, type ProcessLockMode } from './process-lock.ts';
+export { databaseReachable, retryWhileUnreachable, waitForDatabase } from './reconnect.ts';
 export { Prisma, PrismaClient } from './generated/client.ts';
 export type { Generation, GenerationStatus, Image, Lora, Model } from './generated/client.ts';
 

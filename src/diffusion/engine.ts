@@ -20,6 +20,9 @@ export interface EngineOptions {
   /** Bytes of model files kept loaded between requests; a sixth of the machine's memory by default,
    * since a loaded model takes about three times its files (weights plus onnxruntime's arena). */
   cacheBudgetBytes?: number;
+  /** Bytes a UNet call's activations may take; larger batches run in sub-batches (sub-batch.ts). A
+   * quarter of the machine's memory by default, beside the models' sixth; Infinity: whole batches. */
+  batchMemoryBytes?: number;
 }
 
 /** Which steps want a preview, and what decodes them. */
@@ -79,6 +82,7 @@ export class Engine implements GenerationEngine {
           const result = await this.withUpscaler(request.upscalerPath, (upscaler) => generate(loaded, request, {
             ...callbacks,
             upscaler,
+            memoryBudgetBytes: this.options.batchMemoryBytes ?? totalmem() / 4,
             onStep: onStep && (async (progress) => onStep({ ...progress, previewRgb: await taesd.decode(progress) })),
           }));
           if (!decoder && !warnings.length) return result;

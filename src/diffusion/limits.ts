@@ -9,8 +9,12 @@ export const LIMITS = {
   /** Width and height bounds in pixels; both must also be multiples of the model's VAE scale factor. */
   minSide: 64,
   maxSide: 2048,
-  /** Output pixels per image (width × height): 1024×1024 by default. */
-  maxPixels: 1024 * 1024,
+  /**
+   * Output pixels per image (width × height): 768×768. One UNet sample at this size needs about
+   * 5.3 GiB for SD 1.x's attention (sub-batch.ts); at 1024×1024 it needs 17 GiB, which does not fit
+   * beside a loaded model on a 23 GiB machine even one image at a time.
+   */
+  maxPixels: 768 * 768,
   /** Characters of a prompt or negative prompt. */
   maxPromptChars: 10_000,
   /** Bytes of an init image file as uploaded. */

@@ -16,6 +16,7 @@ import type { GenerateRequest } from './request.ts';
 import { createScheduler, type Scheduler } from './schedulers/index.ts';
 import type { StableDiffusionModel } from './stable-diffusion.ts';
 import { varyNoise } from './variation.ts';
+import { runInSubBatches, unetSamplesPerCall } from './sub-batch.ts';
 
 export interface StepProgress {
   /** 1-based count of UNet calls done, out of totalSteps (second-order samplers make two per step). */
@@ -32,6 +33,8 @@ export interface GenerateCallbacks {
   signal?: AbortSignal;
   /** The model upscaler a hires request names (loaded by the engine from `request.upscalerPath`). */
   upscaler?: OnnxUpscaler;
+  /** Bytes a UNet call's activations may take: the batch runs in sub-batches that fit (sub-batch.ts). Unset: all at once. */
+  memoryBudgetBytes?: number;
 }
 
 export interface GeneratedImage {
@@ -168,15 +171,16 @@ async function denoise(
 
   const timestepRank = model.unet.inputShape('timestep').length;
   const batch = doGuidance ? 2 * n : n;
+  const perCall = unetSamplesPerCall(batch, latentShape[2], latentShape[3], progress.callbacks.memoryBudgetBytes);
   for (let i = 0; i < timesteps.length; i++) {
     throwIfAborted(signal);
     const t = timesteps[i];
     const scaled = scheduler.scaleModelInput(doGuidance ? concat([latents, latents]) : latents, t);
-    const { out_sample } = await model.unet.run({
+    const { out_sample } = await runInSubBatches(model.unet, {
       sample: { data: inpaint ? inpaint.unetInput(scaled, batch) : scaled, dims: [batch, inpaint?.channels ?? latentShape[1], latentShape[2], latentShape[3]] },
       timestep: timestepRank === 0 ? { data: Float32Array.of(t), dims: [] } : { data: new Float32Array(batch).fill(t), dims: [batch] },
       encoder_hidden_states: { data: conditioning.at(i), dims: [batch, conditioning.sequenceLength, conditioning.hiddenSize] },
-    });
+    }, batch, perCall);
     if (!out_sample) throw invalidModel(`model ${info.id}: the UNet has no out_sample output`);
     const noisePred = doGuidance ? guide(out_sample.data, request.guidanceScale, request.guidanceRescale, n) : out_sample.data;
     latents = scheduler.step(noisePred, t, latents, randn);

@@ -45,7 +45,7 @@ export class Jobs {
   async startRecovery(leaseMs: number, { exclusive }: { exclusive: boolean }): Promise<void> {
     await this.queue.recoverAbandoned(exclusive ? 0 : leaseMs);
     this.recovery = setInterval(() => {
-      this.queue.recoverAbandoned(leaseMs).catch((error) => log.warn('could not recover abandoned generations', { err: error }));
+      this.queue.recoverAbandoned(leaseMs, this.worker?.id).catch((error) => log.warn('could not recover abandoned generations', { err: error }));
     }, leaseMs / 2);
     this.recovery.unref();
   }

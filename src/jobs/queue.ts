@@ -109,15 +109,26 @@ export class GenerationQueue {
       where: { id, workerId, status: 'RUNNING' },
       data: { status: 'QUEUED', workerId: null, heartbeatAt: null, startedAt: null, step: 0, attempts: { decrement: 1 } },
     });
-    if (released.count > 0) this.events.publish('queue', { generationId: id, status: 'QUEUED' });
+    if (released.count > 0) this.announceRequeued(id);
+  }
+
+  private announceRequeued(id: string): void {
+    this.events.publish('generation', id, statusEvent(id, 'QUEUED'));
+    this.events.publish('queue', { generationId: id, status: 'QUEUED' });
   }
 
   /**
    * Requeues generations whose worker stopped beating for `leaseMs` (0: every running one, for a
    * process that owns the database alone), failing those that already ran MAX_ATTEMPTS times.
+   * `aliveWorkerId`: this process's worker, alive whatever its heartbeat says (its beats stop while
+   * the database is unreachable, and it records its generation once the database is back).
    */
-  async recoverAbandoned(leaseMs: number): Promise<{ requeued: number; failed: number }> {
-    const stale = { status: 'RUNNING' as const, OR: [{ heartbeatAt: null }, { heartbeatAt: { lt: new Date(Date.now() - leaseMs) } }] };
+  async recoverAbandoned(leaseMs: number, aliveWorkerId?: string): Promise<{ requeued: number; failed: number }> {
+    const stale = {
+      status: 'RUNNING' as const,
+      OR: [{ heartbeatAt: null }, { heartbeatAt: { lt: new Date(Date.now() - leaseMs) } }],
+      ...(aliveWorkerId && { AND: [{ OR: [{ workerId: null }, { workerId: { not: aliveWorkerId } }] }] }),
+    };
     const failed = await this.prisma.generation.updateManyAndReturn({
       where: { ...stale, attempts: { gte: MAX_ATTEMPTS } },
       data: {
@@ -136,7 +147,7 @@ export class GenerationQueue {
       this.events.publish('generation', id, statusEvent(id, 'FAILED', error));
       this.events.publish('queue', { generationId: id, status: 'FAILED' });
     }
-    for (const { id } of requeued) this.events.publish('queue', { generationId: id, status: 'QUEUED' });
+    for (const { id } of requeued) this.announceRequeued(id);
     if (requeued.length || failed.length) log.warn('recovered abandoned generations', { requeued: requeued.length, failed: failed.length });
     if (requeued.length) for (const wake of this.waiters) wake();
     return { requeued: requeued.length, failed: failed.length };

@@ -1,7 +1,7 @@
 // A worker runs queued generations one at a time on a generation engine (the engine thread in
 // the server), streams each step with a preview, and stores the images with their metadata.
 import { hostname } from 'node:os';
-import type { Generation, Prisma, PrismaClient } from '../db/index.ts';
+import { databaseReachable, retryWhileUnreachable, waitForDatabase, type Generation, type Prisma, type PrismaClient } from '../db/index.ts';
 import {
   BUILTIN_UPSCALERS,
   DiffusionError,
@@ -76,15 +76,16 @@ export class GenerationWorker {
 
   private async run(): Promise<void> {
     const { queue } = this.deps;
-    while (!this.stopping.signal.aborted) {
+    const { signal } = this.stopping;
+    while (!signal.aborted) {
       let generation: Generation | undefined;
       try {
-        generation = await queue.claimNext(this.id);
+        generation = await retryWhileUnreachable(this.deps.prisma, 'claim the next generation', () => queue.claimNext(this.id), signal);
       } catch (error) {
-        log.error('could not claim a generation', { err: error });
+        if (!signal.aborted) log.error('could not claim a generation', { err: error });
       }
       if (generation) await this.process(generation);
-      else await queue.waitForWork(this.deps.pollMs ?? 2000, this.stopping.signal);
+      else await queue.waitForWork(this.deps.pollMs ?? 2000, signal);
     }
   }
 
@@ -206,41 +207,82 @@ export class GenerationWorker {
         written.push(file.path);
         rows.push({ generationId: generation.id, index, path: file.path, width: image.width, height: image.height, seed: BigInt(seed), format: 'png', bytes: file.bytes, sha256: file.sha256, infotext });
       }
-      await prisma.$transaction(async (tx) => {
-        const updated = await tx.generation.updateMany({
-          where: { id: generation.id, workerId: this.id, status: 'RUNNING' },
-          data: { status: 'SUCCEEDED', finishedAt: new Date(), modelHash: modelHash?.slice(0, 10) ?? null, warnings, heartbeatAt: null },
-        });
-        // Canceled, or requeued by a recovery that took this worker for dead: its images are not wanted.
-        if (updated.count === 0) throw new Error('the generation was taken from this worker');
-        await tx.image.createMany({ data: rows });
-      });
+      // Through an outage the images wait here, made, until the database answers again.
+      await retryWhileUnreachable(
+        prisma,
+        'record a finished generation',
+        () =>
+          prisma.$transaction(async (tx) => {
+            const updated = await tx.generation.updateMany({
+              where: { id: generation.id, workerId: this.id, status: 'RUNNING' },
+              data: { status: 'SUCCEEDED', finishedAt: new Date(), modelHash: modelHash?.slice(0, 10) ?? null, warnings, heartbeatAt: null },
+            });
+            if (updated.count > 0) return void (await tx.image.createMany({ data: rows }));
+            // A try whose commit was lost with its connection has recorded it already.
+            const row = await tx.generation.findUnique({ where: { id: generation.id }, select: { status: true, workerId: true } });
+            if (row?.status === 'SUCCEEDED' && row.workerId === this.id) return;
+            // Canceled, or requeued by a recovery that took this worker for dead: its images are not wanted.
+            throw new GenerationTaken();
+          }),
+        this.stopping.signal,
+      );
     } catch (error) {
       await images.remove(written);
       throw error;
     }
-    const final = await prisma.generation.findUniqueOrThrow({ where: { id: generation.id } });
+    const final = await retryWhileUnreachable(prisma, 'read a finished generation', () => prisma.generation.findUniqueOrThrow({ where: { id: generation.id } }), this.stopping.signal);
     events.publish('generation', generation.id, statusEvent(generation.id, 'SUCCEEDED', null, final.step, final.totalSteps));
     queue.announce(final.id, final.status);
   }
 
   private async fail(generation: Generation, error: unknown, aborted: boolean): Promise<void> {
     const { prisma, events, queue } = this.deps;
-    if (aborted && this.stopping.signal.aborted) {
+    const { signal } = this.stopping;
+    if (aborted && signal.aborted) {
       await queue.release(generation.id, this.id).catch((e) => log.error('could not release a generation', { err: e }));
       log.info('generation released for the next start', { generationId: generation.id });
       return;
     }
+    if (error instanceof GenerationTaken) {
+      log.info('generation taken from this worker; its images are dropped', { generationId: generation.id });
+      return;
+    }
     const canceled = aborted || (error instanceof DiffusionError && error.code === 'ABORTED');
+    if (!canceled && !(error instanceof DiffusionError) && !(await databaseReachable(prisma))) return this.requeueAfterOutage(generation, error);
     const message = canceled ? null : error instanceof DiffusionError ? error.message : `internal error: ${(error as Error).message}`;
     if (!canceled && !(error instanceof DiffusionError)) log.error('generation failed', { generationId: generation.id, err: error });
     else log.info(canceled ? 'generation canceled' : 'generation failed', { generationId: generation.id, error: message });
     const status = canceled ? 'CANCELED' : 'FAILED';
-    await prisma.generation
-      .updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { status, error: message, finishedAt: new Date(), heartbeatAt: null } })
-      .catch((e) => log.error('could not record a failed generation', { err: e }));
+    const recorded = await retryWhileUnreachable(
+      prisma,
+      `record a ${status.toLowerCase()} generation`,
+      () => prisma.generation.updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { status, error: message, finishedAt: new Date(), heartbeatAt: null } }),
+      signal,
+    ).catch((e: unknown) => void log.error('could not record a failed generation', { generationId: generation.id, err: e }));
+    // Nothing recorded: the generation is no longer this worker's (requeued, or the process stops);
+    // whoever has it tells subscribers how it ends.
+    if (!recorded?.count) return;
     events.publish('generation', generation.id, statusEvent(generation.id, status, message));
     queue.announce(generation.id, status);
+  }
+
+  /** A generation that stopped because the database went away runs again once it is back, without counting the attempt. */
+  private async requeueAfterOutage(generation: Generation, error: unknown): Promise<void> {
+    log.warn('lost the database during a generation; it runs again once the database answers', { generationId: generation.id, err: error });
+    try {
+      await waitForDatabase(this.deps.prisma, 'requeue a generation', this.stopping.signal);
+      await this.deps.queue.release(generation.id, this.id);
+    } catch (e) {
+      // Stopping: the generation is left RUNNING without heartbeats, and the next recovery requeues it.
+      log.warn('could not requeue a generation after losing the database', { generationId: generation.id, err: e });
+    }
+  }
+}
+
+/** The generation's row no longer names this worker as the one running it. */
+class GenerationTaken extends Error {
+  constructor() {
+    super('the generation was taken from this worker');
   }
 }
 

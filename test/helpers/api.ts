@@ -37,6 +37,8 @@ export interface TestServerOptions {
   /** Use this models folder instead (e.g. the reference models). */
   modelsDir?: string;
   env?: Record<string, string>;
+  /** A database of the test's own (one reached through a proxy, say); dropped by close(). */
+  database?: TestDatabase;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -48,7 +50,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     for (const [id, fixture] of Object.entries(options.models ?? { demo: {} })) await createFixturePipeline(join(modelsDir, id), fixture);
   }
   // On disk rather than in memory when embedded, so a restart finds the same database.
-  const testDb: TestDatabase = usingPostgres ? await createTestDatabase() : { target: { kind: 'pglite', dataDir: join(tmp, 'db') }, drop: async () => {} };
+  const testDb: TestDatabase = options.database ?? (usingPostgres ? await createTestDatabase() : { target: { kind: 'pglite', dataDir: join(tmp, 'db') }, drop: async () => {} });
   const config = loadConfig({ port: '0', 'data-dir': join(tmp, 'data'), 'models-dir': modelsDir }, options.env ?? {});
   let server = await startServer(config, { database: testDb.target });
   const clients: Client[] = [];

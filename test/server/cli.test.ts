@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createTestDatabase } from '../helpers/db.ts';
+import { createTestDatabase, skipWithoutPostgres } from '../helpers/db.ts';
+
+const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 import { DEADLINE_MS, withDeadline } from '../helpers/wait.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/sdql.js', import.meta.url));
@@ -79,34 +81,78 @@ test('models create-demo writes a demo model, LoRA and embedding and says their 
   );
 });
 
+/** `sdql serve` in a child process with `env`: its JSON log lines, its URL once ready, and its stop. */
+function serve(env: Record<string, string>) {
+  const child = spawn(process.execPath, [BIN, 'serve'], { cwd: tmp, env: { PATH: process.env.PATH ?? '', PORT: '0', ...env } });
+  let out = '';
+  // Every line is one JSON object: stdout is not a terminal.
+  const entries = () => out.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const ready = new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', () => {
+      const ready = out.endsWith('\n') && entries().find((e) => e.msg === 'sdql is ready');
+      if (ready) resolve(ready.url as string);
+    });
+    child.on('exit', (code) => reject(new Error(`sdql serve exited with ${code}: ${out}`)));
+  });
+  return {
+    entries,
+    ready: () => withDeadline(ready, 'the "sdql is ready" line'),
+    /** SIGTERM, then its exit code. */
+    stop: () => (child.kill('SIGTERM'), withDeadline(exited, 'the exit of sdql serve after SIGTERM')),
+    kill: () => child.kill('SIGKILL'),
+  };
+}
+
 test('`sdql serve` becomes healthy, then stops gracefully on SIGTERM', async () => {
   const db = await createTestDatabase();
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '', SDQL_DATA_DIR: join(tmp, 'data'), SDQL_MODELS_DIR: join(tmp, 'models2'), PORT: '0' };
+  const env: Record<string, string> = { SDQL_DATA_DIR: join(tmp, 'data'), SDQL_MODELS_DIR: join(tmp, 'models2') };
   if (db.target.kind === 'postgres') env.DATABASE_URL = db.target.url;
-  const child = spawn(process.execPath, [BIN, 'serve'], { cwd: tmp, env });
+  const server = serve(env);
   try {
-    let out = '';
-    // Every line is one JSON object: stdout is not a terminal.
-    const entries = () => out.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    const ready = new Promise<string>((resolve, reject) => {
-      child.stdout.on('data', () => {
-        const ready = out.endsWith('\n') && entries().find((e) => e.msg === 'sdql is ready');
-        if (ready) resolve(ready.url as string);
-      });
-      child.on('exit', (code) => reject(new Error(`sdql serve exited with ${code}: ${out}`)));
-    });
-    const url = await withDeadline(ready, 'the "sdql is ready" line');
+    const url = await server.ready();
     assert.equal((await fetch(url.replace('/graphql', '/healthz'))).status, 200);
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    child.kill('SIGTERM');
-    assert.equal(await withDeadline(exited, 'the exit of sdql serve after SIGTERM'), 0);
-    const lines = entries();
+    assert.equal(await server.stop(), 0);
+    const lines = server.entries();
     assert.deepEqual(lines.find((e) => e.msg === 'shutting down')?.signal, 'SIGTERM');
     assert.equal(lines.at(-1)?.msg, 'stopped');
     assert.ok(!existsSync(join(tmp, 'data', 'db.lock')));
   } finally {
-    child.kill('SIGKILL');
+    server.kill();
+    await db.drop();
+  }
+});
+
+test('a second `sdql serve` on one Postgres without REDIS_URL is refused; with REDIS_URL both serve', { skip: skipWithoutPostgres }, async () => {
+  const db = await createTestDatabase();
+  assert.ok(db.target.kind === 'postgres');
+  const databaseUrl = db.target.url;
+  const env = (name: string, more: Record<string, string> = {}) => ({ DATABASE_URL: databaseUrl, SDQL_DATA_DIR: join(tmp, `data-${name}`), SDQL_MODELS_DIR: join(tmp, 'models3'), ...more });
+  const first = serve(env('a'));
+  try {
+    await first.ready();
+    const second = sdql(['serve', '--port', '0'], env('b'));
+    assert.equal(second.status, 1);
+    assert.match(
+      second.stderr,
+      /^sdql serve: sdql pid \d+ on .+ already uses postgresql:\/\/.+; without REDIS_URL, progress events and cancels cannot pass between processes: give every process the same REDIS_URL, or run only one\n$/,
+    );
+    // A process with Redis cannot join one without: the first would never hear its events.
+    const withRedis = sdql(['serve', '--port', '0'], env('c', { REDIS_URL: redisUrl }));
+    assert.equal(withRedis.status, 1);
+    assert.match(withRedis.stderr, /uses postgresql:\/\/.+ without REDIS_URL, .* restart it with this REDIS_URL\n$/);
+    assert.equal(await first.stop(), 0);
+  } finally {
+    first.kill();
+  }
+  // The lock went with the first process: two with Redis share the database.
+  const both = [serve(env('d', { REDIS_URL: redisUrl })), serve(env('e', { REDIS_URL: redisUrl }))];
+  try {
+    for (const server of both) await server.ready();
+    for (const server of both) assert.equal(await server.stop(), 0);
+  } finally {
+    for (const server of both) server.kill();
     await db.drop();
   }
 });

@@ -195,8 +195,10 @@ test('a port in use is reported clearly', async () => {
 test('two servers started at once on one Postgres migrate it once and both serve', { skip: skipWithoutPostgres }, async () => {
   const shared = await createTestDatabase();
   try {
+    // With Redis: without it, the second would be refused (test/server/cli.test.ts).
+    const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
     const [a, b] = await Promise.all(
-      [0, 1].map(async () => startServer({ ...config, port: 0 }, { database: shared.target })),
+      [0, 1].map(async () => startServer({ ...config, port: 0, redisUrl }, { database: shared.target })),
     );
     try {
       for (const s of [a, b]) assert.equal((await fetch(`${s.url}/healthz`)).status, 200);

@@ -4,7 +4,7 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
-/** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 1048576 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
+/** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 589824 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
 export type GenerateInput = {
   /** DDIM's η, 0 to 1: 0 is deterministic. Default 0; ignored by other schedulers. */
   eta?: number | null | undefined;
@@ -79,7 +79,7 @@ export type GenerationStatus =
   /** Finished; `images` holds the results. */
   | 'SUCCEEDED';
 
-/** AUTOMATIC1111's hires fix (txt2img only): a first pass at the request's size, upscaled, then an img2img second pass at the hires size with the same seeds — the images are the hires size. With the `lanczos` upscaler it is exactly a txt2img followed by an img2img of its 8-bit image at the hires size. The hires size is at most 1048576 pixels (else BAD_USER_INPUT). */
+/** AUTOMATIC1111's hires fix (txt2img only): a first pass at the request's size, upscaled, then an img2img second pass at the hires size with the same seeds — the images are the hires size. With the `lanczos` upscaler it is exactly a txt2img followed by an img2img of its 8-bit image at the hires size. The hires size is at most 589824 pixels (else BAD_USER_INPUT). */
 export type HiresInput = {
   /** The hires height instead of a scale (as width); alone, the width keeps the aspect ratio. */
   height?: number | null | undefined;
