@@ -71,7 +71,7 @@ test('models create-demo writes a demo model, LoRA and embedding and says their 
   writeFileSync(join(models, 'loras', 'junk.safetensors'), 'junk');
   const list = sdql(['models', 'list'], { SDQL_MODELS_DIR: models });
   assert.equal(list.status, 0, list.stderr);
-  assert.match(list.stdout, /^demo\s+UNKNOWN\s+64x64\s+fp32\s+yes\s+no\s+[\d.]+ MB\s+ok$/m);
+  assert.match(list.stdout, /^demo\s+UNKNOWN\s+64x64\s+fp32\s+yes\s+yes\s+[\d.]+ MB\s+ok$/m);
   assert.match(list.stdout, /^demo-lora\s+sd_v1\s+4\s+4\s+[\d.]+ MB$/m);
   assert.match(list.stdout, /^junk\s+-\s+-\s+-\s+0\.0 MB\s+error: not a valid safetensors file/m);
   const json = JSON.parse(sdql(['models', 'list', '--json', '--models-dir', models]).stdout) as { models: { id: string }[] };
