@@ -25,6 +25,8 @@ export interface Config {
   redisPrefix: string;
   /** Whether this server runs generations itself (false: API only, with `sdql worker` processes elsewhere). */
   worker: boolean;
+  /** Whether AUTOMATIC1111's REST API is served at /sdapi/v1/. */
+  a1111Api: boolean;
   /** Seconds without a heartbeat after which a running generation counts as abandoned by a dead worker. */
   workerLeaseSeconds: number;
   /** Bytes of model files the engine keeps loaded between requests. */
@@ -156,11 +158,15 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     flag: 'worker',
     default: 'true',
     description: 'Whether `sdql serve` runs generations itself. `false`: an API server only, for `sdql worker` processes on GPU hosts (needs `DATABASE_URL` and `REDIS_URL`).',
-    parse: (raw, name) => {
-      const value = raw.trim().toLowerCase();
-      if (!['true', 'false', '1', '0'].includes(value)) throw new ConfigError(`${name} must be true or false, got "${raw}"`);
-      return value === 'true' || value === '1';
-    },
+    parse: (raw, name) => boolean(raw, name),
+  }),
+  option({
+    key: 'a1111Api',
+    env: 'SDQL_A1111_API',
+    flag: 'a1111-api',
+    default: 'true',
+    description: "Whether `sdql serve` also answers AUTOMATIC1111's REST API at `/sdapi/v1/` (see the README's section on it).",
+    parse: (raw, name) => boolean(raw, name),
   }),
   option({
     key: 'workerLeaseSeconds',
@@ -264,6 +270,12 @@ function origin(value: string, name: string): string {
   }
   if (!url || url.origin === 'null' || url.origin !== value.replace(/\/$/, '')) throw new ConfigError(`${name} must list origins such as https://studio.example or http://localhost:3000, got "${value}"`);
   return url.origin;
+}
+
+function boolean(raw: string, name: string): boolean {
+  const value = raw.trim().toLowerCase();
+  if (!['true', 'false', '1', '0'].includes(value)) throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+  return value === 'true' || value === '1';
 }
 
 function directory(raw: string, name: string): string {

@@ -17,3 +17,6 @@ export const Scheduler = builder.enumType('Scheduler', {
     UNIPC: { description: 'UniPCMultistepScheduler (AUTOMATIC1111: UniPC).' },
   } satisfies Record<SchedulerName, { description: string }>,
 });
+
+/** AUTOMATIC1111's sampler names for ours and ours for its names, the engine's one mapping, for the REST API of src/server/a1111.ts. */
+export { A1111_SAMPLERS, schedulerFromA1111 } from '../diffusion/index.ts';

@@ -4,6 +4,8 @@ import type { ServerResponse } from 'node:http';
 import type { Services } from '../graphql/context.ts';
 import type { Lifecycle } from '../lifecycle.ts';
 import { log } from '../log.ts';
+import { a1111Routes } from './a1111.ts';
+import type { Yoga } from './graphql.ts';
 import { sendJson, type Route } from './http.ts';
 import { imageRoute } from './images.ts';
 
@@ -32,9 +34,10 @@ export async function health(ready: { services: Services; lifecycle: Lifecycle }
 }
 
 /** The routes of a ready server. */
-export function routes(services: Services): Route[] {
+export function routes(services: Services, yoga: Yoga): Route[] {
   return [
     imageRoute(services),
+    ...(services.config.a1111Api ? a1111Routes(services, yoga) : []),
     {
       method: 'GET',
       path: '/',
