@@ -18,5 +18,5 @@ export const Scheduler = builder.enumType('Scheduler', {
   } satisfies Record<SchedulerName, { description: string }>,
 });
 
-/** AUTOMATIC1111's sampler names for ours and ours for its names, the engine's one mapping, for the REST API of src/server/a1111.ts. */
-export { A1111_SAMPLERS, schedulerFromA1111 } from '../diffusion/index.ts';
+/** AUTOMATIC1111's names of our samplers and hires upscalers, and ours for its names: the engine's one mapping, for the REST API of src/server/a1111.ts. */
+export { A1111_SAMPLERS, BUILTIN_UPSCALERS, schedulerFromA1111 } from '../diffusion/index.ts';

@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import sharp from 'sharp';
 import type { Services } from '../graphql/context.ts';
 import { localId } from '../graphql/ids.ts';
-import { A1111_SAMPLERS, schedulerFromA1111 } from '../graphql/scheduler.ts';
+import { A1111_SAMPLERS, BUILTIN_UPSCALERS, schedulerFromA1111 } from '../graphql/scheduler.ts';
 import { log } from '../log.ts';
 import { GRAPHQL_PATH, type Yoga } from './graphql.ts';
 import { sendJson, type Route } from './http.ts';
@@ -108,7 +108,7 @@ export function a1111Routes(services: Services, yoga: Yoga): Route[] {
     const warnings = refused(body, img2img);
     const overrides = (body.override_settings ?? {}) as Body;
     const model = await chooseModel(req, overrides.sd_model_checkpoint);
-    const input: Body = { modelId: model.id, prompt: str(body, 'prompt') ?? '', ...common(body), ...(img2img ? await img2imgInput(body) : {}) };
+    const input: Body = { modelId: model.id, prompt: str(body, 'prompt') ?? '', ...common(body), ...(img2img ? img2imgInput(body) : hiresInput(body)) };
     const { generate } = await graphql<{ generate: { id: string } }>(req, 'mutation ($input: GenerateInput!) { generate(input: $input) { id } }', { input });
     const id = localId('Generation', generate.id);
     await follow(id);
@@ -128,9 +128,10 @@ export function a1111Routes(services: Services, yoga: Yoga): Route[] {
       all_negative_prompts: seeds.map(() => generation.negativePrompt),
       seed: Number(generation.seed),
       all_seeds: seeds,
-      subseed: -1,
-      all_subseeds: seeds.map(() => -1),
-      subseed_strength: 0,
+      subseed: input.variationSeed ?? -1,
+      all_subseeds: seeds.map((_, i) => (typeof input.variationSeed === 'number' ? input.variationSeed + i : -1)),
+      subseed_strength: input.variationStrength ?? 0,
+      enable_hr: input.hires !== undefined,
       width: generation.width,
       height: generation.height,
       sampler_name: A1111_SAMPLERS[generation.scheduler],
@@ -327,12 +328,16 @@ function common(body: Body): Body {
     throw new Unprocessable('sampler_name', `sdql has no sampler "${sampler}"${scheduleType ? ` with schedule type "${scheduleType}"` : ''}; GET /sdapi/v1/samplers lists them`);
   }
   const seed = num(body, 'seed');
+  const subseed = num(body, 'subseed');
+  const subseedStrength = num(body, 'subseed_strength');
   const batch = (num(body, 'batch_size') ?? 1) * (num(body, 'n_iter') ?? 1);
   return {
     negativePrompt: str(body, 'negative_prompt'),
     scheduler,
     // -1 is AUTOMATIC1111's "random".
     seed: seed === -1 ? undefined : seed,
+    variationSeed: subseed === -1 || !subseedStrength ? undefined : subseed,
+    variationStrength: subseedStrength || undefined,
     numImages: batch,
     steps: num(body, 'steps'),
     guidanceScale: num(body, 'cfg_scale'),
@@ -342,9 +347,29 @@ function common(body: Body): Body {
   };
 }
 
+/** txt2img's hires fix, when `enable_hr`; the size asked for (`hr_resize_x`/`_y`) wins over `hr_scale`, as in AUTOMATIC1111. */
+function hiresInput(body: Body): Body {
+  if (body.enable_hr !== true) return {};
+  const name = str(body, 'hr_upscaler');
+  const builtin = Object.entries(BUILTIN_UPSCALERS).find(([, u]) => u.a1111.toLowerCase() === name?.toLowerCase())?.[0];
+  const width = num(body, 'hr_resize_x') || undefined;
+  const height = num(body, 'hr_resize_y') || undefined;
+  return {
+    hires: {
+      scale: width || height ? undefined : (num(body, 'hr_scale') ?? 2),
+      width,
+      height,
+      // A name that is not built in is an id of `upscalers`; an unknown one is refused there.
+      upscaler: builtin ?? name,
+      steps: num(body, 'hr_second_pass_steps') || undefined,
+      strength: num(body, 'denoising_strength'),
+    },
+  };
+}
+
 const INPAINT_FILLS = ['FILL', 'ORIGINAL', 'LATENT_NOISE', 'LATENT_NOTHING'];
 
-async function img2imgInput(body: Body): Promise<Body> {
+function img2imgInput(body: Body): Body {
   const images = body.init_images;
   if (!Array.isArray(images) || images.length === 0 || typeof images[0] !== 'string') throw new Unprocessable('init_images', 'init_images must hold one base64 image');
   if (images.length > 1) throw new Unprocessable('init_images', 'sdql takes one init image per request');
@@ -381,8 +406,7 @@ function refused(body: Body, img2img: boolean): string[] {
   const refuse = (field: string, why: string) => {
     throw new Unprocessable(field, `${field} is not supported by sdql: ${why}`);
   };
-  if (body.enable_hr === true) refuse('enable_hr', 'hires fix is not available');
-  if ((num(body, 'subseed_strength') ?? 0) !== 0) refuse('subseed_strength', 'variation seeds are not available');
+  if (img2img && body.enable_hr === true) refuse('enable_hr', 'hires fix is for txt2img');
   if (body.tiling === true) refuse('tiling', 'tiling is not available');
   if (body.restore_faces === true) refuse('restore_faces', 'face restoration is not available');
   if (body.script_name) refuse('script_name', 'scripts are not available');

@@ -77,8 +77,8 @@ describe('txt2img', () => {
       [{ sampler_name: 'Warp Drive' }, 'sampler_name'],
       [{ steps: 0 }, ''],
       [{ cfg_scale: 'high' }, 'cfg_scale'],
-      [{ enable_hr: true, hr_scale: 2 }, 'enable_hr'],
-      [{ subseed: 3, subseed_strength: 0.5 }, 'subseed_strength'],
+      [{ enable_hr: true, hr_upscaler: 'R-ESRGAN 4x+' }, ''],
+      [{ tiling: true }, 'tiling'],
       [{ override_settings: { sd_model_checkpoint: 'nope' } }, 'sd_model_checkpoint'],
     ] as const) {
       const { status, body } = await post('txt2img', { prompt: 'x', ...request });
@@ -89,6 +89,30 @@ describe('txt2img', () => {
     const steps = await post('txt2img', { prompt: 'x', steps: 0 });
     assert.match(steps.body.detail[0].msg, /steps/);
     assert.equal((await history()).length, before);
+  });
+
+  test('enable_hr is the hires fix, and subseed/subseed_strength the variation seed, as the infotext says', async () => {
+    const { status, body } = await post('txt2img', {
+      prompt: 'a castle',
+      steps: 2,
+      seed: 3,
+      enable_hr: true,
+      hr_scale: 2,
+      hr_upscaler: 'Latent (nearest)',
+      hr_second_pass_steps: 2,
+      denoising_strength: 0.5,
+      subseed: 9,
+      subseed_strength: 0.25,
+    });
+    assert.equal(status, 200, JSON.stringify(body));
+    const meta = await sharp(Buffer.from(body.images[0], 'base64')).metadata();
+    assert.deepEqual([meta.width, meta.height], [128, 128]);
+    const info = JSON.parse(body.info);
+    assert.equal(info.subseed, 9);
+    assert.equal(info.subseed_strength, 0.25);
+    assert.match(info.infotexts[0], /Variation seed: 9, Variation seed strength: 0.25/);
+    assert.match(info.infotexts[0], /Denoising strength: 0.5/);
+    assert.match(info.infotexts[0], /Hires upscale: 2, Hires steps: 2, Hires upscaler: Latent \(nearest\)/);
   });
 
   test('options: POST sd_model_checkpoint chooses the model of later requests without override_settings', async () => {
