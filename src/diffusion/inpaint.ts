@@ -190,7 +190,9 @@ async function prepare(inpaint: InpaintRequest, initImage: Uint8Array, width: nu
 /** What the pipeline needs of the generation it runs. */
 export interface InpaintContext {
   generators: TorchGenerator[];
-  randn: () => Float32Array;
+  /** Draws the batch's initial noise from the generators, turned towards the variation seed's when
+   * the request asks (AUTOMATIC1111 varies the initial noise in every mode). */
+  initialNoise: () => Float32Array;
   scheduler: Scheduler;
   /** The timesteps left after `strength`. */
   timesteps: readonly number[];
@@ -253,7 +255,8 @@ export async function prepareInpaint(model: StableDiffusionModel, inpaint: Inpai
       for (let j = 0; j < perImage; j++) if (latentMask[j % plane]) image[j] = fillNoise?.[j] ?? 0;
     }
   }
-  const noise = ctx.randn();
+  // The 4-channel path re-noises the kept area with this same noise after each step.
+  const noise = ctx.initialNoise();
   const latents = strengthMax ? noise.map((v) => v * scheduler.initNoiseSigma) : scheduler.addNoise(batchLatents!, noise, timesteps[0]);
 
   // Image × (mask < 0.5): the masked area grey (0 in [-1, 1]).

@@ -156,7 +156,8 @@ async function denoise(
   if (request.inpaint) {
     const encode = (pixels: Float32Array, from: TorchGenerator[]) => encodeLatents(model, [{ pixels, width: request.width, height: request.height }], from, perImage);
     const { seed, width, height, strength } = request;
-    inpaint = await prepareInpaint(model, request.inpaint, request.initImage!, { generators, randn, scheduler, timesteps, strength: strength!, seed, width, height, encode });
+    const initialNoise = variation ? () => varyNoise(randn(), variation, latentShape) : randn;
+    inpaint = await prepareInpaint(model, request.inpaint, request.initImage!, { generators, initialNoise, scheduler, timesteps, strength: strength!, seed, width, height, encode });
     latents = inpaint.latents;
   } else if (init) {
     const initLatents = 'latents' in init ? init.latents : await encodeLatents(model, init.images, generators, perImage);

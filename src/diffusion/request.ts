@@ -130,7 +130,6 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   check(variationSeed === undefined || (isInt(variationSeed) && variationSeed >= 0 && variationSeed <= LIMITS.maxSeed), `variationSeed must be an integer from 0 to ${LIMITS.maxSeed}, got ${variationSeed}`);
   const editing = await resolveInpaint(info, params);
   check(info.unetInChannels !== 9 || editing !== undefined, `model ${info.id} is an inpainting model: it needs an initImage and a mask (or an outpaint)`);
-  check(!(editing && variationStrength > 0), 'variationStrength does not apply with a mask or an outpaint yet: leave it out');
 
   let { width, height } = params;
   let strength: number | undefined;
