@@ -48,6 +48,10 @@ export async function startHttpServer(config: Config): Promise<HttpServer> {
       limitBody(req);
       return ready.yoga.handle(req, res, { requestId });
     }
+    // Image files answer the pages SDQL_CORS_ORIGINS lists, as /graphql does (through yoga): without the
+    // header such a page can show an image but not read its pixels.
+    const origin = req.headers.origin;
+    if (origin && policy.corsOrigins.includes(origin)) res.setHeader('access-control-allow-origin', origin).setHeader('vary', 'origin');
     const route = ready.routes.find((r) => r.method === req.method && (r.prefix ? url.pathname.startsWith(r.path) : url.pathname === r.path));
     if (route) return route.handle(req, res, url);
     sendJson(res, 404, { error: `nothing at ${url.pathname}; GraphQL is at ${GRAPHQL_PATH}` });

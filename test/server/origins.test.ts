@@ -58,6 +58,21 @@ test('pages of other origins are refused; listed ones get CORS headers for thems
   assert.notEqual(sameOrigin.headers['access-control-allow-origin'], `http://127.0.0.1:${port}`, 'origins are never reflected');
 });
 
+test('listed origins may read image files too; others get no CORS header', async () => {
+  const { port } = new URL(api.server.url);
+  const get = (origin: string) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: '/images/none.png', headers: { host: `127.0.0.1:${port}`, origin } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.headers));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  assert.equal((await get('https://studio.example'))['access-control-allow-origin'], 'https://studio.example');
+  assert.equal((await get(`http://127.0.0.1:${port}`))['access-control-allow-origin'], undefined);
+});
+
 test('simple requests (forms, multipart without a preflight header) cannot run operations', async () => {
   const form = await send({ 'content-type': 'application/x-www-form-urlencoded' }, `query=${encodeURIComponent('mutation { rescanModels { scannedAt } }')}`);
   assert.equal(form.status, 403);
