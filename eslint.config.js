@@ -12,8 +12,8 @@ export default tseslint.config(
   { ignores: ['node_modules/', 'data/', 'models/', 'src/db/generated/', 'clients/typescript/generated/', 'clients/photoshop/src/api/generated/', 'clients/**/dist/', 'clients/**/dist-browser/', 'clients/**/test-output/'] },
   { files: ['**/*.{js,mjs,ts}'], extends: [js.configs.recommended, ...tseslint.configs.recommended] },
   { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: globals.node } },
-  // Tests walk GraphQL responses whose shape the query, not a type, states.
-  { files: ['test/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
+  // Tests walk GraphQL responses (and page globals) whose shape the query, not a type, states.
+  { files: ['test/**/*.ts', 'clients/*/test/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
   {
     files: ['**/*.{js,mjs,ts}'],
     rules: {
