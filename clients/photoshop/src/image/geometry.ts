@@ -20,7 +20,7 @@ export interface Sides {
   bottom: number;
 }
 
-/** What the server accepts (GenerateInput's description): sides 64–2048, at most 1048576 pixels. */
+/** What the server accepts (GenerateInput's description): sides 64–2048, at most 589824 (768²) pixels. */
 export interface Limits {
   minSide: number;
   maxSide: number;
@@ -29,7 +29,7 @@ export interface Limits {
   multiple: number;
 }
 
-export const SDQL_LIMITS: Limits = { minSide: 64, maxSide: 2048, maxPixels: 1048576, multiple: 8 };
+export const SDQL_LIMITS: Limits = { minSide: 64, maxSide: 2048, maxPixels: 589824, multiple: 8 };
 
 export interface Plan {
   /** Where the result goes in the document: the selection with its context, maybe past the canvas. */

@@ -4,7 +4,7 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
-/** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 1048576 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
+/** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 589824 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
 export type GenerateInput = {
   /** DDIM's η, 0 to 1: 0 is deterministic. Default 0; ignored by other schedulers. */
   eta?: number | null | undefined;
@@ -14,7 +14,9 @@ export type GenerateInput = {
   guidanceScale?: number | null | undefined;
   /** Default: the model's native height, or the init image's (as width). */
   height?: number | null | undefined;
-  /** Makes the request img2img (the model must have `canImg2img`). */
+  /** AUTOMATIC1111's hires fix; txt2img only (with `initImage`: BAD_USER_INPUT). `totalSteps` counts the UNet calls of both passes, and previews continue through both. */
+  hires?: HiresInput | null | undefined;
+  /** Makes the request img2img (the model must have `canImg2img`). An image of another size than width × height is stretched to it with Lanczos 3 (sharp's `lanczos3`); transparency is flattened onto white. */
   initImage?: ImageInput | null | undefined;
   /** Default WHOLE_PICTURE. */
   inpaintArea?: InpaintArea | null | undefined;
@@ -56,6 +58,10 @@ export type GenerateInput = {
   steps?: number | null | undefined;
   /** img2img only: how much of the init image to replace, in (0, 1]. Default 0.8; 1 with a `mask` or an `outpaint` (diffusers' inpainting default: the masked area starts from noise). */
   strength?: number | null | undefined;
+  /** AUTOMATIC1111's variation seed ("Variation seed"), 0–4294967295: image i starts from its seed's noise turned towards the noise of variationSeed + i by AUTOMATIC1111's slerp. Default: a random one when `variationStrength` is above 0, recorded in the image's infotext. */
+  variationSeed?: number | null | undefined;
+  /** How far towards the variation seed's noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0. */
+  variationStrength?: number | null | undefined;
   /** Default: the model's native width, or the init image's width rounded down to a multiple of the VAE scale factor. */
   width?: number | null | undefined;
 };
@@ -72,6 +78,22 @@ export type GenerationStatus =
   | 'RUNNING'
   /** Finished; `images` holds the results. */
   | 'SUCCEEDED';
+
+/** AUTOMATIC1111's hires fix (txt2img only): a first pass at the request's size, upscaled, then an img2img second pass at the hires size with the same seeds — the images are the hires size. With the `lanczos` upscaler it is exactly a txt2img followed by an img2img of its 8-bit image at the hires size. The hires size is at most 589824 pixels (else BAD_USER_INPUT). */
+export type HiresInput = {
+  /** The hires height instead of a scale (as width); alone, the width keeps the aspect ratio. */
+  height?: number | null | undefined;
+  /** Upscale factor, 1–8; each side becomes the request's × scale, rounded down to a multiple of the VAE scale factor ("Hires upscale"). Default 2, unless width or height is given. */
+  scale?: number | null | undefined;
+  /** Steps of the second pass ("Hires steps"), which runs steps × strength of them as img2img does, 1–150. Default: the request's steps. */
+  steps?: number | null | undefined;
+  /** The second pass's strength ("Denoising strength"), in (0, 1]. Default 0.7. */
+  strength?: number | null | undefined;
+  /** How the first pass is upscaled ("Hires upscaler"): `latent` (bilinear in latent space, AUTOMATIC1111's Latent), `latent-nearest` (Latent (nearest)), `lanczos` (the 8-bit first-pass image, Lanczos 3) or an `id` of `upscalers`. Unknown: BAD_USER_INPUT. Default `latent`. */
+  upscaler?: string | null | undefined;
+  /** The hires width instead of a scale, a multiple of the VAE scale factor ("Hires resize"); alone, the height keeps the aspect ratio. */
+  width?: number | null | undefined;
+};
 
 /** An image, given in exactly one way. PNG, JPEG or WebP, at most 20971520 bytes and 16777216 pixels. */
 export type ImageInput = {
