@@ -36,7 +36,7 @@ export async function generateClientTypes(): Promise<string> {
       avoidOptionals: { field: true, object: true, inputValue: false, defaultValue: false },
       // Unmapped custom scalars fail the run instead of becoming `any`.
       strictScalars: true,
-      scalars: { ID: 'string', DateTime: 'string', SafeInt: 'number', File: 'Blob' },
+      scalars: { ID: 'string', DateTime: 'string', SafeInt: 'number', File: 'Blob', JSON: 'unknown' },
       // Documents as strings (what fetch and graphql-ws send), typed with their result and variables.
       documentMode: 'string',
     },

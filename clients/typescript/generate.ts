@@ -10,10 +10,11 @@
 import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createSdqlClient, SdqlError, type GenerateInput, type Scheduler } from './sdql-client.ts';
+import { createSdqlClient, SdqlError, type GenerateInput, type ScheduleType, type Scheduler } from './sdql-client.ts';
 
 const USAGE = `usage: generate.ts --model ID --prompt TEXT [--url URL] [--negative-prompt TEXT] [--seed N] [--steps N]
-  [--size WxH] [--scheduler NAME] [--guidance-scale X] [--num-images N] [-o FILE]`;
+  [--size WxH] [--scheduler NAME] [--schedule-type DEFAULT|KARRAS|EXPONENTIAL] [--clip-skip N] [--guidance-scale X]
+  [--num-images N] [-o FILE]`;
 
 const { values: args } = parseArgs({
   options: {
@@ -25,6 +26,8 @@ const { values: args } = parseArgs({
     steps: { type: 'string' },
     size: { type: 'string' },
     scheduler: { type: 'string' },
+    'schedule-type': { type: 'string' },
+    'clip-skip': { type: 'string' },
     'guidance-scale': { type: 'string' },
     'num-images': { type: 'string', short: 'n' },
     output: { type: 'string', short: 'o', default: 'out.png' },
@@ -48,6 +51,8 @@ const input: GenerateInput = {
   width,
   height,
   scheduler: args.scheduler as Scheduler | undefined,
+  scheduleType: args['schedule-type'] as ScheduleType | undefined,
+  clipSkip: number(args['clip-skip']),
   guidanceScale: number(args['guidance-scale']),
   numImages: number(args['num-images']),
 };

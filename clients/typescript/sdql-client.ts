@@ -25,7 +25,7 @@ import {
   type TypedDocumentString,
 } from './generated/graphql.ts';
 
-export type { GenerateInput, GenerationStatus, ImageInput, LoraInput, PromptSyntax, Scheduler } from './generated/graphql.ts';
+export type { GenerateInput, GenerationStatus, ImageInput, LoraInput, PromptSyntax, ScheduleType, Scheduler } from './generated/graphql.ts';
 /** Every field of the schema's Generation but `model` (see `modelId`). */
 export type Generation = GenerationFieldsFragment;
 /** Every field of the schema's Image but `generation` (the image comes with it). */

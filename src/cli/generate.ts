@@ -9,6 +9,7 @@ import {
   DiffusionError,
   Engine,
   PROMPT_SYNTAXES,
+  SCHEDULE_TYPES,
   SCHEDULER_NAMES,
   encodeImageWithInfo,
   folderAdapterSource,
@@ -33,6 +34,8 @@ Options:
   --seed <n>                0 to 4294967295; image i uses seed + i (random when left out)
   --steps <n>               denoising steps, 1 to 150 (default ${DEFAULTS.steps})
   --scheduler <name>        ${SCHEDULER_NAMES.join(', ')} (default ${DEFAULTS.scheduler})
+  --schedule-type <type>    ${SCHEDULE_TYPES.join(', ')} (default ${DEFAULTS.scheduleType}; KARRAS and EXPONENTIAL for LMS, EULER, HEUN, DPMPP_2M, DPMPP_2M_SDE, UNIPC)
+  --clip-skip <n>           AUTOMATIC1111's Clip skip, 1 to 12 (default ${DEFAULTS.clipSkip})
   --guidance-scale <x>      classifier-free guidance scale (default ${DEFAULTS.guidanceScale})
   --guidance-rescale <x>    0 to 1 (default 0)
   --prompt-syntax <s>       A1111 (weights, long prompts, [edits], <lora:name:w> tags) or PLAIN (default ${DEFAULTS.promptSyntax})
@@ -56,6 +59,8 @@ export async function generateCommand(argv: string[]): Promise<number> {
       seed: { type: 'string' },
       steps: { type: 'string' },
       scheduler: { type: 'string' },
+      'schedule-type': { type: 'string' },
+      'clip-skip': { type: 'string' },
       'guidance-scale': { type: 'string' },
       'guidance-rescale': { type: 'string' },
       'prompt-syntax': { type: 'string' },
@@ -110,6 +115,8 @@ export async function generateCommand(argv: string[]): Promise<number> {
       seed: number('seed', values.seed),
       steps: number('steps', values.steps),
       scheduler: values.scheduler?.toUpperCase(),
+      scheduleType: values['schedule-type']?.toUpperCase(),
+      clipSkip: number('clip-skip', values['clip-skip']),
       guidanceScale: number('guidance-scale', values['guidance-scale']),
       guidanceRescale: number('guidance-rescale', values['guidance-rescale']),
       eta: number('eta', values.eta),

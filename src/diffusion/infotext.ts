@@ -4,7 +4,7 @@
 // writes it, and read as its parse_generation_parameters (modules/infotext_utils.py) and its
 // sampler and schedule-type choice (modules/sd_samplers.py) read it.
 import { a1111UpscalerName, type HiresRequest } from './hires.ts';
-import type { SchedulerName } from './schedulers/index.ts';
+import type { ScheduleType, SchedulerName } from './schedulers/index.ts';
 
 /** AUTOMATIC1111 1.10's sampler names for ours (PNDM without PRK steps is its PLMS). */
 export const A1111_SAMPLERS: Record<SchedulerName, string> = {
@@ -17,6 +17,7 @@ export const A1111_SAMPLERS: Record<SchedulerName, string> = {
   DPM2: 'DPM2',
   DPMPP_2M: 'DPM++ 2M',
   DPMPP_2M_KARRAS: 'DPM++ 2M',
+  DPMPP_2M_SDE: 'DPM++ 2M SDE',
   UNIPC: 'UniPC',
 };
 
@@ -65,18 +66,23 @@ const A1111_SCHEDULE_TYPES: readonly (readonly string[])[] = [
   ['Beta', 'beta'],
 ];
 
+/** Our samplers whose diffusers class reads `use_karras_sigmas` (and later diffusers' `use_exponential_sigmas`) from the model's config. */
+const RAMP_CONFIGURABLE: readonly SchedulerName[] = ['EULER', 'HEUN', 'LMS', 'DPMPP_2M', 'DPMPP_2M_SDE'];
+
 /**
  * The schedule type that gives AUTOMATIC1111 our scheduler's noise levels; undefined for the samplers
- * that ignore it. Our sigmas follow the model's `timestep_spacing` (diffusers' default for these
- * classes is "linspace"): evenly spaced timesteps from the last to the first are its "Uniform";
- * "leading" (a stride of 1000 // steps, offset by one) is its "DDIM" schedule; "trailing", and
- * DPM-Solver's steps + 1 evenly spaced timesteps less the last, are its "SGM Uniform".
+ * that ignore it. KARRAS and EXPONENTIAL (asked for, or set in the model's config) are its "Karras"
+ * and "Exponential". Otherwise our sigmas follow the model's `timestep_spacing` (diffusers' default
+ * for these classes is "linspace"): evenly spaced timesteps from the last to the first are its
+ * "Uniform"; "leading" (a stride of 1000 // steps, offset by one) is its "DDIM" schedule; "trailing",
+ * and DPM-Solver's steps + 1 evenly spaced timesteps less the last, are its "SGM Uniform".
  */
-export function a1111ScheduleType(scheduler: SchedulerName, schedulerConfig: Record<string, unknown> = {}): string | undefined {
+export function a1111ScheduleType(scheduler: SchedulerName, schedulerConfig: Record<string, unknown> = {}, scheduleType: ScheduleType = 'DEFAULT'): string | undefined {
   if (A1111_SAMPLER_SCHEDULES[A1111_SAMPLERS[scheduler]] === null) return undefined;
-  if (scheduler === 'DPMPP_2M_KARRAS') return 'Karras';
-  if (schedulerConfig.use_karras_sigmas === true && ['EULER', 'HEUN', 'LMS', 'DPMPP_2M'].includes(scheduler)) return 'Karras';
-  if (scheduler === 'DPMPP_2M') return 'SGM Uniform';
+  const configured = RAMP_CONFIGURABLE.includes(scheduler);
+  if (scheduleType === 'KARRAS' || scheduler === 'DPMPP_2M_KARRAS' || (scheduleType === 'DEFAULT' && configured && schedulerConfig.use_karras_sigmas === true)) return 'Karras';
+  if (scheduleType === 'EXPONENTIAL' || (scheduleType === 'DEFAULT' && configured && schedulerConfig.use_exponential_sigmas === true)) return 'Exponential';
+  if (scheduler === 'DPMPP_2M' || scheduler === 'DPMPP_2M_SDE') return 'SGM Uniform';
   const spacing = schedulerConfig.timestep_spacing ?? 'linspace';
   return spacing === 'leading' ? 'DDIM' : spacing === 'trailing' ? 'SGM Uniform' : 'Uniform';
 }
@@ -97,8 +103,11 @@ export interface InfotextParams {
   negativePrompt: string;
   steps: number;
   scheduler: SchedulerName;
+  scheduleType?: ScheduleType;
   /** The model's scheduler_config.json: its timestep spacing decides the schedule type. */
   schedulerConfig?: Record<string, unknown>;
+  /** 1 (the default) is not written, as AUTOMATIC1111 does. */
+  clipSkip?: number;
   guidanceScale: number;
   seed: number;
   width: number;
@@ -145,7 +154,7 @@ export function formatInfotext(p: InfotextParams): string {
   const settings: [string, string | number | undefined][] = [
     ['Steps', p.steps],
     ['Sampler', A1111_SAMPLERS[p.scheduler]],
-    ['Schedule type', a1111ScheduleType(p.scheduler, p.schedulerConfig)],
+    ['Schedule type', a1111ScheduleType(p.scheduler, p.schedulerConfig, p.scheduleType)],
     ['CFG scale', p.guidanceScale],
     ['Seed', p.seed],
     ['Size', `${p.width}x${p.height}`],
@@ -154,6 +163,7 @@ export function formatInfotext(p: InfotextParams): string {
     ['Variation seed', p.variationStrength ? p.variationSeed : undefined],
     ['Variation seed strength', p.variationStrength || undefined],
     ['Denoising strength', p.hires?.strength ?? p.strength],
+    ['Clip skip', p.clipSkip !== undefined && p.clipSkip > 1 ? p.clipSkip : undefined],
     // extra_generation_params, as AUTOMATIC1111's txt2img sets them before the networks add theirs.
     ['Hires upscale', p.hires?.scale],
     ['Hires resize', p.hires && p.hires.scale === undefined ? `${p.hires.width}x${p.hires.height}` : undefined],
@@ -244,23 +254,33 @@ export function a1111Selection(sampler: string | undefined, scheduleType: string
   return { sampler: chosen, known, scheduleType: automatic === null ? null : found[0] === 'Automatic' ? automatic : found[0] };
 }
 
-/** The schedule types our samplers' sigmas can be (see a1111ScheduleType), for each AUTOMATIC1111 sampler we have. */
-const OURS: Record<string, [readonly string[] | null, SchedulerName][]> = {
-  DDIM: [[null, 'DDIM']],
-  PLMS: [[null, 'PNDM']],
-  UniPC: [[null, 'UNIPC']],
+/** Our scheduler and schedule type for each AUTOMATIC1111 schedule type of each of its samplers we have (see a1111ScheduleType). */
+type Ours = [readonly string[] | null, SchedulerName, ScheduleType][];
+const SPACINGS = ['Uniform', 'DDIM', 'SGM Uniform'];
+const rampable = (ours: SchedulerName, spacings: readonly string[]): Ours => [
+  [spacings, ours, 'DEFAULT'],
+  [['Karras'], ours, 'KARRAS'],
+  [['Exponential'], ours, 'EXPONENTIAL'],
+];
+const OURS: Record<string, Ours> = {
+  DDIM: [[null, 'DDIM', 'DEFAULT']],
+  PLMS: [[null, 'PNDM', 'DEFAULT']],
+  UniPC: [[null, 'UNIPC', 'DEFAULT']],
+  // DPM++ 2M Karras keeps its own name, which requests have always used.
   'DPM++ 2M': [
-    [['Karras'], 'DPMPP_2M_KARRAS'],
-    [['SGM Uniform', 'Uniform'], 'DPMPP_2M'],
+    [['Karras'], 'DPMPP_2M_KARRAS', 'KARRAS'],
+    [['SGM Uniform', 'Uniform'], 'DPMPP_2M', 'DEFAULT'],
+    [['Exponential'], 'DPMPP_2M', 'EXPONENTIAL'],
   ],
-  ...Object.fromEntries(
-    (['EULER', 'EULER_A', 'LMS', 'HEUN', 'DPM2'] as const).map((ours) => [A1111_SAMPLERS[ours], [[['Uniform', 'DDIM', 'SGM Uniform'], ours]]]),
-  ),
+  'DPM++ 2M SDE': rampable('DPMPP_2M_SDE', ['SGM Uniform', 'Uniform']),
+  ...Object.fromEntries((['EULER', 'LMS', 'HEUN'] as const).map((ours) => [A1111_SAMPLERS[ours], rampable(ours, SPACINGS)])),
+  ...Object.fromEntries((['EULER_A', 'DPM2'] as const).map((ours): [string, Ours] => [A1111_SAMPLERS[ours], [[SPACINGS, ours, 'DEFAULT']]])),
 };
 
-/** Our scheduler for an infotext's sampler and schedule type, when we have one that samples alike. */
-export function schedulerFromA1111(sampler: string | undefined, scheduleType?: string): SchedulerName | undefined {
+/** Our scheduler and schedule type for an infotext's sampler and schedule type, when we have one that samples alike. */
+export function schedulerFromA1111(sampler: string | undefined, scheduleType?: string): { scheduler: SchedulerName; scheduleType: ScheduleType } | undefined {
   const selected = a1111Selection(sampler, scheduleType);
   if (!sampler || !selected.known) return undefined;
-  return OURS[selected.sampler]?.find(([types]) => types === null || types.includes(selected.scheduleType ?? ''))?.[1];
+  const found = OURS[selected.sampler]?.find(([types]) => types === null || types.includes(selected.scheduleType ?? ''));
+  return found && { scheduler: found[1], scheduleType: found[2] };
 }

@@ -24,4 +24,6 @@ export const LIMITS = {
   /** Largest seed: seeds are unsigned 32-bit, as in AUTOMATIC1111 and diffusers' examples. */
   maxSeed: 0xffff_ffff,
   maxGuidanceScale: 50,
+  /** AUTOMATIC1111's "Clip skip" slider: 1 (the last layer) to 12 (SD 1.x's first). */
+  maxClipSkip: 12,
 } as const;

@@ -47,6 +47,8 @@ export interface ModelFolderInfo {
   unetInChannels: number;
   /** Width of the text embeddings the UNet attends to, when the folder tells. */
   crossAttentionDim?: number;
+  /** Transformer layers of the text encoder (text_encoder/config.json), when the folder tells: clip skip reaches back as far as its embeddings. */
+  textEncoderLayers?: number;
   paths: ModelPaths;
   schedulerConfig: Record<string, unknown>;
   /** What is wrong with the folder; absent when it is usable. */
@@ -152,6 +154,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
 
   const schedulerConfig = (await readJsonObject(paths.schedulerConfig, problems, 'scheduler/scheduler_config.json')) ?? {};
   const unetConfig = (await readJsonObject(join(dir, 'unet', 'config.json'), problems, 'unet/config.json')) ?? {};
+  const textEncoderConfig = (await readJsonObject(join(dir, 'text_encoder', 'config.json'), problems, 'text_encoder/config.json')) ?? {};
   const vaeConfig =
     (await readJsonObject(join(dir, 'vae_decoder', 'config.json'), problems, 'vae_decoder/config.json')) ??
     (await readJsonObject(join(dir, 'vae_encoder', 'config.json'), problems, 'vae_encoder/config.json')) ??
@@ -179,6 +182,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
   const latentHeight = positive(sampleSize[0]) ?? positive(sample?.shape[2]);
   const latentWidth = positive(sampleSize[1]) ?? positive(sample?.shape[3]);
 
+  const textEncoderLayers = positive(textEncoderConfig.num_hidden_layers);
   const family = familyOf(crossAttentionDim, Array.isArray(modelIndex?.text_encoder_2) && modelIndex.text_encoder_2[0] !== null);
   const error = problems.length ? problems.join('; ') : undefined;
   const id = basename(dir);
@@ -199,6 +203,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
     sizeBytes: await folderSize(dir),
     unetInChannels,
     crossAttentionDim,
+    ...(textEncoderLayers !== undefined && { textEncoderLayers }),
     paths,
     schedulerConfig,
     ...(error ? { error } : {}),

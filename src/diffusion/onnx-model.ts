@@ -117,10 +117,11 @@ export class OnnxModel {
     return meta;
   }
 
-  async run(feeds: Record<string, TensorData>): Promise<Record<string, OutputTensor>> {
+  /** Runs the graph; `outputs` limits what comes back (all outputs by default). */
+  async run(feeds: Record<string, TensorData>, outputs?: readonly string[]): Promise<Record<string, OutputTensor>> {
     const tensors: Record<string, ort.Tensor> = {};
     for (const [name, { data, dims }] of Object.entries(feeds)) tensors[name] = toTensor(this.input(name).type, data, dims);
-    const results = await this.session.run(tensors);
+    const results = outputs ? await this.session.run(tensors, outputs) : await this.session.run(tensors);
     const out: Record<string, OutputTensor> = {};
     for (const [name, tensor] of Object.entries(results)) out[name] = { data: fromTensor(tensor, this.path, name), dims: tensor.dims };
     return out;

@@ -12,6 +12,7 @@ import { CHUNK_LENGTH, isWeighted, type FindEmbedding, type PromptChunk, type Pr
 import { applyEmphasis } from './prompt/emphasis.ts';
 import { preparePrompts, type PreparedConditioning } from './prompt/prepare.ts';
 import { TorchGenerator } from './random.ts';
+import type { ModelFolderInfo } from './model-folder.ts';
 import type { GenerateRequest } from './request.ts';
 import { createScheduler, type Scheduler } from './schedulers/index.ts';
 import type { StableDiffusionModel } from './stable-diffusion.ts';
@@ -56,10 +57,8 @@ export interface GenerateResult {
 export async function generate(model: StableDiffusionModel, request: GenerateRequest, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
   const started = performance.now();
   throwIfAborted(callbacks.signal);
-  const first = planPass(model, request);
+  const { first, hires, second } = planPasses(model.info, request);
   const upscaler = request.hires?.upscaler;
-  const hires = request.hires && hiresPassRequest(request, request.hires);
-  const second = hires && planPass(model, hires);
   if (upscaler && !Object.hasOwn(BUILTIN_UPSCALERS, upscaler) && !callbacks.upscaler) throw badInput(`hires: upscaler ${upscaler} has no model file here`);
   const progress = { callbacks, done: 0, total: first.timesteps.length + (second?.timesteps.length ?? 0) };
   const timings = { textEncodingMs: 0, denoisingMs: 0, vaeMs: 0 };
@@ -86,7 +85,12 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
     pass = await denoise(model, hires, second, upscaled, progress, timings);
   }
   const images = await decodeLatents(model, hires ?? request, pass, timings);
-  return { request, images, warnings: [...model.warnings, ...(pass.inpaint?.warnings ?? [])], timings: { ...timings, totalMs: performance.now() - started } };
+  const warnings = [
+    ...model.warnings,
+    ...(pass.inpaint?.warnings ?? []),
+    ...(request.clipSkip > 1 && model.info.family === 'SD2' ? [`clipSkip ${request.clipSkip} was ignored: SD 2.x models take their prompt from the penultimate layer already, and AUTOMATIC1111 ignores Clip skip for them`] : []),
+  ];
+  return { request, images, warnings, timings: { ...timings, totalMs: performance.now() - started } };
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
@@ -104,9 +108,25 @@ interface PassPlan {
   timesteps: readonly number[];
 }
 
+/** The passes of a request: the first, and the hires pass's request and plan when it has one. */
+function planPasses(info: ModelFolderInfo, request: GenerateRequest): { first: PassPlan; hires?: GenerateRequest; second?: PassPlan } {
+  const hires = request.hires && hiresPassRequest(request, request.hires);
+  return { first: planPass(info, request), hires, second: hires && planPass(info, hires) };
+}
+
+/**
+ * How many UNet calls a request makes, its `totalSteps`, known before it runs: `steps`, except
+ * twice that for second-order samplers, img2img's strength share, fewer where DPM-Solver and UniPC
+ * schedules round timesteps to repeats (run once, as diffusers does), and the hires pass's added.
+ */
+export function countUnetCalls(info: ModelFolderInfo, request: GenerateRequest): number {
+  const { first, second } = planPasses(info, request);
+  return first.timesteps.length + (second?.timesteps.length ?? 0);
+}
+
 /** A pass's scheduler and timesteps; a request with a strength is img2img. */
-function planPass(model: StableDiffusionModel, request: GenerateRequest): PassPlan {
-  const scheduler = createScheduler(request.scheduler, model.info.schedulerConfig, { eta: request.eta });
+function planPass(info: ModelFolderInfo, request: GenerateRequest): PassPlan {
+  const scheduler = createScheduler(request.scheduler, info.schedulerConfig, { eta: request.eta, scheduleType: request.scheduleType });
   scheduler.setTimesteps(request.steps);
   if (request.strength === undefined) return { scheduler, timesteps: scheduler.timesteps };
   const initTimestep = Math.min(Math.trunc(request.steps * request.strength), request.steps);
@@ -264,6 +284,8 @@ export async function encodeConditioning(model: StableDiffusionModel, request: G
     throw badInput(`model ${model.info.id}'s UNet takes exactly ${unetSequence} tokens, and this prompt needs ${prepared.chunkCount} chunks of 77: shorten it to 75 tokens or use promptSyntax PLAIN`);
   }
 
+  // AUTOMATIC1111 leaves SD 2.x's text encoder as it is: it already ends at the penultimate layer.
+  const clipSkip = model.info.family === 'SD2' ? 1 : request.clipSkip;
   const encoded = new Map<string, Float32Array>();
   let hiddenSize = 0;
   const encodeChunk = async (chunk: PromptChunk): Promise<Float32Array> => {
@@ -271,7 +293,7 @@ export async function encodeConditioning(model: StableDiffusionModel, request: G
     let hidden = encoded.get(key);
     if (!hidden) {
       const ids = Int32Array.from(chunk.tokenIds);
-      const out = (await model.textEncoder.run({ input_ids: { data: ids, dims: [1, ids.length] } }))[model.textEncoderOutput];
+      const out = await model.encodeTokens(ids, clipSkip);
       hiddenSize = out.dims[2];
       const context = model.unet.inputShape('encoder_hidden_states')[2];
       if (typeof context === 'number' && context !== hiddenSize) {

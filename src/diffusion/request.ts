@@ -1,6 +1,7 @@
 // A generation request as a caller writes it, checked against the model it is for and completed
 // with defaults: what the pipeline (pipeline.ts) runs and what a history records.
 import type { EmbeddingRequest } from './embeddings.ts';
+import { clipSkipBeyondMessage } from './clip-skip.ts';
 import { badInput } from './errors.ts';
 import { probeImage } from './image.ts';
 import { resolveHires, type HiresParams, type HiresRequest } from './hires.ts';
@@ -11,7 +12,7 @@ import type { ModelFolderInfo } from './model-folder.ts';
 import { extractLoraTags, type LoraTag } from './prompt/lora-tags.ts';
 import type { PromptSyntax } from './prompt/prepare.ts';
 import { randomSeed } from './random.ts';
-import { isSchedulerName, type SchedulerName } from './schedulers/index.ts';
+import { isSchedulerName, SCHEDULE_TYPES, SCHEDULE_TYPES_OF, type ScheduleType, type SchedulerName } from './schedulers/index.ts';
 
 export type { PromptSyntax } from './prompt/prepare.ts';
 export const PROMPT_SYNTAXES: readonly PromptSyntax[] = ['A1111', 'PLAIN'];
@@ -26,9 +27,13 @@ export interface GenerateParams extends InpaintParams {
   guidanceScale?: number;
   guidanceRescale?: number;
   scheduler?: string;
+  /** How the scheduler spaces its noise levels (see ScheduleType). */
+  scheduleType?: string;
   seed?: number;
   numImages?: number;
   eta?: number;
+  /** AUTOMATIC1111's "Clip skip": the prompt is the text encoder's hidden state this many layers from the end. */
+  clipSkip?: number;
   /** An encoded PNG, JPEG or WebP image: makes the request img2img. */
   initImage?: Uint8Array;
   strength?: number;
@@ -58,9 +63,11 @@ export interface GenerateRequest {
   guidanceScale: number;
   guidanceRescale: number;
   scheduler: SchedulerName;
+  scheduleType: ScheduleType;
   seed: number;
   numImages: number;
   eta: number;
+  clipSkip: number;
   initImage?: Uint8Array;
   strength?: number;
   /** Inpainting and outpainting (with an init image). */
@@ -81,8 +88,10 @@ export const DEFAULTS = {
   guidanceScale: 7.5,
   guidanceRescale: 0,
   scheduler: 'DPMPP_2M_KARRAS',
+  scheduleType: 'DEFAULT',
   numImages: 1,
   eta: 0,
+  clipSkip: 1,
   promptSyntax: 'A1111',
   /** diffusers' img2img default. */
   strength: 0.8,
@@ -112,6 +121,17 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   promptLoraTags(params.prompt, promptSyntax as PromptSyntax);
   const scheduler = params.scheduler ?? DEFAULTS.scheduler;
   check(isSchedulerName(scheduler), `unknown scheduler "${scheduler}"`);
+  const scheduleType = params.scheduleType ?? DEFAULTS.scheduleType;
+  check(SCHEDULE_TYPES.includes(scheduleType as ScheduleType), `unknown scheduleType "${scheduleType}": ${SCHEDULE_TYPES.join(', ')}`);
+  if (scheduleType !== 'DEFAULT' && !SCHEDULE_TYPES_OF[scheduler as SchedulerName].includes(scheduleType as ScheduleType)) {
+    const takers = Object.entries(SCHEDULE_TYPES_OF).filter(([, types]) => types.includes(scheduleType as ScheduleType)).map(([name]) => name);
+    check(false, `scheduleType ${scheduleType} does not apply to scheduler ${scheduler}: use DEFAULT, or a scheduler that takes it (${takers.join(', ')})`);
+  }
+  const clipSkip = params.clipSkip ?? DEFAULTS.clipSkip;
+  check(isInt(clipSkip) && clipSkip >= 1 && clipSkip <= LIMITS.maxClipSkip, `clipSkip must be an integer from 1 to ${LIMITS.maxClipSkip}, got ${clipSkip}`);
+  const layers = info.textEncoderLayers;
+  // SD 2.x ignores clip skip (pipeline.ts); a folder without a text encoder config is checked when it runs.
+  if (layers !== undefined && info.family !== 'SD2') check(clipSkip <= layers + 1, clipSkipBeyondMessage(info.id, clipSkip, layers));
   const steps = params.steps ?? DEFAULTS.steps;
   check(isInt(steps) && steps >= LIMITS.minSteps && steps <= LIMITS.maxSteps, `steps must be an integer from ${LIMITS.minSteps} to ${LIMITS.maxSteps}, got ${steps}`);
   const numImages = params.numImages ?? DEFAULTS.numImages;
@@ -157,7 +177,7 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   const hires = params.hires && resolveHires(params.hires, { width, height, steps, factor, canEncode: info.canImg2img }, isUpscaler);
   const { loras = [], embeddings = [] } = params;
   checkAdapters(loras, embeddings);
-  const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, seed, numImages, eta, initImage: params.initImage, strength, promptSyntax: promptSyntax as PromptSyntax };
+  const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, scheduleType: scheduleType as ScheduleType, seed, numImages, eta, clipSkip, initImage: params.initImage, strength, promptSyntax: promptSyntax as PromptSyntax };
   if (editing) request.inpaint = editing.inpaint;
   if (variationSeed !== undefined && variationStrength > 0) Object.assign(request, { variationSeed, variationStrength });
   if (hires) request.hires = hires;

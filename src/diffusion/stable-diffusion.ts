@@ -1,24 +1,37 @@
 // A Stable Diffusion pipeline loaded from a diffusers/Optimum ONNX folder: its four sessions and
 // its tokenizer, checked to fit together before the first request runs.
+import { clipSkipBeyondMessage, exposeHiddenStates, layerNorm, type HiddenStates } from './clip-skip.ts';
 import { expandEmbeddingTokens } from './embeddings.ts';
-import { invalidModel } from './errors.ts';
+import { badInput, invalidModel } from './errors.ts';
 import { Adaptation, type Adapters } from './lora/adapt.ts';
+import { ModelEditor } from './lora/model-editor.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import { OnnxModel, type ModelBuffer, type RuntimeOptions } from './onnx-model.ts';
 import { ClipTokenizer } from './tokenizer.ts';
 
+/** The hidden states of a text encoder, once exposed, or why they cannot be. */
+type HiddenStatesState = { states: HiddenStates } | { error: unknown };
+
 export class StableDiffusionModel {
+  /** Set once a request with clip skip needs them (at load for a text encoder edited in memory). */
+  private hiddenStates: Promise<HiddenStatesState> | undefined;
+
   private constructor(
     readonly info: ModelFolderInfo,
     readonly tokenizer: ClipTokenizer,
-    readonly textEncoder: OnnxModel,
+    private textEncoderSession: OnnxModel,
     readonly unet: OnnxModel,
     readonly vaeDecoder: OnnxModel,
     readonly vaeEncoder: OnnxModel | undefined,
     /** What the LoRAs and embeddings it was loaded with left out. */
     readonly warnings: readonly string[] = [],
     private readonly embeddingTokens: ReadonlyMap<string, readonly string[]> = new Map(),
+    private readonly runtime: RuntimeOptions = {},
   ) {}
+
+  get textEncoder(): OnnxModel {
+    return this.textEncoderSession;
+  }
 
   /** Loads the folder's models; `adapters` (LoRAs, textual-inversion embeddings) are merged into the
    * text encoder and the UNet on the way, in memory. */
@@ -34,16 +47,22 @@ export class StableDiffusionModel {
     try {
       const tokenizer = await ClipTokenizer.fromFolder(paths.tokenizer);
       const adaptation = adapters && (await Adaptation.prepare(info, adapters));
+      let hiddenStates: HiddenStatesState | undefined;
+      const exposeInMemory = async (editor: ModelEditor) => {
+        hiddenStates = await exposeHiddenStates(editor).then((states) => ({ states }), (error: unknown) => ({ error }));
+      };
       const model = new StableDiffusionModel(
         info,
         tokenizer,
-        await load(paths.textEncoder, await adaptation?.textEncoder(paths.textEncoder, tokenizer)),
+        await load(paths.textEncoder, await adaptation?.textEncoder(paths.textEncoder, tokenizer, exposeInMemory)),
         await load(paths.unet, await adaptation?.unet(paths.unet)),
         await load(paths.vaeDecoder),
         paths.vaeEncoder ? await load(paths.vaeEncoder) : undefined,
         adaptation?.warnings,
         adaptation?.expansions,
+        runtime,
       );
+      if (hiddenStates) model.hiddenStates = Promise.resolve(hiddenStates);
       model.check();
       return model;
     } catch (error) {
@@ -56,6 +75,42 @@ export class StableDiffusionModel {
    * maybe_convert_prompt): text goes through this before the tokenizer. */
   expandEmbeddingTokens(text: string): string {
     return expandEmbeddingTokens(text, this.embeddingTokens);
+  }
+
+  /**
+   * The prompt embeddings of one chunk of token ids, [tokens × hidden]: the text encoder's last hidden
+   * state, or for clip skip N its hidden state N layers from the end through the final LayerNorm
+   * (see clip-skip.ts). BAD_USER_INPUT when the encoder has fewer layers than N − 1.
+   */
+  async encodeTokens(ids: Int32Array, clipSkip: number): Promise<{ data: Float32Array; dims: readonly number[] }> {
+    const feeds = { input_ids: { data: ids, dims: [1, ids.length] } };
+    if (clipSkip === 1) return (await this.textEncoder.run(feeds, [this.textEncoderOutput]))[this.textEncoderOutput];
+    const state = await (this.hiddenStates ??= this.exposeHiddenStates());
+    if ('error' in state) throw state.error;
+    const { outputs, finalLayerNorm } = state.states;
+    const index = outputs.length - clipSkip;
+    if (index < 0) throw badInput(clipSkipBeyondMessage(this.info.id, clipSkip, outputs.length - 1));
+    const hidden = (await this.textEncoder.run(feeds, [outputs[index]]))[outputs[index]];
+    return { data: layerNorm(hidden.data, finalLayerNorm), dims: hidden.dims };
+  }
+
+  /** Reloads the text encoder from its file with its hidden states as outputs (when it lacks them). */
+  private async exposeHiddenStates(): Promise<HiddenStatesState> {
+    try {
+      const path = this.info.paths.textEncoder;
+      const editor = await ModelEditor.open(path);
+      const states = await exposeHiddenStates(editor);
+      if (!states.outputs.every((name) => this.textEncoder.outputNames.includes(name))) {
+        const session = await OnnxModel.fromBuffer(path, await editor.toBuffer(), this.runtime);
+        const previous = this.textEncoderSession;
+        this.textEncoderSession = session;
+        // Nothing else runs it now: the engine thread runs one request at a time.
+        await previous.release();
+      }
+      return { states };
+    } catch (error) {
+      return { error };
+    }
   }
 
   /** Output name of the VAE encoder: Optimum ≥ 1.23 exports the distribution's parameters, older exports a sample. */

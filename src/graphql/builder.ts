@@ -18,6 +18,7 @@ export const builder = new SchemaBuilder<{
   Scalars: {
     DateTime: { Input: Date; Output: Date };
     SafeInt: { Input: number; Output: number | bigint };
+    JSON: { Input: unknown; Output: unknown };
     /** An upload of a GraphQL multipart request (defined with the image inputs). */
     File: { Input: File; Output: never };
   };

@@ -9,7 +9,7 @@ import { notFound, userError } from './errors.ts';
 import { localId } from './ids.ts';
 import { ImageInput, InputImage, readImageInput } from './images.ts';
 import { PromptSyntax } from './prompts.ts';
-import { Scheduler } from './scheduler.ts';
+import { Scheduler, ScheduleType } from './scheduler.ts';
 
 export const GenerationStatus = builder.enumType('GenerationStatus', {
   // The database's enum, each value described here.
@@ -87,6 +87,10 @@ const GenerateInput = builder.inputType('GenerateInput', {
     guidanceScale: t.float({ description: `Classifier-free guidance scale (CFG), 0–${LIMITS.maxGuidanceScale}; 1 or less skips the unconditional pass. Default ${DEFAULTS.guidanceScale}.` }),
     guidanceRescale: t.float({ description: 'Guidance rescale φ (arXiv:2305.08891), 0–1. Default 0.' }),
     scheduler: t.field({ type: Scheduler, description: `Default ${DEFAULTS.scheduler}.` }),
+    scheduleType: t.field({ type: ScheduleType, description: `How the scheduler spaces its noise levels (AUTOMATIC1111's "Schedule type"). Default ${DEFAULTS.scheduleType}; a type the scheduler does not take is BAD_USER_INPUT.` }),
+    clipSkip: t.int({
+      description: `AUTOMATIC1111's "Clip skip", 1–${LIMITS.maxClipSkip}: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default ${DEFAULTS.clipSkip}, the last layer. SD 2.x models ignore it, as AUTOMATIC1111 does (their text encoder already stops at the penultimate layer), with a warning on the generation.`,
+    }),
     seed: t.field({ type: 'SafeInt', description: `Integer 0–${LIMITS.maxSeed}; image i uses seed + i. Default: a random seed, recorded on the generation.` }),
     numImages: t.int({ description: `Images, 1–${LIMITS.maxImages}, denoised as one batch. Default 1.` }),
     eta: t.float({ description: "DDIM's η, 0 to 1: 0 is deterministic. Default 0; ignored by other schedulers." }),
@@ -173,6 +177,8 @@ builder.prismaNode('Generation', {
     prompt: t.exposeString('prompt', { description: 'The prompt as sent.' }),
     negativePrompt: t.exposeString('negativePrompt', { description: 'The negative prompt as sent; empty for none.' }),
     scheduler: t.field({ type: Scheduler, description: 'The sampler.', resolve: (g) => g.scheduler as SchedulerName }),
+    scheduleType: t.field({ type: ScheduleType, description: 'How the sampler spaced its noise levels.', resolve: (g) => readStoredRequest(g).scheduleType ?? 'DEFAULT' }),
+    clipSkip: t.int({ description: 'Clip skip: 1 for the text encoder\'s last layer.', resolve: (g) => readStoredRequest(g).clipSkip ?? 1 }),
     width: t.exposeInt('width', { description: 'Image width in pixels.' }),
     height: t.exposeInt('height', { description: 'Image height in pixels.' }),
     steps: t.exposeInt('steps', { description: 'Denoising steps asked for (img2img runs `strength` × steps of them).' }),
@@ -198,7 +204,7 @@ builder.prismaNode('Generation', {
     error: t.exposeString('error', { nullable: true, description: 'Why it FAILED; null otherwise.' }),
     warnings: t.exposeStringList('warnings', { description: 'What did not go as asked without failing it (prompt text past the token limit, …).' }),
     step: t.exposeInt('step', { description: 'UNet calls done so far.' }),
-    totalSteps: t.exposeInt('totalSteps', { nullable: true, description: 'UNet calls in all (second-order schedulers make two per step); known once running.' }),
+    totalSteps: t.exposeInt('totalSteps', { nullable: true, description: 'UNet calls in all, known from submission (null for generations stored before sdql counted them then): `steps`, except twice that for HEUN and DPM2, img2img\'s `strength` share of it, and fewer where rounded DPM-Solver or UniPC timesteps repeat (KARRAS, EXPONENTIAL) and run once.' }),
     queuePosition: t.loadable({
       type: 'Int',
       nullable: true,
@@ -235,8 +241,8 @@ const GenerationProgress = builder.objectRef<GenerationEvent>('GenerationProgres
   fields: (t) => ({
     generationId: t.globalID({ description: "The generation's `id`.", resolve: (e) => ({ type: 'Generation', id: e.generationId }) }),
     status: t.field({ type: GenerationStatus, description: 'Its status at this event.', resolve: (e) => e.status }),
-    step: t.exposeInt('step', { description: 'UNet calls done so far.' }),
-    totalSteps: t.exposeInt('totalSteps', { nullable: true, description: 'UNet calls in all; null until it runs.' }),
+    step: t.exposeInt('step', { description: 'UNet calls done so far, as the generation has it (also in the final event).' }),
+    totalSteps: t.exposeInt('totalSteps', { nullable: true, description: "UNet calls in all, as the generation's `totalSteps`, in every event from the first (QUEUED, or RUNNING at step 0) to the final one." }),
     imageIndex: t.exposeInt('imageIndex', { description: 'The image of the batch the preview shows (the batch is denoised together).' }),
     etaMs: t.exposeInt('etaMs', { nullable: true, description: 'Estimated milliseconds of denoising left, from the pace so far; null before the first step.' }),
     preview: t.field({ type: Preview, nullable: true, description: 'The image at this step, every `previewEvery` steps; null otherwise.', resolve: (e) => e.preview }),
@@ -268,6 +274,21 @@ async function findGeneration(prisma: Prisma.TransactionClient, id: string | num
   return generation;
 }
 
+/** The history rows `generations(filter:)` lists. */
+function generationsWhere(filter: { text?: string | null; modelId?: string | number | null; status?: GenerationStatusValue[] | null; createdAfter?: Date | null; createdBefore?: Date | null } | null | undefined): Prisma.GenerationWhereInput {
+  const where: Prisma.GenerationWhereInput = {};
+  if (filter?.text) {
+    where.OR = [
+      { prompt: { contains: filter.text, mode: 'insensitive' } },
+      { negativePrompt: { contains: filter.text, mode: 'insensitive' } },
+    ];
+  }
+  if (filter?.modelId) where.modelId = localId('Model', filter.modelId);
+  if (filter?.status?.length) where.status = { in: filter.status };
+  if (filter?.createdAfter || filter?.createdBefore) where.createdAt = { gte: filter.createdAfter ?? undefined, lt: filter.createdBefore ?? undefined };
+  return where;
+}
+
 const generationIdArg = (description: string) => ({ required: true as const, description: `The generation's \`id\` (or its plain id: see schema/CHANGELOG.md). ${description}` });
 
 builder.queryFields((t) => ({
@@ -282,25 +303,26 @@ builder.queryFields((t) => ({
       return generation;
     },
   }),
-  generations: t.prismaConnection({
-    type: 'Generation',
-    cursor: 'id',
-    description: 'The history, newest first, optionally filtered.',
-    args: { filter: t.arg({ type: GenerationFilter, description: 'Only the generations that match it; all of them when absent.' }) },
-    resolve: (query, _r, { filter }, ctx) => {
-      const where: Prisma.GenerationWhereInput = {};
-      if (filter?.text) {
-        where.OR = [
-          { prompt: { contains: filter.text, mode: 'insensitive' } },
-          { negativePrompt: { contains: filter.text, mode: 'insensitive' } },
-        ];
-      }
-      if (filter?.modelId) where.modelId = localId('Model', filter.modelId);
-      if (filter?.status?.length) where.status = { in: filter.status };
-      if (filter?.createdAfter || filter?.createdBefore) where.createdAt = { gte: filter.createdAfter ?? undefined, lt: filter.createdBefore ?? undefined };
-      return ctx.db.prisma.generation.findMany({ ...query, where, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }] });
+  generations: t.prismaConnection(
+    {
+      type: 'Generation',
+      cursor: 'id',
+      description: 'The history, newest first, optionally filtered.',
+      args: { filter: t.arg({ type: GenerationFilter, description: 'Only the generations that match it; all of them when absent.' }) },
+      resolve: (query, _r, { filter }, ctx) => ctx.db.prisma.generation.findMany({ ...query, where: generationsWhere(filter), orderBy: [{ createdAt: 'desc' }, { id: 'desc' }] }),
+      totalCount: (_r, { filter }, ctx) => ctx.db.prisma.generation.count({ where: generationsWhere(filter) }),
     },
-  }),
+    {
+      fields: (c) => ({
+        // Pothos adds totalCount without a description; this is the same field, described.
+        totalCount: c.int({
+          description: 'How many generations match the filter, on every page (one count query, run only when asked for).',
+          extensions: { pothosPrismaTotalCount: true },
+          resolve: (connection) => (connection as unknown as { totalCount: () => number | Promise<number> }).totalCount(),
+        }),
+      }),
+    },
+  ),
   queue: t.field({ type: QueueState, description: 'Generations running and waiting.', resolve: () => ({}) }),
 }));
 
@@ -327,6 +349,8 @@ builder.mutationFields((t) => ({
         guidanceScale: input.guidanceScale ?? undefined,
         guidanceRescale: input.guidanceRescale ?? undefined,
         scheduler: input.scheduler ?? undefined,
+        scheduleType: input.scheduleType ?? undefined,
+        clipSkip: input.clipSkip ?? undefined,
         seed: input.seed ?? undefined,
         numImages: input.numImages ?? undefined,
         eta: input.eta ?? undefined,

@@ -5,7 +5,7 @@ import { builder } from './builder.ts';
 import type { Context } from './context.ts';
 import { notFound, userError } from './errors.ts';
 import { localId } from './ids.ts';
-import { Scheduler } from './scheduler.ts';
+import { ScheduleType, Scheduler } from './scheduler.ts';
 
 builder.scalarType('File', {
   description: 'A file sent with the GraphQL multipart request specification (multipart/form-data).',
@@ -136,6 +136,16 @@ const PngInfoSetting = builder.objectRef<{ key: string; value: string }>('PngInf
   }),
 });
 
+/** A text chunk's JSON, or null when it holds none (a chunk another tool wrote under the same key). */
+function parseJson(text: string | null): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return null;
+  }
+}
+
 const setting = (info: PngInfoValue, key: string) => info.settings.find((s) => s.key === key)?.value;
 const numberSetting = (info: PngInfoValue, key: string) => {
   const value = Number(setting(info, key));
@@ -181,8 +191,19 @@ const PngInfo = builder.objectRef<PngInfoValue>('PngInfo').implement({
     scheduler: t.field({
       type: Scheduler,
       nullable: true,
-      description: 'Our scheduler for `sampler` and `scheduleType`, when one samples alike (DPM++ 2M with Karras is DPMPP_2M_KARRAS).',
-      resolve: (i) => schedulerFromA1111(setting(i, 'Sampler'), setting(i, 'Schedule type')) ?? null,
+      description: 'Our scheduler for `sampler` and `scheduleType`, when one samples alike (DPM++ 2M with Karras is DPMPP_2M_KARRAS); `schedule` is its `scheduleType`.',
+      resolve: (i) => schedulerFromA1111(setting(i, 'Sampler'), setting(i, 'Schedule type'))?.scheduler ?? null,
+    }),
+    schedule: t.field({
+      type: ScheduleType,
+      nullable: true,
+      description: 'The `scheduleType` (GenerateInput\'s) to give with `scheduler`: KARRAS for "Karras", EXPONENTIAL for "Exponential", DEFAULT for the schedules our samplers make from the model\'s config; null when `scheduler` is.',
+      resolve: (i) => schedulerFromA1111(setting(i, 'Sampler'), setting(i, 'Schedule type'))?.scheduleType ?? null,
+    }),
+    clipSkip: t.int({
+      nullable: true,
+      description: '"Clip skip"; 1 when the infotext has none (AUTOMATIC1111 writes it only above 1); null without infotext.',
+      resolve: (i) => (i.parameters === null ? null : (numberSetting(i, 'Clip skip') ?? 1)),
     }),
     guidanceScale: t.float({ nullable: true, description: 'CFG scale.', resolve: (i) => numberSetting(i, 'CFG scale') }),
     seed: t.field({ type: 'SafeInt', nullable: true, description: 'Seed.', resolve: (i) => numberSetting(i, 'Seed') }),
@@ -196,7 +217,17 @@ const PngInfo = builder.objectRef<PngInfoValue>('PngInfo').implement({
       resolve: (i) => (hasHires(i) ? null : numberSetting(i, 'Denoising strength')),
     }),
     hires: t.field({ type: PngInfoHires, nullable: true, description: "AUTOMATIC1111's hires-fix settings, when the infotext has them.", resolve: (i) => (hasHires(i) ? i : null) }),
-    request: t.exposeString('request', { nullable: true, description: "sdql's full request as JSON (PNGs made by sdql)." }),
+    request: t.exposeString('request', {
+      nullable: true,
+      description: "sdql's full request as a string of JSON (PNGs made by sdql).",
+      deprecationReason: 'Use `requestJson`, the same request as a JSON value.',
+    }),
+    requestJson: t.field({
+      type: 'JSON',
+      nullable: true,
+      description: "sdql's full request as a JSON value (PNGs made by sdql): GenerateInput's fields as sent, with the seed of this image and its generation's id; null when the image has no readable `sdql` chunk.",
+      resolve: (i) => parseJson(i.request),
+    }),
   }),
 });
 

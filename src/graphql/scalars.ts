@@ -1,4 +1,4 @@
-import { GraphQLDateTime, GraphQLSafeInt } from 'graphql-scalars';
+import { GraphQLDateTime, GraphQLJSON, GraphQLSafeInt } from 'graphql-scalars';
 import { builder } from './builder.ts';
 
 builder.addScalarType('DateTime', GraphQLDateTime, {
@@ -10,4 +10,9 @@ builder.addScalarType('SafeInt', GraphQLSafeInt, {
   description: 'An integer within ±(2^53 - 1), as a JSON number: sizes in bytes, seeds and other values beyond Int’s 32 bits.',
   // Prisma reads BIGINT columns (seeds, sizes) as bigint, which graphql-scalars' SafeInt refuses.
   serialize: (value) => GraphQLSafeInt.serialize(typeof value === 'bigint' ? Number(value) : value),
+});
+
+builder.addScalarType('JSON', GraphQLJSON, {
+  description: 'Any JSON value (object, array, string, number, boolean or null), sent as it is rather than as a string.',
+  specifiedByURL: 'https://www.rfc-editor.org/rfc/rfc8259',
 });

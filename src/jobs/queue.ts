@@ -89,12 +89,13 @@ export class GenerationQueue {
    * at the next step. Returns false when the generation has already ended.
    */
   async cancel(id: string): Promise<boolean> {
-    const queued = await this.prisma.generation.updateMany({
+    const [queued] = await this.prisma.generation.updateManyAndReturn({
       where: { id, status: 'QUEUED' },
       data: { status: 'CANCELED', finishedAt: new Date() },
+      select: { step: true, totalSteps: true },
     });
-    if (queued.count > 0) {
-      this.events.publish('generation', id, statusEvent(id, 'CANCELED', null));
+    if (queued) {
+      this.events.publish('generation', id, statusEvent(id, 'CANCELED', null, queued.step, queued.totalSteps));
       this.events.publish('queue', { generationId: id, status: 'CANCELED' });
       return true;
     }
@@ -105,15 +106,17 @@ export class GenerationQueue {
 
   /** Puts a generation this worker will not finish (shutdown) back in the queue, without counting the run. */
   async release(id: string, workerId: string): Promise<void> {
-    const released = await this.prisma.generation.updateMany({
+    const [released] = await this.prisma.generation.updateManyAndReturn({
       where: { id, workerId, status: 'RUNNING' },
       data: { status: 'QUEUED', workerId: null, heartbeatAt: null, startedAt: null, step: 0, attempts: { decrement: 1 } },
+      select: { id: true, totalSteps: true },
     });
-    if (released.count > 0) this.announceRequeued(id);
+    if (released) this.announceRequeued(released);
   }
 
-  private announceRequeued(id: string): void {
-    this.events.publish('generation', id, statusEvent(id, 'QUEUED'));
+  /** Back in the queue at step 0, with the totalSteps it keeps. */
+  private announceRequeued({ id, totalSteps }: { id: string; totalSteps: number | null }): void {
+    this.events.publish('generation', id, statusEvent(id, 'QUEUED', null, 0, totalSteps));
     this.events.publish('queue', { generationId: id, status: 'QUEUED' });
   }
 
@@ -136,18 +139,18 @@ export class GenerationQueue {
         finishedAt: new Date(),
         error: `its worker stopped during each of ${MAX_ATTEMPTS} attempts (a crash or a kill); not retried`,
       },
-      select: { id: true, error: true },
+      select: { id: true, error: true, step: true, totalSteps: true },
     });
     const requeued = await this.prisma.generation.updateManyAndReturn({
       where: stale,
       data: { status: 'QUEUED', workerId: null, heartbeatAt: null, startedAt: null, step: 0 },
-      select: { id: true },
+      select: { id: true, totalSteps: true },
     });
-    for (const { id, error } of failed) {
-      this.events.publish('generation', id, statusEvent(id, 'FAILED', error));
+    for (const { id, error, step, totalSteps } of failed) {
+      this.events.publish('generation', id, statusEvent(id, 'FAILED', error, step, totalSteps));
       this.events.publish('queue', { generationId: id, status: 'FAILED' });
     }
-    for (const { id } of requeued) this.announceRequeued(id);
+    for (const row of requeued) this.announceRequeued(row);
     if (requeued.length || failed.length) log.warn('recovered abandoned generations', { requeued: requeued.length, failed: failed.length });
     if (requeued.length) for (const wake of this.waiters) wake();
     return { requeued: requeued.length, failed: failed.length };

@@ -3,7 +3,7 @@
 // that is the job itself.
 import { z } from 'zod';
 import type { Generation, PrismaClient } from '../db/index.ts';
-import { badInput, prepareRequest, verifyImage, type AdapterSource, type HiresRequest, type ModelFolderInfo, type RequestParams, type ResolvedAdapters } from '../diffusion/index.ts';
+import { badInput, countUnetCalls, prepareRequest, SCHEDULE_TYPES, verifyImage, type AdapterSource, type HiresRequest, type ModelFolderInfo, type RequestParams, type ResolvedAdapters, type ScheduleType } from '../diffusion/index.ts';
 import type { ImageStore } from './image-store.ts';
 import type { GenerationQueue } from './queue.ts';
 
@@ -26,9 +26,11 @@ export interface StoredInput {
   imageId?: string;
 }
 
-/** What Generation.request holds: the request as the client sent it (prompt syntax resolved), with its
- * init image and mask by reference and the adapter files as resolved when it was submitted. */
-export interface StoredRequest extends Omit<SubmitInput, 'initImage' | 'mask' | 'hires'> {
+/** What Generation.request holds: the request as the client sent it (prompt syntax, schedule type and
+ * clip skip resolved), with its init image and mask by reference and the adapter files as resolved
+ * when it was submitted. */
+export interface StoredRequest extends Omit<SubmitInput, 'initImage' | 'mask' | 'hires' | 'scheduleType'> {
+  scheduleType?: ScheduleType;
   /** Resolved, as it runs. */
   hires?: HiresRequest;
   modelId: string;
@@ -52,6 +54,8 @@ const storedRequestSchema = z.strictObject({
   guidanceScale: optionalNumber,
   guidanceRescale: optionalNumber,
   scheduler: z.string().optional(),
+  scheduleType: z.enum(SCHEDULE_TYPES).optional(),
+  clipSkip: optionalNumber,
   seed: optionalNumber,
   numImages: optionalNumber,
   eta: optionalNumber,
@@ -147,6 +151,8 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
       // A random variation seed is recorded as drawn.
       variationSeed: request.variationSeed ?? sent.variationSeed,
       hires: request.hires,
+      scheduleType: request.scheduleType,
+      clipSkip: request.clipSkip,
       modelId: model.id,
       initImage: await save(initImage, formats.initImage),
       mask: await save(mask, formats.mask),
@@ -167,6 +173,8 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
         strength: request.strength ?? null,
         seed: BigInt(request.seed),
         numImages: request.numImages,
+        // Known before it runs, so that every progress event can say it.
+        totalSteps: countUnetCalls(model, request),
         priority,
         request: JSON.parse(JSON.stringify(stored)),
       },

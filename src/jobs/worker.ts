@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { databaseReachable, retryWhileUnreachable, waitForDatabase, type Generation, type Prisma, type PrismaClient } from '../db/index.ts';
 import {
   BUILTIN_UPSCALERS,
+  countUnetCalls,
   DiffusionError,
   encodeImageWithInfo,
   infotextAdapters,
@@ -111,6 +112,9 @@ export class GenerationWorker {
     }, this.deps.heartbeatMs);
     const started = performance.now();
     log.info('generation started', { generationId: generation.id, model: generation.modelId, attempt: generation.attempts });
+    // What the row and every event say of the progress, the final event included.
+    const progress: Progress = { step: 0, totalSteps: generation.totalSteps };
+    let previews: PreviewStream | undefined;
     try {
       const model = this.deps.model(generation.modelId);
       if (!model || model.error) {
@@ -122,19 +126,24 @@ export class GenerationWorker {
       // Hashed while the images are made: a LoRA's first hash reads the whole file.
       const adapters = infotextAdapters(request, stored.loras?.length ?? 0);
       const previewEvery = stored.previewEvery ?? 1;
-      const previews = new PreviewStream(this.deps, generation.id, request, previewEvery);
+      progress.totalSteps = countUnetCalls(model, request);
+      previews = new PreviewStream(this.deps, generation.id, request, previewEvery, progress);
       const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
-      events.publish('generation', generation.id, statusEvent(generation.id, 'RUNNING'));
+      await this.deps.prisma.generation.updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { ...progress } });
+      events.publish('generation', generation.id, statusEvent(generation.id, 'RUNNING', null, progress.step, progress.totalSteps));
+      const stream = previews;
       const result = await engine.run(model, request, {
         signal: abort.signal,
-        onStep: (p) => previews.push(p, started),
+        onStep: (p) => stream.push(p, started),
         previews: { every: previewEvery, decoder },
       });
       await previews.flushed();
       await this.finish(generation, model, request, await adapters, stored, result.images, await hash, [...warnings, ...(result.warnings ?? [])]);
       log.info('generation succeeded', { generationId: generation.id, ms: Math.round(performance.now() - started), ...result.timings });
     } catch (error) {
-      await this.fail(generation, error, abort.signal.aborted);
+      // The steps' events go out before the final one.
+      await previews?.flushed();
+      await this.fail(generation, error, abort.signal.aborted, progress);
     } finally {
       clearInterval(heartbeat);
       this.current = undefined;
@@ -155,9 +164,11 @@ export class GenerationWorker {
       guidanceScale: generation.guidanceScale,
       guidanceRescale: generation.guidanceRescale,
       scheduler: generation.scheduler as SchedulerName,
+      scheduleType: stored.scheduleType ?? 'DEFAULT',
       seed: Number(generation.seed),
       numImages: generation.numImages,
       eta: generation.eta,
+      clipSkip: stored.clipSkip ?? 1,
       strength: generation.strength ?? undefined,
       variationSeed: stored.variationSeed,
       variationStrength: stored.variationStrength,
@@ -235,7 +246,7 @@ export class GenerationWorker {
     queue.announce(final.id, final.status);
   }
 
-  private async fail(generation: Generation, error: unknown, aborted: boolean): Promise<void> {
+  private async fail(generation: Generation, error: unknown, aborted: boolean, progress: Progress): Promise<void> {
     const { prisma, events, queue } = this.deps;
     const { signal } = this.stopping;
     if (aborted && signal.aborted) {
@@ -256,13 +267,13 @@ export class GenerationWorker {
     const recorded = await retryWhileUnreachable(
       prisma,
       `record a ${status.toLowerCase()} generation`,
-      () => prisma.generation.updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { status, error: message, finishedAt: new Date(), heartbeatAt: null } }),
+      () => prisma.generation.updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { status, error: message, finishedAt: new Date(), heartbeatAt: null, ...progress } }),
       signal,
     ).catch((e: unknown) => void log.error('could not record a failed generation', { generationId: generation.id, err: e }));
     // Nothing recorded: the generation is no longer this worker's (requeued, or the process stops);
     // whoever has it tells subscribers how it ends.
     if (!recorded?.count) return;
-    events.publish('generation', generation.id, statusEvent(generation.id, status, message));
+    events.publish('generation', generation.id, statusEvent(generation.id, status, message, progress.step, progress.totalSteps));
     queue.announce(generation.id, status);
   }
 
@@ -292,6 +303,12 @@ function storedRequestForImage(stored: StoredRequest): Omit<StoredRequest, 'init
   return { ...rest, ...(initImage && { initImage: { sha256: initImage.sha256 } }), ...(mask && { mask: { sha256: mask.sha256 } }) };
 }
 
+/** A running generation's step and UNet calls in all (null until known). */
+interface Progress {
+  step: number;
+  totalSteps: number | null;
+}
+
 /** How often a running generation's step is written to its row. */
 const RECORD_PROGRESS_MS = 500;
 
@@ -309,6 +326,8 @@ class PreviewStream {
     private readonly generationId: string,
     private readonly request: GenerateRequest,
     private readonly every: number,
+    /** Updated as each step's event goes out. */
+    private readonly progress: Progress,
   ) {}
 
   push(p: EngineStepProgress, startedAt: number): void {
@@ -325,6 +344,8 @@ class PreviewStream {
     const record = p.step === 1 || p.step === p.totalSteps || performance.now() - this.lastRecorded >= RECORD_PROGRESS_MS;
     if (record) this.lastRecorded = performance.now();
     this.chain = this.chain.then(async () => {
+      this.progress.step = p.step;
+      this.progress.totalSteps = p.totalSteps;
       if (record) {
         await prisma.generation
           .updateMany({ where: { id: this.generationId, status: 'RUNNING' }, data: { step: p.step, totalSteps: p.totalSteps } })

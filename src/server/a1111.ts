@@ -323,8 +323,8 @@ function num(body: Body, field: string): number | undefined {
 function common(body: Body): Body {
   const sampler = str(body, 'sampler_name') ?? str(body, 'sampler_index');
   const scheduleType = str(body, 'scheduler');
-  const scheduler = sampler === undefined ? undefined : schedulerFromA1111(sampler, scheduleType);
-  if (sampler !== undefined && scheduler === undefined) {
+  const selected = sampler === undefined ? undefined : schedulerFromA1111(sampler, scheduleType);
+  if (sampler !== undefined && selected === undefined) {
     throw new Unprocessable('sampler_name', `sdql has no sampler "${sampler}"${scheduleType ? ` with schedule type "${scheduleType}"` : ''}; GET /sdapi/v1/samplers lists them`);
   }
   const seed = num(body, 'seed');
@@ -333,7 +333,8 @@ function common(body: Body): Body {
   const batch = (num(body, 'batch_size') ?? 1) * (num(body, 'n_iter') ?? 1);
   return {
     negativePrompt: str(body, 'negative_prompt'),
-    scheduler,
+    scheduler: selected?.scheduler,
+    scheduleType: selected?.scheduleType,
     // -1 is AUTOMATIC1111's "random".
     seed: seed === -1 ? undefined : seed,
     variationSeed: subseed === -1 || !subseedStrength ? undefined : subseed,

@@ -122,7 +122,7 @@ const A1111_CASES: A1111Case[] = [
       'Hires schedule type': 'Karras', 'Hires resize': '1024x0', 'Hires upscaler': 'R-ESRGAN 4x+', Version: 'v1.10.1',
     },
     selection: ['DPM++ 2M SDE', 'Exponential'],
-    scheduler: undefined,
+    scheduler: 'DPMPP_2M_SDE',
   },
   {
     name: 'keys with non-ASCII letters from extensions, CJK prompts and values, an empty value',
@@ -166,7 +166,7 @@ for (const c of A1111_CASES) {
     assert.deepEqual(Object.entries(parsed.settings), Object.entries(c.settings));
     const selected = a1111Selection(parsed.settings.Sampler, parsed.settings['Schedule type']);
     assert.deepEqual([selected.sampler, selected.scheduleType], c.selection);
-    assert.equal(schedulerFromA1111(parsed.settings.Sampler, parsed.settings['Schedule type']), c.scheduler);
+    assert.equal(schedulerFromA1111(parsed.settings.Sampler, parsed.settings['Schedule type'])?.scheduler, c.scheduler);
   });
 }
 
@@ -181,8 +181,13 @@ test('an unknown sampler is DPM++ 2M to AUTOMATIC1111 and none of ours; a schedu
   assert.equal(schedulerFromA1111('Euler Turbo'), undefined);
   assert.equal(schedulerFromA1111(undefined), undefined);
   assert.deepEqual(a1111Selection('Euler', 'sgm_uniform').scheduleType, 'SGM Uniform');
-  assert.equal(schedulerFromA1111('Euler', 'Karras'), undefined);
-  assert.equal(schedulerFromA1111('DPM++ 2M', 'Uniform'), 'DPMPP_2M');
+  assert.deepEqual(schedulerFromA1111('Euler', 'Karras'), { scheduler: 'EULER', scheduleType: 'KARRAS' });
+  assert.deepEqual(schedulerFromA1111('Euler a', 'Karras'), undefined);
+  assert.deepEqual(schedulerFromA1111('DPM++ 2M', 'Uniform'), { scheduler: 'DPMPP_2M', scheduleType: 'DEFAULT' });
+  assert.deepEqual(schedulerFromA1111('DPM++ 2M', 'Exponential'), { scheduler: 'DPMPP_2M', scheduleType: 'EXPONENTIAL' });
+  // DPM++ 2M SDE's Automatic is Exponential; the name of before 1.9 carries the schedule.
+  assert.deepEqual(schedulerFromA1111('DPM++ 2M SDE'), { scheduler: 'DPMPP_2M_SDE', scheduleType: 'EXPONENTIAL' });
+  assert.deepEqual(schedulerFromA1111('DPM++ 2M SDE Karras'), { scheduler: 'DPMPP_2M_SDE', scheduleType: 'KARRAS' });
 });
 
 // ---- Our text, for every scheduler and timestep spacing, as AUTOMATIC1111 1.10 would run it. ----
@@ -250,13 +255,14 @@ const EXPECTED: Record<SchedulerName, [string, Record<string, string | null>]> =
   DPM2: ['DPM2', { linspace: 'Uniform', leading: 'DDIM', trailing: 'SGM Uniform' }],
   DPMPP_2M: ['DPM++ 2M', { linspace: 'SGM Uniform', leading: 'SGM Uniform', trailing: 'SGM Uniform' }],
   DPMPP_2M_KARRAS: ['DPM++ 2M', { linspace: 'Karras', leading: 'Karras', trailing: 'Karras' }],
+  DPMPP_2M_SDE: ['DPM++ 2M SDE', { linspace: 'SGM Uniform', leading: 'SGM Uniform', trailing: 'SGM Uniform' }],
 };
 // Noise levels compared for the samplers whose timesteps are their steps (Heun's second calls left
 // out); DPM2's interleave midpoints, and AUTOMATIC1111's DPM2 drops its penultimate sigma. The step
 // counts divide 1000: at others AUTOMATIC1111's DDIM schedule adds a step at the top, DPM-Solver++'s
 // Karras timesteps collapse near 0 beyond ~30 steps, and leading DPM-Solver++ (a stride of
 // 1000 // (steps + 1)) comes nearer the DDIM schedule than SGM Uniform from about 40 steps.
-const COMPARED = new Set<SchedulerName>(['LMS', 'EULER', 'EULER_A', 'HEUN', 'DPMPP_2M', 'DPMPP_2M_KARRAS']);
+const COMPARED = new Set<SchedulerName>(['LMS', 'EULER', 'EULER_A', 'HEUN', 'DPMPP_2M', 'DPMPP_2M_KARRAS', 'DPMPP_2M_SDE']);
 
 for (const spacing of ['linspace', 'leading', 'trailing']) {
   test(`our images (${spacing} spacing) select in AUTOMATIC1111 1.10 the sampler and schedule type nearest ours, for every scheduler`, () => {
@@ -271,7 +277,8 @@ for (const spacing of ['linspace', 'leading', 'trailing']) {
       const selected = a1111Selection(settings.Sampler, settings['Schedule type']);
       assert.deepEqual([selected.sampler, selected.scheduleType], [sampler, scheduleType], scheduler);
       // And sdql reads its own text back as the scheduler it ran.
-      assert.equal(schedulerFromA1111(settings.Sampler, settings['Schedule type']), scheduler);
+      const expectedType = scheduler === 'DPMPP_2M_KARRAS' ? 'KARRAS' : 'DEFAULT';
+      assert.deepEqual(schedulerFromA1111(settings.Sampler, settings['Schedule type']), { scheduler, scheduleType: expectedType });
 
       if (!COMPARED.has(scheduler)) continue;
       for (const steps of [10, 20, 25]) {
@@ -286,6 +293,41 @@ for (const spacing of ['linspace', 'leading', 'trailing']) {
     }
   });
 }
+
+test('KARRAS and EXPONENTIAL are written as AUTOMATIC1111 names them, nearest its own Karras and Exponential schedules, and read back', () => {
+  const labels = { KARRAS: 'Karras', EXPONENTIAL: 'Exponential' } as const;
+  for (const scheduleType of ['KARRAS', 'EXPONENTIAL'] as const) {
+    for (const scheduler of ['LMS', 'EULER', 'HEUN', 'DPMPP_2M', 'DPMPP_2M_SDE'] as const) {
+      const text = formatInfotext({ ...base, steps: 20, scheduler, scheduleType, schedulerConfig: SD_CONFIG });
+      const { settings } = parseInfotext(text);
+      assert.equal(settings['Schedule type'], labels[scheduleType], `${scheduler} ${scheduleType}`);
+      // DPM++ 2M with Karras reads back under the name requests have always used.
+      const readBack = scheduler === 'DPMPP_2M' && scheduleType === 'KARRAS' ? 'DPMPP_2M_KARRAS' : scheduler;
+      assert.deepEqual(schedulerFromA1111(settings.Sampler, settings['Schedule type']), { scheduler: readBack, scheduleType });
+      const ours = ((): number[] => {
+        const s = createScheduler(scheduler, SD_CONFIG, { scheduleType });
+        s.setTimesteps(20);
+        return s.timesteps.filter((_, i) => scheduler !== 'HEUN' || i % 2 === 0).map(logSigmaAt);
+      })();
+      const distance = (schedule: string) => {
+        const theirs = a1111LogSigmas(schedule, 20);
+        return theirs.length === ours.length ? ours.reduce((sum, v, i) => sum + Math.abs(v - theirs[i]), 0) / ours.length : Infinity;
+      };
+      const nearest = ['Uniform', 'SGM Uniform', 'DDIM', 'Karras', 'Exponential'].sort((a, b) => distance(a) - distance(b))[0];
+      assert.equal(nearest, labels[scheduleType], `${scheduler} ${scheduleType}: nearest schedule`);
+    }
+  }
+  // UniPC has a fixed schedule in AUTOMATIC1111: no schedule type is written.
+  assert.doesNotMatch(formatInfotext({ ...base, scheduler: 'UNIPC', scheduleType: 'KARRAS' }), /Schedule type/);
+  // DPM++ 2M SDE's own schedule, leading DPM-Solver timesteps, is its SGM Uniform, not its Automatic (Exponential).
+  assert.match(formatInfotext({ ...base, scheduler: 'DPMPP_2M_SDE' }), /Sampler: DPM\+\+ 2M SDE, Schedule type: SGM Uniform,/);
+});
+
+test('Clip skip is written after Denoising strength when above 1, as AUTOMATIC1111 does', () => {
+  assert.match(formatInfotext({ ...base, clipSkip: 2, strength: 0.5 }), /, Denoising strength: 0\.5, Clip skip: 2$/);
+  assert.doesNotMatch(formatInfotext({ ...base, clipSkip: 1 }), /Clip skip/);
+  assert.equal(parseInfotext(formatInfotext({ ...base, clipSkip: 3 })).settings['Clip skip'], '3');
+});
 
 test('the Karras sigmas a model config asks for are written as Karras', () => {
   const config = { ...SD_CONFIG, use_karras_sigmas: true };

@@ -25,10 +25,10 @@ export const referenceDir: string = (() => {
 
 /**
  * The sets whose cases run through the engine and the API: the root and these sub-folders. The
- * other sub-folders (checkpoint/, sdxl/, clip-skip/, sampling/) join this list
+ * other sub-folders (checkpoint/, sdxl/) join this list
  * with the features they test.
  */
-export const PARITY_SETS = ['', 'schedulers', 'inpaint', 'variation'] as const;
+export const PARITY_SETS = ['', 'schedulers', 'inpaint', 'variation', 'sampling', 'clip-skip'] as const;
 
 export interface ReferenceCase {
   case: {
@@ -53,6 +53,10 @@ export interface ReferenceCase {
     scheduler_config_override?: Record<string, unknown>;
     variation_seed?: number;
     variation_strength?: number;
+    /** The keyword arguments of `SchedulerClass.from_config(config, **scheduler_options)` (sub-folder sets). */
+    scheduler_options?: Record<string, unknown>;
+    /** AUTOMATIC1111's Clip skip N (clip-skip/). */
+    clip_skip?: number;
   };
   /** `noise_npy`: the variation set's initial noise of the image (before init_noise_sigma). */
   images: { png: string; npy: string; seed: number; variation_seed?: number; noise_npy?: string }[];
@@ -164,10 +168,16 @@ export async function assertMatchesPng(actual: Uint8Array, pngPath: string): Pro
 /**
  * A case's request in our parameter names (GenerateParams and GenerateInput share them), without its
  * init image and mask. With a mask: no blur and no restoring of the unmasked pixels, since diffusers'
- * pipeline does neither.
+ * pipeline does neither. `use_karras_sigmas` in its scheduler options is our KARRAS schedule type:
+ * the case's scheduler name less its _KARRAS (EULER_KARRAS is EULER with KARRAS); algorithm_type is
+ * in the name.
  */
 export function caseParams(c: ReferenceCase) {
   const k = c.case;
+  const karras = k.scheduler_options?.use_karras_sigmas === true;
+  const known = new Set(['use_karras_sigmas', 'algorithm_type']);
+  const unknown = Object.keys(k.scheduler_options ?? {}).filter((key) => !known.has(key));
+  if (unknown.length) throw new Error(`${k.name}: scheduler option ${unknown.join(', ')} has no request field`);
   return {
     ...(k.mask_image ? { maskBlur: 0, restoreUnmasked: false } : {}),
     prompt: k.prompt,
@@ -177,7 +187,9 @@ export function caseParams(c: ReferenceCase) {
     steps: k.steps,
     guidanceScale: k.guidance_scale,
     guidanceRescale: k.guidance_rescale,
-    scheduler: k.scheduler,
+    scheduler: karras ? k.scheduler.replace(/_KARRAS$/, '') : k.scheduler,
+    scheduleType: karras ? 'KARRAS' : undefined,
+    clipSkip: k.clip_skip,
     seed: k.seed,
     numImages: k.num_images,
     eta: k.eta,

@@ -80,6 +80,23 @@ describe('LoRAs in the engine', () => {
     assert.deepEqual(base.warnings, []);
   });
 
+  test('clip skip on a text encoder a LoRA changed in memory: its hidden states, not the file\'s', async () => {
+    const plain = await StableDiffusionModel.load(model);
+    const adapted = await StableDiffusionModel.load(model, {}, { loras: [{ name: 'style', path: textLora, weight: 1, unetWeight: 1 }], embeddings: [] });
+    try {
+      const ids = Int32Array.from([804, 12, 300, 805]);
+      const encode = async (m: StableDiffusionModel, clipSkip: number) => (await m.encodeTokens(ids, clipSkip)).data;
+      // The LoRA changes layer 0: clip skip 2 (layer 0's output of the fixture's 2 layers) sees it…
+      assert.ok(maxAbsDiff(await encode(adapted, 2), await encode(plain, 2)) > 1e-3);
+      // …clip skip 3 (the embeddings, before any layer) does not.
+      assert.ok(maxAbsDiff(await encode(adapted, 3), await encode(plain, 3)) < 1e-6);
+      assert.ok(maxAbsDiff(await encode(adapted, 1), await encode(plain, 1)) > 1e-3);
+    } finally {
+      await plain.release();
+      await adapted.release();
+    }
+  });
+
   test('a weight of 0 leaves the model as it is', async () => {
     const result = await run({ loras: [{ name: 'style', path: unetLora, weight: 0 }] });
     assert.deepEqual(result.images[0].image.data, base.images[0].image.data);

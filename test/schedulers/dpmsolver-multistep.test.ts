@@ -55,6 +55,12 @@ describe('DPMSolverMultistepScheduler timesteps', () => {
     }
   });
 
+  test('exponential (EXPONENTIAL), 12 steps: σ evenly spaced in log over the whole training range, rounded as Karras', () => {
+    // numpy: np.exp(np.linspace(log σ(0), log σ(999), 12)) → _sigma_to_t → round → flip → np.unique's first occurrences.
+    assert.deepEqual(make({ use_exponential_sigmas: true }, 12).timesteps, [999, 899, 782, 644, 482, 311, 166, 72, 26, 8, 2, 0]);
+    assert.throws(() => make({ use_exponential_sigmas: true, use_karras_sigmas: true }, 12), SchedulerConfigError);
+  });
+
   test('Karras timesteps that round to the same value are kept once, in order (np.unique)', () => {
     const { timesteps } = make({ use_karras_sigmas: true }, 100);
     assert.ok(timesteps.length < 100 && timesteps.length > 80, `${timesteps.length} timesteps`);

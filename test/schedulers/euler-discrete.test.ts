@@ -69,6 +69,17 @@ describe('EulerDiscreteScheduler schedule', () => {
     assert.equal(scheduler.sigmas[8], 0);
   });
 
+  test('use_exponential_sigmas (EXPONENTIAL): σ evenly spaced in log between σ of the first and last timestep, as Karras', () => {
+    const scheduler = euler({ use_exponential_sigmas: true });
+    // numpy: np.exp(np.linspace(log σ(876), log σ(1), 8)), timesteps by _sigma_to_t.
+    const sigmas = [7.37185001373291, 3.515097029480364, 1.6760931250153, 0.7992064344633044, 0.3810831960078098, 0.18171075208753812, 0.08664459039422479, 0.04131447896361352];
+    const timesteps = [876, 713.0851267876715, 510.48631477007444, 288.25762994698806, 116.54991759867873, 33.84447239713303, 7.626411804760239, 1];
+    sigmas.forEach((sigma, k) => relClose(scheduler.sigmas[k], sigma, 1e-6, `σ[${k}]`));
+    timesteps.forEach((t, k) => assert.ok(Math.abs(scheduler.timesteps[k] - t) < 1e-3, `t[${k}]: ${scheduler.timesteps[k]} vs ${t}`));
+    assert.equal(scheduler.sigmas[8], 0);
+    assert.throws(() => euler({ use_exponential_sigmas: true, use_karras_sigmas: true }), SchedulerConfigError);
+  });
+
   test('log_linear: n + 1 σs evenly spaced in log from σ(999) to σ(0), then 0 (as diffusers 0.21.4)', () => {
     const scheduler = euler({ interpolation_type: 'log_linear' }, 5);
     // The timesteps still follow the spacing: 1000 // 5 = 200 → 801, …, 1.

@@ -164,8 +164,9 @@ export class Adaptation {
   }
 
   /** The text encoder with the LoRAs merged and the embeddings added (to it and to `tokenizer`), or
-   * undefined when neither changes it. */
-  async textEncoder(path: string, tokenizer: ClipTokenizer): Promise<ModelBuffer | undefined> {
+   * undefined when neither changes it. `finish` edits the graph further before it is encoded (a model
+   * in memory cannot be read again from its file). */
+  async textEncoder(path: string, tokenizer: ClipTokenizer, finish?: (editor: ModelEditor) => Promise<void>): Promise<ModelBuffer | undefined> {
     const loras = this.using('text_encoder');
     if (!loras.length && !this.embeddings.length) return undefined;
     const editor = await ModelEditor.open(path);
@@ -175,7 +176,9 @@ export class Adaptation {
       this.expansionMap = expansions;
       this.warningList.push(...warnings);
     }
-    return editor.changed ? editor.toBuffer() : undefined;
+    if (!editor.changed) return undefined;
+    await finish?.(editor);
+    return editor.toBuffer();
   }
 
   async unet(path: string): Promise<ModelBuffer | undefined> {

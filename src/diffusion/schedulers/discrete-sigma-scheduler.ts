@@ -6,13 +6,13 @@ import {
   alphasCumprod,
   initStepIndex,
   interp,
-  karrasSigmas,
   linspace32,
+  sigmaRamp,
   sigmaToT,
   spacedTimesteps,
   trainingSigmas,
 } from './scheduler.ts';
-import type { NoiseScheduleConfig, NoiseSource, PredictionType, Scheduler, TimestepSpacing } from './scheduler.ts';
+import type { NoiseScheduleConfig, NoiseSource, PredictionType, Scheduler, SigmaRampConfig, TimestepSpacing } from './scheduler.ts';
 
 /** The configuration keys every k-diffusion sampler here reads (none has rescale_betas_zero_snr in 0.21.4). */
 export interface SigmaSchedulerConfig extends Omit<NoiseScheduleConfig, 'rescale_betas_zero_snr'> {
@@ -24,10 +24,12 @@ export interface SigmaSchedulerConfig extends Omit<NoiseScheduleConfig, 'rescale
 export type InterpolationType = 'linear' | 'log_linear';
 
 /** How the inference σs are drawn from the training ones; only some samplers expose these keys. */
-export interface SigmaScheduleOptions {
+export interface SigmaScheduleOptions extends SigmaRampConfig {
   interpolation_type: InterpolationType;
-  use_karras_sigmas: boolean;
 }
+
+/** The schedule of the samplers that have no keys for it. */
+export const PLAIN_SCHEDULE: SigmaScheduleOptions = { interpolation_type: 'linear', use_karras_sigmas: false, use_exponential_sigmas: false };
 
 const f32 = Math.fround;
 
@@ -36,6 +38,7 @@ export abstract class DiscreteSigmaScheduler<C extends SigmaSchedulerConfig = Si
   readonly order: number = 1;
   protected readonly config: C;
   readonly #schedule: SigmaScheduleOptions;
+  readonly #ramp: ReturnType<typeof sigmaRamp>;
   /** σ of each training timestep, increasing with t (float32). */
   readonly #trainingSigmas: Float32Array;
   readonly #logSigmas: Float32Array;
@@ -48,6 +51,7 @@ export abstract class DiscreteSigmaScheduler<C extends SigmaSchedulerConfig = Si
   protected constructor(config: C, schedule: SigmaScheduleOptions) {
     this.config = config;
     this.#schedule = schedule;
+    this.#ramp = sigmaRamp(new.target.name, schedule);
     this.#trainingSigmas = trainingSigmas(alphasCumprod({ ...config, rescale_betas_zero_snr: false }));
     this.#logSigmas = this.#trainingSigmas.map(Math.log);
     this.#trainingTimesteps = Array.from(this.#trainingSigmas, (_, t) => t);
@@ -96,8 +100,9 @@ export abstract class DiscreteSigmaScheduler<C extends SigmaSchedulerConfig = Si
       const logMin = f32(Math.log(training[0]));
       sigmas = Array.from(linspace32(logMax, logMin, numInferenceSteps + 1), (s) => f32(Math.exp(s)));
     }
-    if (this.#schedule.use_karras_sigmas) {
-      sigmas = karrasSigmas(sigmas, numInferenceSteps);
+    if (this.#ramp) {
+      // diffusers 0.21.4 ramps between the σs of the first and last spaced timesteps.
+      sigmas = this.#ramp(sigmas, numInferenceSteps);
       timesteps = sigmas.map((sigma) => this.timestepOf(sigma));
     }
     return { timesteps, sigmas };

@@ -7,17 +7,17 @@ import {
   arange,
   BETA_SCHEDULES,
   ddpmAddNoise,
-  karrasSigmas,
   PREDICTION_TYPES,
   resolveConfig,
   roundHalfEven,
   SchedulerConfigError,
+  sigmaRamp,
   sigmaToT,
   spacedTimesteps,
   TIMESTEP_SPACINGS,
   trainingSigmas,
 } from './scheduler.ts';
-import type { BetaSchedule, NoiseSource, PredictionType, Scheduler, TimestepSpacing } from './scheduler.ts';
+import type { BetaSchedule, NoiseSource, PredictionType, Scheduler, SigmaRampConfig, TimestepSpacing } from './scheduler.ts';
 
 type AlgorithmType = 'dpmsolver' | 'dpmsolver++' | 'sde-dpmsolver' | 'sde-dpmsolver++';
 
@@ -34,6 +34,8 @@ const DEFAULTS = {
   solver_type: 'midpoint' as 'midpoint' | 'heun' | 'logrho' | 'bh1' | 'bh2',
   lower_order_final: true,
   use_karras_sigmas: false,
+  // later diffusers' key (see sigmaRamp)
+  use_exponential_sigmas: false,
   lambda_min_clipped: -Infinity,
   timestep_spacing: 'linspace' as TimestepSpacing,
   steps_offset: 0,
@@ -86,22 +88,24 @@ export function convertVpModelOutput(
  * "leading" starts lower; `lastTimestep` is where lambda_min_clipped cuts the schedule off.
  */
 export function multistepTimesteps(
-  config: {
+  className: string,
+  config: SigmaRampConfig & {
     num_train_timesteps: number;
     timestep_spacing: TimestepSpacing;
     steps_offset: number;
-    use_karras_sigmas: boolean;
   },
   cumprod: Float32Array,
   numInferenceSteps: number,
   lastTimestep: number,
 ): number[] {
   let timesteps: number[];
-  if (config.use_karras_sigmas) {
-    // Fed the training sigmas lowest first, diffusers' Karras ramp ascends: hence the reverse.
+  const ramp = sigmaRamp(className, config);
+  if (ramp) {
+    // The ramp spans the whole training range, whatever the spacing. Fed the training sigmas lowest
+    // first, diffusers' Karras ramp ascends: hence the reverse.
     const sigmas = trainingSigmas(cumprod);
     const logSigmas = sigmas.map(Math.log);
-    timesteps = karrasSigmas(sigmas, numInferenceSteps)
+    timesteps = ramp(sigmas, numInferenceSteps)
       .map((sigma) => roundHalfEven(sigmaToT(sigma, logSigmas)))
       .reverse();
   } else if (config.timestep_spacing === 'trailing') {
@@ -167,7 +171,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     // lambda falls with t: the timesteps whose lambda is below lambda_min_clipped are left out
     const clipped = this.schedule.lambdaT.filter((lambda) => lambda < this.config.lambda_min_clipped).length;
     const lastTimestep = this.config.num_train_timesteps - clipped;
-    this.timesteps = multistepTimesteps(this.config, this.cumprod, numInferenceSteps, lastTimestep);
+    this.timesteps = multistepTimesteps(NAME, this.config, this.cumprod, numInferenceSteps, lastTimestep);
     this.modelOutputs = [];
     this.lowerOrderNums = 0;
   }

@@ -1,6 +1,6 @@
 // Euler ancestral sampling (k-diffusion's sample_euler_ancestral): an Euler step down to σ_down,
 // then fresh noise of σ_up, so that σ_down² + σ_up² = σ_next² (η = 1).
-import { DiscreteSigmaScheduler } from './discrete-sigma-scheduler.ts';
+import { DiscreteSigmaScheduler, PLAIN_SCHEDULE } from './discrete-sigma-scheduler.ts';
 import type { SigmaSchedulerConfig } from './discrete-sigma-scheduler.ts';
 import { BETA_SCHEDULES, resolveConfig, TIMESTEP_SPACINGS } from './scheduler.ts';
 import type { NoiseSource } from './scheduler.ts';
@@ -27,7 +27,7 @@ export class EulerAncestralDiscreteScheduler extends DiscreteSigmaScheduler {
       prediction_type: ['epsilon', 'v_prediction'],
       timestep_spacing: TIMESTEP_SPACINGS,
     });
-    super(config, { interpolation_type: 'linear', use_karras_sigmas: false });
+    super(config, PLAIN_SCHEDULE);
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise: NoiseSource): Float32Array {

@@ -19,6 +19,8 @@ const DEFAULTS: EulerDiscreteConfig = {
   prediction_type: 'epsilon',
   interpolation_type: 'linear',
   use_karras_sigmas: false,
+  // later diffusers' key (see sigmaRamp)
+  use_exponential_sigmas: false,
   timestep_spacing: 'linspace',
   steps_offset: 0,
 };

@@ -7,6 +7,7 @@ import { BETA_SCHEDULES, initStepIndex, PREDICTION_TYPES, resolveConfig, TIMESTE
 
 interface HeunDiscreteConfig extends SigmaSchedulerConfig {
   use_karras_sigmas: boolean;
+  use_exponential_sigmas: boolean;
   clip_sample: boolean;
   clip_sample_range: number;
 }
@@ -20,6 +21,8 @@ const DEFAULTS: HeunDiscreteConfig = {
   trained_betas: null,
   prediction_type: 'epsilon',
   use_karras_sigmas: false,
+  // later diffusers' key (see sigmaRamp)
+  use_exponential_sigmas: false,
   clip_sample: false,
   clip_sample_range: 1.0,
   timestep_spacing: 'linspace',
@@ -43,7 +46,7 @@ export class HeunDiscreteScheduler extends DiscreteSigmaScheduler<HeunDiscreteCo
       prediction_type: PREDICTION_TYPES,
       timestep_spacing: TIMESTEP_SPACINGS,
     });
-    super(config, { interpolation_type: 'linear', use_karras_sigmas: config.use_karras_sigmas });
+    super(config, { ...config, interpolation_type: 'linear' });
   }
 
   /** One σ per entry of `timesteps`, plus the final 0: every level after the first twice, as the timesteps. */

@@ -1,7 +1,7 @@
 // DPM-Solver-2 in k-diffusion's form, as diffusers 0.21.4's KDPM2DiscreteScheduler: each step
 // takes an Euler half step to the geometric mean of its two noise levels, then the full step with
 // the derivative the model gives there. The UNet therefore also sees fractional timesteps.
-import { DiscreteSigmaScheduler } from './discrete-sigma-scheduler.ts';
+import { DiscreteSigmaScheduler, PLAIN_SCHEDULE } from './discrete-sigma-scheduler.ts';
 import type { SigmaSchedulerConfig } from './discrete-sigma-scheduler.ts';
 import { BETA_SCHEDULES, initStepIndex, resolveConfig, TIMESTEP_SPACINGS } from './scheduler.ts';
 
@@ -31,7 +31,7 @@ export class KDPM2DiscreteScheduler extends DiscreteSigmaScheduler {
       prediction_type: ['epsilon', 'v_prediction'],
       timestep_spacing: TIMESTEP_SPACINGS,
     });
-    super(config, { interpolation_type: 'linear', use_karras_sigmas: false });
+    super(config, PLAIN_SCHEDULE);
   }
 
   override setTimesteps(numInferenceSteps: number): void {

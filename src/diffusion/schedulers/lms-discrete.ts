@@ -6,6 +6,7 @@ import { BETA_SCHEDULES, PREDICTION_TYPES, resolveConfig, TIMESTEP_SPACINGS } fr
 
 interface LMSDiscreteConfig extends SigmaSchedulerConfig {
   use_karras_sigmas: boolean;
+  use_exponential_sigmas: boolean;
 }
 
 // LMSDiscreteScheduler.__init__ defaults of diffusers 0.21.4.
@@ -16,6 +17,8 @@ const DEFAULTS: LMSDiscreteConfig = {
   beta_schedule: 'linear',
   trained_betas: null,
   use_karras_sigmas: false,
+  // later diffusers' key (see sigmaRamp)
+  use_exponential_sigmas: false,
   prediction_type: 'epsilon',
   timestep_spacing: 'linspace',
   steps_offset: 0,
@@ -34,7 +37,7 @@ export class LMSDiscreteScheduler extends DiscreteSigmaScheduler {
       prediction_type: PREDICTION_TYPES,
       timestep_spacing: TIMESTEP_SPACINGS,
     });
-    super(config, { interpolation_type: 'linear', use_karras_sigmas: config.use_karras_sigmas });
+    super(config, { ...config, interpolation_type: 'linear' });
   }
 
   override setTimesteps(numInferenceSteps: number): void {

@@ -200,6 +200,28 @@ export function karrasSigmas(sigmas: ArrayLike<number>, numInferenceSteps: numbe
 }
 
 /**
+ * Noise levels evenly spaced in log σ between the first and last of `sigmas`: k-diffusion's
+ * get_sigmas_exponential, as later diffusers' `_convert_to_exponential` computes it (float64).
+ */
+export function exponentialSigmas(sigmas: ArrayLike<number>, numInferenceSteps: number): number[] {
+  return linspace(Math.log(sigmas[0]), Math.log(sigmas[sigmas.length - 1]), numInferenceSteps).map(Math.exp);
+}
+
+/** The keys that replace a scheduler's σ spacing: diffusers 0.21.4's Karras ramp, and later diffusers' exponential one. */
+export interface SigmaRampConfig {
+  use_karras_sigmas: boolean;
+  use_exponential_sigmas: boolean;
+}
+
+/** The ramp the configuration asks for, if any; both at once is an error, as in diffusers. */
+export function sigmaRamp(className: string, config: SigmaRampConfig): typeof karrasSigmas | undefined {
+  if (config.use_karras_sigmas && config.use_exponential_sigmas) {
+    throw new SchedulerConfigError(`${className}: use_karras_sigmas and use_exponential_sigmas cannot both be set`);
+  }
+  return config.use_karras_sigmas ? karrasSigmas : config.use_exponential_sigmas ? exponentialSigmas : undefined;
+}
+
+/**
  * The step index a sampler starts from, as diffusers' `_init_step_index`: the second occurrence of
  * a repeated timestep, so that an img2img start in a second-order schedule skips no noise level.
  */

@@ -28,6 +28,8 @@ const DEFAULTS = {
   lower_order_final: true,
   disable_corrector: [] as number[] | null,
   use_karras_sigmas: false,
+  // later diffusers' key (see sigmaRamp)
+  use_exponential_sigmas: false,
   timestep_spacing: 'linspace' as TimestepSpacing,
   steps_offset: 0,
 };
@@ -96,7 +98,7 @@ export class UniPCMultistepScheduler implements Scheduler {
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    this.timesteps = multistepTimesteps(this.config, this.cumprod, numInferenceSteps, this.config.num_train_timesteps);
+    this.timesteps = multistepTimesteps(NAME, this.config, this.cumprod, numInferenceSteps, this.config.num_train_timesteps);
     this.modelOutputs = [];
     this.timestepList = [];
     this.lowerOrderNums = 0;
