@@ -28,10 +28,14 @@ async function generate(input: Record<string, unknown>): Promise<{ id: string; [
   return (await api.data<{ generate: { id: string } }>(GENERATE, { input })).generate;
 }
 
-/** Every progress event of a generation submitted now, with the generation as it ended. */
+/** Every progress event of a generation, followed from before it starts (it waits behind a blocker), with the generation as it ended. */
 async function follow(input: Record<string, unknown>) {
+  const busy = await generate(BLOCKER);
   const { id } = await generate(input);
-  const events = (await collectWs<{ generationProgress: any }>(api.wsClient(), PROGRESS, { id }).done()).map((e) => e.generationProgress);
+  const stream = collectWs<{ generationProgress: any }>(api.wsClient(), PROGRESS, { id });
+  await stream.next('the state when subscribing');
+  await api.data(`mutation($id: ID!) { cancelGeneration(id: $id) { id } }`, { id: busy.id });
+  const events = (await stream.done()).map((e) => e.generationProgress);
   const { generation } = await api.data<any>(GENERATION, { id });
   return { id, events, generation };
 }
@@ -48,6 +52,7 @@ describe('progress agrees with the generation', () => {
     const total = await plannedCalls(input);
     assert.ok(total < 60, `${total} UNet calls for 60 steps`);
     const { events, generation } = await follow(input);
+    assert.deepEqual(events[0], { status: 'QUEUED', step: 0, totalSteps: total, error: null }, 'the state when subscribing');
     const running = events.filter((e) => e.status === 'RUNNING');
     assert.deepEqual(running[0], { status: 'RUNNING', step: 0, totalSteps: total, error: null }, 'the first RUNNING event');
     assert.deepEqual(running.slice(1).map((e) => e.step), Array.from({ length: total }, (_, i) => i + 1));
