@@ -26,7 +26,7 @@ export async function generateTypes(): Promise<string> {
       skipTypename: true,
       avoidOptionals: { field: true, object: true, inputValue: false, defaultValue: false },
       strictScalars: true,
-      scalars: { ID: 'string', DateTime: 'string', SafeInt: 'number', File: 'Blob' },
+      scalars: { ID: 'string', DateTime: 'string', SafeInt: 'number', File: 'Blob', JSON: 'unknown' },
       documentMode: 'string',
     },
   });

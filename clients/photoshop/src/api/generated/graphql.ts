@@ -6,6 +6,8 @@ export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' |
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
 /** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 589824 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
 export type GenerateInput = {
+  /** AUTOMATIC1111's "Clip skip", 1–12: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default 1, the last layer. SD 2.x models ignore it, as AUTOMATIC1111 does (their text encoder already stops at the penultimate layer), with a warning on the generation. */
+  clipSkip?: number | null | undefined;
   /** DDIM's η, 0 to 1: 0 is deterministic. Default 0; ignored by other schedulers. */
   eta?: number | null | undefined;
   /** Guidance rescale φ (arXiv:2305.08891), 0–1. Default 0. */
@@ -50,6 +52,8 @@ export type GenerateInput = {
   promptSyntax?: PromptSyntax | null | undefined;
   /** After decoding, lay the init image back over the result where the (blurred) mask does not repaint, blended by the mask (for WHOLE_PICTURE the blurred mask doubled, as AUTOMATIC1111 does): no colour shift outside the selection, and with `maskBlur: 0` every pixel outside the mask is the init image's own. False gives the pipeline's output as diffusers returns it. Default true. */
   restoreUnmasked?: boolean | null | undefined;
+  /** How the scheduler spaces its noise levels (AUTOMATIC1111's "Schedule type"). Default DEFAULT; a type the scheduler does not take is BAD_USER_INPUT. */
+  scheduleType?: ScheduleType | null | undefined;
   /** Default DPMPP_2M_KARRAS. */
   scheduler?: Scheduler | null | undefined;
   /** Integer 0–4294967295; image i uses seed + i. Default: a random seed, recorded on the generation. */
@@ -150,6 +154,15 @@ export type PromptSyntax =
   /** diffusers' behaviour: the text as it is, cut after 75 tokens. */
   | 'PLAIN';
 
+/** How the scheduler spaces its noise levels (AUTOMATIC1111's "Schedule type"). KARRAS and EXPONENTIAL apply to LMS, EULER, HEUN, DPMPP_2M, DPMPP_2M_SDE and UNIPC (the samplers whose diffusers 0.21.4 class has `use_karras_sigmas`; DPMPP_2M_KARRAS takes KARRAS only); for the others they are BAD_USER_INPUT. */
+export type ScheduleType =
+  /** The scheduler's own spacing, from the model's scheduler_config.json (its `timestep_spacing`, and `use_karras_sigmas` where set). */
+  | 'DEFAULT'
+  /** Noise levels evenly spaced in log σ, k-diffusion's get_sigmas_exponential (AUTOMATIC1111: Exponential). diffusers 0.21.4 has no such schedule: sdql places it where that release places Karras sigmas (later diffusers' `use_exponential_sigmas`), the same end points and rounding as KARRAS. */
+  | 'EXPONENTIAL'
+  /** Karras et al.'s noise levels (ρ = 7), as diffusers 0.21.4's `use_karras_sigmas`: for LMS, EULER and HEUN between the σ of the first and last spaced timestep, with fractional timesteps; for DPMPP_2M, DPMPP_2M_SDE and UNIPC over the whole training range, the timesteps rounded and repeats dropped (so `totalSteps` may be less than `steps`). */
+  | 'KARRAS';
+
 /** Samplers, as diffusers' scheduler classes configured from the model's scheduler_config.json. */
 export type Scheduler =
   /** DDIMScheduler (AUTOMATIC1111: DDIM); `eta` > 0 adds noise. */
@@ -158,8 +171,10 @@ export type Scheduler =
   | 'DPM2'
   /** DPMSolverMultistepScheduler (AUTOMATIC1111: DPM++ 2M). */
   | 'DPMPP_2M'
-  /** DPMSolverMultistepScheduler with Karras sigmas (AUTOMATIC1111: DPM++ 2M Karras). */
+  /** DPMPP_2M with `scheduleType` KARRAS, under the name requests have always used (AUTOMATIC1111: DPM++ 2M with schedule type Karras). */
   | 'DPMPP_2M_KARRAS'
+  /** DPMSolverMultistepScheduler with algorithm_type "sde-dpmsolver++": draws noise at every step, from each image's generator in diffusers' order (AUTOMATIC1111: DPM++ 2M SDE, whose noise differs). */
+  | 'DPMPP_2M_SDE'
   /** EulerDiscreteScheduler (AUTOMATIC1111: Euler). */
   | 'EULER'
   /** EulerAncestralDiscreteScheduler (AUTOMATIC1111: Euler a). */
