@@ -345,6 +345,7 @@ function common(body: Body): Body {
     width: num(body, 'width'),
     height: num(body, 'height'),
     eta: num(body, 'eta'),
+    clipSkip: num((body.override_settings ?? {}) as Body, 'CLIP_stop_at_last_layers'),
   };
 }
 
@@ -411,9 +412,6 @@ function refused(body: Body, img2img: boolean): string[] {
   if (body.tiling === true) refuse('tiling', 'tiling is not available');
   if (body.restore_faces === true) refuse('restore_faces', 'face restoration is not available');
   if (body.script_name) refuse('script_name', 'scripts are not available');
-  const overrides = (body.override_settings ?? {}) as Body;
-  const clipSkip = num(overrides, 'CLIP_stop_at_last_layers');
-  if (clipSkip !== undefined && clipSkip !== 1) refuse('override_settings', 'CLIP_stop_at_last_layers (clip skip) is not available');
   if (img2img && (num(body, 'resize_mode') ?? 0) !== 0) refuse('resize_mode', 'only 0 (just resize) is available');
   const warnings: string[] = [];
   if (body.alwayson_scripts && Object.keys(body.alwayson_scripts).length) warnings.push(`alwayson_scripts ignored: ${Object.keys(body.alwayson_scripts).join(', ')}`);

@@ -115,6 +115,17 @@ describe('txt2img', () => {
     assert.match(info.infotexts[0], /Hires upscale: 2, Hires steps: 2, Hires upscaler: Latent \(nearest\)/);
   });
 
+  test('override_settings.CLIP_stop_at_last_layers is clip skip; past its range it is 422 and nothing is stored', async () => {
+    const { status, body } = await post('txt2img', { prompt: 'a castle', steps: 2, seed: 3, override_settings: { CLIP_stop_at_last_layers: 2 } });
+    assert.equal(status, 200, JSON.stringify(body));
+    assert.match(JSON.parse(body.info).infotexts[0], /Clip skip: 2/);
+    const before = (await history()).length;
+    const refused = await post('txt2img', { prompt: 'a castle', steps: 2, override_settings: { CLIP_stop_at_last_layers: 13 } });
+    assert.equal(refused.status, 422, JSON.stringify(refused.body));
+    assert.match(JSON.stringify(refused.body.detail), /clipSkip/);
+    assert.equal((await history()).length, before);
+  });
+
   test('options: POST sd_model_checkpoint chooses the model of later requests without override_settings', async () => {
     const models = await get('sd-models');
     assert.deepEqual(models.map((m: any) => m.model_name).sort(), ['demo', 'other']);
