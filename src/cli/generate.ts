@@ -139,7 +139,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
     // The server's metadata: its infotext, and in a PNG its "sdql" chunk, without a generation id.
     const infotext = { ...request, ...(await infotextAdapters(request, 0)), schedulerConfig: model.schedulerConfig, modelHash: await modelHash, modelName: model.id };
-    const sent = { ...params, modelId: model.id, promptSyntax: request.promptSyntax, initImage: initImage && { sha256: createHash('sha256').update(initImage).digest('hex') } };
+    const sent = { ...params, modelId: model.id, promptSyntax: request.promptSyntax, scheduleType: request.scheduleType, clipSkip: request.clipSkip, initImage: initImage && { sha256: createHash('sha256').update(initImage).digest('hex') } };
     for (const [i, { seed, image }] of result.images.entries()) {
       const file = result.images.length === 1 ? values.output : values.output.replace(/(\.\w+)$/, `-${i}$1`);
       const parameters = formatInfotext({ ...infotext, seed });

@@ -25,7 +25,7 @@ describe('resolveHires', () => {
   it('scales, rounding down to the VAE scale factor, and keeps the aspect ratio for a single side', () => {
     assert.deepEqual(resolveHires({ scale: 1.5 }, base, () => false), { width: 144, height: 96, scale: 1.5, upscaler: 'latent', steps: 20, strength: 0.7 });
     assert.deepEqual(resolveHires({ scale: 1.3 }, base, () => false).width, 120);
-    assert.deepEqual(resolveHires({ height: 100 * 8 }, base, () => false).width, 1200);
+    assert.deepEqual(resolveHires({ height: 480 }, base, () => false).width, 720);
     assert.deepEqual(resolveHires({ width: 200, upscaler: 'onnx-x', steps: 3, strength: 0.5 }, base, (id) => id === 'onnx-x'), { width: 200, height: 128, upscaler: 'onnx-x', steps: 3, strength: 0.5 });
   });
 });
