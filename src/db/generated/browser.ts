@@ -38,3 +38,13 @@ export type Generation = Prisma.GenerationModel
  * An image file of a generation, under SDQL_DATA_DIR.
  */
 export type Image = Prisma.ImageModel
+/**
+ * Model Token
+ * An API token (SDQL_AUTH=tokens). Only the SHA-256 of the token is kept: it is shown once, when created.
+ */
+export type Token = Prisma.TokenModel
+/**
+ * Model Secret
+ * Secrets the servers of one database share, created at the first start (e.g. the key that signs image URLs).
+ */
+export type Secret = Prisma.SecretModel

@@ -36,3 +36,12 @@ export const Precision = {
 } as const
 
 export type Precision = (typeof Precision)[keyof typeof Precision]
+
+
+export const Scope = {
+  READ: 'READ',
+  GENERATE: 'GENERATE',
+  ADMIN: 'ADMIN'
+} as const
+
+export type Scope = (typeof Scope)[keyof typeof Scope]

@@ -54,7 +54,9 @@ export const ModelName = {
   Model: 'Model',
   Lora: 'Lora',
   Generation: 'Generation',
-  Image: 'Image'
+  Image: 'Image',
+  Token: 'Token',
+  Secret: 'Secret'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -143,6 +145,7 @@ export const GenerationScalarFieldEnum = {
   attempts: 'attempts',
   cancelRequested: 'cancelRequested',
   request: 'request',
+  owner: 'owner',
   createdAt: 'createdAt',
   startedAt: 'startedAt',
   finishedAt: 'finishedAt'
@@ -167,6 +170,26 @@ export const ImageScalarFieldEnum = {
 } as const
 
 export type ImageScalarFieldEnum = (typeof ImageScalarFieldEnum)[keyof typeof ImageScalarFieldEnum]
+
+
+export const TokenScalarFieldEnum = {
+  name: 'name',
+  hash: 'hash',
+  scopes: 'scopes',
+  createdAt: 'createdAt',
+  lastUsedAt: 'lastUsedAt'
+} as const
+
+export type TokenScalarFieldEnum = (typeof TokenScalarFieldEnum)[keyof typeof TokenScalarFieldEnum]
+
+
+export const SecretScalarFieldEnum = {
+  name: 'name',
+  value: 'value',
+  createdAt: 'createdAt'
+} as const
+
+export type SecretScalarFieldEnum = (typeof SecretScalarFieldEnum)[keyof typeof SecretScalarFieldEnum]
 
 
 export const SortOrder = {

@@ -83,6 +83,7 @@ export type GenerationMinAggregateOutputType = {
   heartbeatAt: Date | null
   attempts: number | null
   cancelRequested: boolean | null
+  owner: string | null
   createdAt: Date | null
   startedAt: Date | null
   finishedAt: Date | null
@@ -113,6 +114,7 @@ export type GenerationMaxAggregateOutputType = {
   heartbeatAt: Date | null
   attempts: number | null
   cancelRequested: boolean | null
+  owner: string | null
   createdAt: Date | null
   startedAt: Date | null
   finishedAt: Date | null
@@ -145,6 +147,7 @@ export type GenerationCountAggregateOutputType = {
   attempts: number
   cancelRequested: number
   request: number
+  owner: number
   createdAt: number
   startedAt: number
   finishedAt: number
@@ -209,6 +212,7 @@ export type GenerationMinAggregateInputType = {
   heartbeatAt?: true
   attempts?: true
   cancelRequested?: true
+  owner?: true
   createdAt?: true
   startedAt?: true
   finishedAt?: true
@@ -239,6 +243,7 @@ export type GenerationMaxAggregateInputType = {
   heartbeatAt?: true
   attempts?: true
   cancelRequested?: true
+  owner?: true
   createdAt?: true
   startedAt?: true
   finishedAt?: true
@@ -271,6 +276,7 @@ export type GenerationCountAggregateInputType = {
   attempts?: true
   cancelRequested?: true
   request?: true
+  owner?: true
   createdAt?: true
   startedAt?: true
   finishedAt?: true
@@ -390,6 +396,7 @@ export type GenerationGroupByOutputType = {
   attempts: number
   cancelRequested: boolean
   request: runtime.JsonValue
+  owner: string
   createdAt: Date
   startedAt: Date | null
   finishedAt: Date | null
@@ -445,6 +452,7 @@ export type GenerationWhereInput = {
   attempts?: Prisma.IntFilter<"Generation"> | number
   cancelRequested?: Prisma.BoolFilter<"Generation"> | boolean
   request?: Prisma.JsonFilter<"Generation">
+  owner?: Prisma.StringFilter<"Generation"> | string
   createdAt?: Prisma.DateTimeFilter<"Generation"> | Date | string
   startedAt?: Prisma.DateTimeNullableFilter<"Generation"> | Date | string | null
   finishedAt?: Prisma.DateTimeNullableFilter<"Generation"> | Date | string | null
@@ -479,6 +487,7 @@ export type GenerationOrderByWithRelationInput = {
   attempts?: Prisma.SortOrder
   cancelRequested?: Prisma.SortOrder
   request?: Prisma.SortOrder
+  owner?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   startedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   finishedAt?: Prisma.SortOrderInput | Prisma.SortOrder
@@ -516,6 +525,7 @@ export type GenerationWhereUniqueInput = Prisma.AtLeast<{
   attempts?: Prisma.IntFilter<"Generation"> | number
   cancelRequested?: Prisma.BoolFilter<"Generation"> | boolean
   request?: Prisma.JsonFilter<"Generation">
+  owner?: Prisma.StringFilter<"Generation"> | string
   createdAt?: Prisma.DateTimeFilter<"Generation"> | Date | string
   startedAt?: Prisma.DateTimeNullableFilter<"Generation"> | Date | string | null
   finishedAt?: Prisma.DateTimeNullableFilter<"Generation"> | Date | string | null
@@ -550,6 +560,7 @@ export type GenerationOrderByWithAggregationInput = {
   attempts?: Prisma.SortOrder
   cancelRequested?: Prisma.SortOrder
   request?: Prisma.SortOrder
+  owner?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   startedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   finishedAt?: Prisma.SortOrderInput | Prisma.SortOrder
@@ -590,6 +601,7 @@ export type GenerationScalarWhereWithAggregatesInput = {
   attempts?: Prisma.IntWithAggregatesFilter<"Generation"> | number
   cancelRequested?: Prisma.BoolWithAggregatesFilter<"Generation"> | boolean
   request?: Prisma.JsonWithAggregatesFilter<"Generation">
+  owner?: Prisma.StringWithAggregatesFilter<"Generation"> | string
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"Generation"> | Date | string
   startedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Generation"> | Date | string | null
   finishedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Generation"> | Date | string | null
@@ -621,6 +633,7 @@ export type GenerationCreateInput = {
   attempts?: number
   cancelRequested?: boolean
   request: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: string
   createdAt?: Date | string
   startedAt?: Date | string | null
   finishedAt?: Date | string | null
@@ -655,6 +668,7 @@ export type GenerationUncheckedCreateInput = {
   attempts?: number
   cancelRequested?: boolean
   request: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: string
   createdAt?: Date | string
   startedAt?: Date | string | null
   finishedAt?: Date | string | null
@@ -687,6 +701,7 @@ export type GenerationUpdateInput = {
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   cancelRequested?: Prisma.BoolFieldUpdateOperationsInput | boolean
   request?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: Prisma.StringFieldUpdateOperationsInput | string
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -721,6 +736,7 @@ export type GenerationUncheckedUpdateInput = {
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   cancelRequested?: Prisma.BoolFieldUpdateOperationsInput | boolean
   request?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: Prisma.StringFieldUpdateOperationsInput | string
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -754,6 +770,7 @@ export type GenerationCreateManyInput = {
   attempts?: number
   cancelRequested?: boolean
   request: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: string
   createdAt?: Date | string
   startedAt?: Date | string | null
   finishedAt?: Date | string | null
@@ -785,6 +802,7 @@ export type GenerationUpdateManyMutationInput = {
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   cancelRequested?: Prisma.BoolFieldUpdateOperationsInput | boolean
   request?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: Prisma.StringFieldUpdateOperationsInput | string
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -817,6 +835,7 @@ export type GenerationUncheckedUpdateManyInput = {
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   cancelRequested?: Prisma.BoolFieldUpdateOperationsInput | boolean
   request?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: Prisma.StringFieldUpdateOperationsInput | string
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -859,6 +878,7 @@ export type GenerationCountOrderByAggregateInput = {
   attempts?: Prisma.SortOrder
   cancelRequested?: Prisma.SortOrder
   request?: Prisma.SortOrder
+  owner?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   startedAt?: Prisma.SortOrder
   finishedAt?: Prisma.SortOrder
@@ -905,6 +925,7 @@ export type GenerationMaxOrderByAggregateInput = {
   heartbeatAt?: Prisma.SortOrder
   attempts?: Prisma.SortOrder
   cancelRequested?: Prisma.SortOrder
+  owner?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   startedAt?: Prisma.SortOrder
   finishedAt?: Prisma.SortOrder
@@ -935,6 +956,7 @@ export type GenerationMinOrderByAggregateInput = {
   heartbeatAt?: Prisma.SortOrder
   attempts?: Prisma.SortOrder
   cancelRequested?: Prisma.SortOrder
+  owner?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   startedAt?: Prisma.SortOrder
   finishedAt?: Prisma.SortOrder
@@ -1076,6 +1098,7 @@ export type GenerationCreateWithoutModelInput = {
   attempts?: number
   cancelRequested?: boolean
   request: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: string
   createdAt?: Date | string
   startedAt?: Date | string | null
   finishedAt?: Date | string | null
@@ -1108,6 +1131,7 @@ export type GenerationUncheckedCreateWithoutModelInput = {
   attempts?: number
   cancelRequested?: boolean
   request: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: string
   createdAt?: Date | string
   startedAt?: Date | string | null
   finishedAt?: Date | string | null
@@ -1170,6 +1194,7 @@ export type GenerationScalarWhereInput = {
   attempts?: Prisma.IntFilter<"Generation"> | number
   cancelRequested?: Prisma.BoolFilter<"Generation"> | boolean
   request?: Prisma.JsonFilter<"Generation">
+  owner?: Prisma.StringFilter<"Generation"> | string
   createdAt?: Prisma.DateTimeFilter<"Generation"> | Date | string
   startedAt?: Prisma.DateTimeNullableFilter<"Generation"> | Date | string | null
   finishedAt?: Prisma.DateTimeNullableFilter<"Generation"> | Date | string | null
@@ -1201,6 +1226,7 @@ export type GenerationCreateWithoutImagesInput = {
   attempts?: number
   cancelRequested?: boolean
   request: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: string
   createdAt?: Date | string
   startedAt?: Date | string | null
   finishedAt?: Date | string | null
@@ -1234,6 +1260,7 @@ export type GenerationUncheckedCreateWithoutImagesInput = {
   attempts?: number
   cancelRequested?: boolean
   request: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: string
   createdAt?: Date | string
   startedAt?: Date | string | null
   finishedAt?: Date | string | null
@@ -1281,6 +1308,7 @@ export type GenerationUpdateWithoutImagesInput = {
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   cancelRequested?: Prisma.BoolFieldUpdateOperationsInput | boolean
   request?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: Prisma.StringFieldUpdateOperationsInput | string
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -1314,6 +1342,7 @@ export type GenerationUncheckedUpdateWithoutImagesInput = {
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   cancelRequested?: Prisma.BoolFieldUpdateOperationsInput | boolean
   request?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: Prisma.StringFieldUpdateOperationsInput | string
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -1345,6 +1374,7 @@ export type GenerationCreateManyModelInput = {
   attempts?: number
   cancelRequested?: boolean
   request: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: string
   createdAt?: Date | string
   startedAt?: Date | string | null
   finishedAt?: Date | string | null
@@ -1376,6 +1406,7 @@ export type GenerationUpdateWithoutModelInput = {
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   cancelRequested?: Prisma.BoolFieldUpdateOperationsInput | boolean
   request?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: Prisma.StringFieldUpdateOperationsInput | string
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -1408,6 +1439,7 @@ export type GenerationUncheckedUpdateWithoutModelInput = {
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   cancelRequested?: Prisma.BoolFieldUpdateOperationsInput | boolean
   request?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: Prisma.StringFieldUpdateOperationsInput | string
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -1440,6 +1472,7 @@ export type GenerationUncheckedUpdateManyWithoutModelInput = {
   attempts?: Prisma.IntFieldUpdateOperationsInput | number
   cancelRequested?: Prisma.BoolFieldUpdateOperationsInput | boolean
   request?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  owner?: Prisma.StringFieldUpdateOperationsInput | string
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
@@ -1503,6 +1536,7 @@ export type GenerationSelect<ExtArgs extends runtime.Types.Extensions.InternalAr
   attempts?: boolean
   cancelRequested?: boolean
   request?: boolean
+  owner?: boolean
   createdAt?: boolean
   startedAt?: boolean
   finishedAt?: boolean
@@ -1538,6 +1572,7 @@ export type GenerationSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Ex
   attempts?: boolean
   cancelRequested?: boolean
   request?: boolean
+  owner?: boolean
   createdAt?: boolean
   startedAt?: boolean
   finishedAt?: boolean
@@ -1571,6 +1606,7 @@ export type GenerationSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Ex
   attempts?: boolean
   cancelRequested?: boolean
   request?: boolean
+  owner?: boolean
   createdAt?: boolean
   startedAt?: boolean
   finishedAt?: boolean
@@ -1604,12 +1640,13 @@ export type GenerationSelectScalar = {
   attempts?: boolean
   cancelRequested?: boolean
   request?: boolean
+  owner?: boolean
   createdAt?: boolean
   startedAt?: boolean
   finishedAt?: boolean
 }
 
-export type GenerationOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "status" | "modelId" | "modelHash" | "prompt" | "negativePrompt" | "scheduler" | "width" | "height" | "steps" | "guidanceScale" | "guidanceRescale" | "eta" | "strength" | "seed" | "numImages" | "priority" | "step" | "totalSteps" | "error" | "warnings" | "workerId" | "heartbeatAt" | "attempts" | "cancelRequested" | "request" | "createdAt" | "startedAt" | "finishedAt", ExtArgs["result"]["generation"]>
+export type GenerationOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "status" | "modelId" | "modelHash" | "prompt" | "negativePrompt" | "scheduler" | "width" | "height" | "steps" | "guidanceScale" | "guidanceRescale" | "eta" | "strength" | "seed" | "numImages" | "priority" | "step" | "totalSteps" | "error" | "warnings" | "workerId" | "heartbeatAt" | "attempts" | "cancelRequested" | "request" | "owner" | "createdAt" | "startedAt" | "finishedAt", ExtArgs["result"]["generation"]>
 export type GenerationInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   model?: boolean | Prisma.ModelDefaultArgs<ExtArgs>
   images?: boolean | Prisma.Generation$imagesArgs<ExtArgs>
@@ -1676,6 +1713,10 @@ export type $GenerationPayload<ExtArgs extends runtime.Types.Extensions.Internal
      * The request as the client sent it.
      */
     request: runtime.JsonValue
+    /**
+     * The name of the token that submitted it; "local" when authentication is off.
+     */
+    owner: string
     createdAt: Date
     startedAt: Date | null
     finishedAt: Date | null
@@ -2130,6 +2171,7 @@ export interface GenerationFieldRefs {
   readonly attempts: Prisma.FieldRef<"Generation", 'Int'>
   readonly cancelRequested: Prisma.FieldRef<"Generation", 'Boolean'>
   readonly request: Prisma.FieldRef<"Generation", 'Json'>
+  readonly owner: Prisma.FieldRef<"Generation", 'String'>
   readonly createdAt: Prisma.FieldRef<"Generation", 'DateTime'>
   readonly startedAt: Prisma.FieldRef<"Generation", 'DateTime'>
   readonly finishedAt: Prisma.FieldRef<"Generation", 'DateTime'>
