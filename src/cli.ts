@@ -20,6 +20,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'list the models and LoRAs, or create a demo model (`sdql models --help`)',
     run: async (argv) => (await import('./cli/models.ts')).modelsCommand(argv),
   },
+  tokens: {
+    summary: 'create, list or revoke API tokens (`sdql tokens --help`)',
+    run: async (argv) => (await import('./cli/tokens.ts')).tokensCommand(argv),
+  },
   generate: {
     summary: 'run one generation on this machine and write the images (no server needed)',
     run: async (argv) => (await import('./cli/generate.ts')).generateCommand(argv),

@@ -39,6 +39,12 @@ export interface Config {
   allowedHosts: string[];
   /** The server's URL as clients reach it (no trailing slash), for absolute URLs; null: see imageUrl. */
   publicUrl: string | null;
+  /** `tokens`: every GraphQL request needs a token; `off`: everyone who reaches the server is the local admin. */
+  auth: 'off' | 'tokens';
+  /** QUEUED generations one owner may have at once. */
+  maxQueued: number;
+  /** Seconds an image URL is valid for at least, when URLs are signed (auth = tokens). */
+  imageUrlTtlSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -78,7 +84,7 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     env: 'HOST',
     flag: 'host',
     default: '127.0.0.1',
-    description: 'Interface to listen on. There is no authentication yet: only listen beyond loopback (0.0.0.0) on a network you trust.',
+    description: 'Interface to listen on. Beyond loopback (e.g. 0.0.0.0), SDQL_AUTH=auto requires tokens.',
     parse: (raw, name) => {
       if (!raw.trim()) throw new ConfigError(`${name} must not be empty (use 127.0.0.1 for this machine only, 0.0.0.0 for every interface)`);
       return raw.trim();
@@ -234,6 +240,36 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     },
   }),
   option({
+    key: 'auth',
+    env: 'SDQL_AUTH',
+    flag: 'auth',
+    default: 'auto',
+    description:
+      '`tokens`: every GraphQL request needs a token (`Authorization: Bearer sdql_…`); `off`: no authentication, whoever reaches the port is the local admin; `auto`: `off` when `HOST` is a loopback address, `tokens` otherwise.',
+    parse: (raw, name) => {
+      const value = raw.trim().toLowerCase();
+      if (!['auto', 'off', 'tokens'].includes(value)) throw new ConfigError(`${name} must be auto, off or tokens, got "${raw}"`);
+      // `auto` depends on HOST: loadConfig resolves it.
+      return value as Config['auth'];
+    },
+  }),
+  option({
+    key: 'maxQueued',
+    env: 'SDQL_MAX_QUEUED',
+    flag: 'max-queued',
+    default: '100',
+    description: 'Queued generations one owner (token) may have at once; `generate` beyond it is refused with QUOTA_EXCEEDED.',
+    parse: (raw, name) => positiveInteger(raw, name),
+  }),
+  option({
+    key: 'imageUrlTtlSeconds',
+    env: 'SDQL_IMAGE_URL_TTL',
+    flag: 'image-url-ttl',
+    default: '86400',
+    description: 'With tokens, image URLs are signed: seconds for which one stays valid at least (it is valid up to a tenth longer, so that it stays the same for a while and caches well).',
+    parse: (raw, name) => positiveInteger(raw, name),
+  }),
+  option({
     key: 'logLevel',
     env: 'LOG_LEVEL',
     flag: 'log-level',
@@ -251,6 +287,20 @@ function positiveNumber(raw: string, name: string): number {
   const value = Number(raw.trim());
   if (!raw.trim() || !Number.isFinite(value) || value <= 0) throw new ConfigError(`${name} must be a positive number, got "${raw}"`);
   return value;
+}
+
+function positiveInteger(raw: string, name: string): number {
+  const value = Number(raw.trim());
+  if (!/^\d+$/.test(raw.trim()) || value < 1 || !Number.isSafeInteger(value)) throw new ConfigError(`${name} must be a positive whole number, got "${raw}"`);
+  return value;
+}
+
+const LOOPBACK_NAMES = new Set(['localhost', '::1', '[::1]']);
+
+/** Whether a host name or address is this machine only (localhost, 127.x.x.x, ::1). */
+export function isLoopback(hostname: string): boolean {
+  const name = hostname.toLowerCase();
+  return LOOPBACK_NAMES.has(name) || name.endsWith('.localhost') || /^127(\.\d{1,3}){3}$/.test(name);
 }
 
 function list(raw: string): string[] {
@@ -333,5 +383,6 @@ export function loadConfig(flags: Record<string, unknown> = {}, env: NodeJS.Proc
   }
   config.lorasDir ||= join(config.modelsDir as string, 'loras');
   config.embeddingsDir ||= join(config.modelsDir as string, 'embeddings');
+  if (config.auth === 'auto') config.auth = isLoopback(config.host as string) ? 'off' : 'tokens';
   return config as Config;
 }

@@ -12,13 +12,15 @@ import { extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createSdqlClient, SdqlError, type GenerateInput, type ScheduleType, type Scheduler } from './sdql-client.ts';
 
-const USAGE = `usage: generate.ts --model ID --prompt TEXT [--url URL] [--negative-prompt TEXT] [--seed N] [--steps N]
+const USAGE = `usage: generate.ts --model ID --prompt TEXT [--url URL] [--token TOKEN] [--negative-prompt TEXT] [--seed N] [--steps N]
   [--size WxH] [--scheduler NAME] [--schedule-type DEFAULT|KARRAS|EXPONENTIAL] [--clip-skip N] [--guidance-scale X]
-  [--num-images N] [-o FILE]`;
+  [--num-images N] [-o FILE]
+The token may also come from the SDQL_TOKEN environment variable.`;
 
 const { values: args } = parseArgs({
   options: {
     url: { type: 'string', default: 'http://127.0.0.1:4000' },
+    token: { type: 'string', default: process.env.SDQL_TOKEN },
     model: { type: 'string' },
     prompt: { type: 'string' },
     'negative-prompt': { type: 'string' },
@@ -57,7 +59,7 @@ const input: GenerateInput = {
   numImages: number(args['num-images']),
 };
 
-const client = createSdqlClient({ url: args.url });
+const client = createSdqlClient({ url: args.url, token: args.token });
 try {
   const queued = await client.generate(input);
   console.log(`generation ${queued.id}: seed ${queued.seed}, ${queued.width}x${queued.height}, ${queued.steps} steps, ${queued.scheduler}`);

@@ -53,7 +53,7 @@ export interface GraphQLErrorBody {
 /** What the server refused or failed to do: the first GraphQL error's `extensions.code` and message, with all of them. */
 export class SdqlError extends Error {
   override name = 'SdqlError';
-  /** BAD_USER_INPUT, NOT_FOUND, CONFLICT, MODEL_INVALID, …; undefined when the server gave none. */
+  /** BAD_USER_INPUT, NOT_FOUND, CONFLICT, MODEL_INVALID, UNAUTHENTICATED, FORBIDDEN, QUOTA_EXCEEDED, …; undefined when the server gave none. */
   readonly code: string | undefined;
   readonly errors: readonly GraphQLErrorBody[];
 
@@ -67,6 +67,11 @@ export class SdqlError extends Error {
 export interface SdqlClientOptions {
   /** The server (`http://127.0.0.1:4000`) or its GraphQL endpoint (`…/graphql`). */
   url: string;
+  /**
+   * An API token (`sdql_…`), for a server with SDQL_AUTH=tokens: sent as `Authorization: Bearer` over
+   * HTTP and as `authorization` in the graphql-ws connectionParams. Image URLs need none (they are signed).
+   */
+  token?: string;
 }
 
 export interface SdqlClient {
@@ -87,10 +92,11 @@ export interface SdqlClient {
   close(): Promise<void>;
 }
 
-export function createSdqlClient({ url }: SdqlClientOptions): SdqlClient {
+export function createSdqlClient({ url, token }: SdqlClientOptions): SdqlClient {
   const endpoint = new URL(url);
   if (!endpoint.pathname.endsWith('/graphql')) endpoint.pathname = `${endpoint.pathname.replace(/\/$/, '')}/graphql`;
   let ws: Client | undefined;
+  const authorization = token ? `Bearer ${token}` : undefined;
 
   async function request<T, V extends Record<string, unknown>>(document: TypedDocumentString<T, V>, variables: V): Promise<T> {
     const body = encodeRequest(String(document), variables);
@@ -100,6 +106,7 @@ export function createSdqlClient({ url }: SdqlClientOptions): SdqlClient {
       // multipart request only with a header that no cross-site form can send.
       headers: {
         accept: 'application/graphql-response+json, application/json',
+        ...(authorization ? { authorization } : {}),
         ...(typeof body === 'string' ? { 'content-type': 'application/json' } : { 'graphql-require-preflight': '1' }),
       },
       body,
@@ -117,7 +124,13 @@ export function createSdqlClient({ url }: SdqlClientOptions): SdqlClient {
   }
 
   function progress(id: string, onEvent?: (event: GenerationProgress) => void): Promise<GenerationProgress> {
-    ws ??= createClient({ url: endpoint.href.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: true });
+    ws ??= createClient({
+      url: endpoint.href.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      lazy: true,
+      // A refused token closes the socket with 4401 (Unauthorized), which graphql-ws never retries.
+      connectionParams: authorization ? { authorization } : undefined,
+    });
     const client = ws;
     return new Promise((resolve, reject) => {
       let final: GenerationProgress | undefined;
@@ -189,7 +202,8 @@ function withoutFiles(value: unknown, path: string, files: [string, Blob][]): un
 
 function toError(error: unknown): Error {
   if (error instanceof Error) return error;
-  // graphql-ws reports a closed socket with its CloseEvent.
+  // graphql-ws reports a closed socket with its CloseEvent; 4401 is a missing or refused token.
   const close = error as { code?: number; reason?: string };
+  if (close.code === 4401) return new SdqlError([{ message: close.reason || 'the server refused the token', extensions: { code: 'UNAUTHENTICATED' } }]);
   return new Error(`the WebSocket to sdql closed${close.code ? ` (${close.code}${close.reason ? `: ${close.reason}` : ''})` : ''}`);
 }

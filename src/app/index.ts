@@ -2,6 +2,7 @@
 // registry, the event bus, the job queue — and starts the jobs (recovery and, unless
 // SDQL_WORKER=false, a worker on the engine thread). `sdql serve` (serve.ts) puts HTTP and GraphQL on
 // top; `sdql worker` (worker.ts) runs the jobs alone and loads no schema.
+import { createAuth, type Auth } from '../auth/index.ts';
 import type { Config } from '../config.ts';
 import { databaseTarget, holdProcessLock, openDatabase, type Database, type DatabaseTarget } from '../db/index.ts';
 import { EngineThread, adapterSource, findTaesdDecoder, upscalerFiles } from '../diffusion/index.ts';
@@ -18,6 +19,7 @@ export interface App {
   registry: Registry;
   events: EventBus<Topics>;
   jobs: Jobs;
+  auth: Auth;
   /** Releases everything above, newest first. */
   lifecycle: Lifecycle;
 }
@@ -49,7 +51,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     });
     lifecycle.onShutdown('events', () => events.close());
     const jobs = new Jobs(db.prisma, events, config.dataDir);
-    return { config, db, registry, events, jobs, lifecycle };
+    const auth = await createAuth(db.prisma, config);
+    return { config, db, registry, events, jobs, auth, lifecycle };
   } catch (error) {
     await lifecycle.shutdown();
     throw error;

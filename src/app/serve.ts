@@ -12,6 +12,8 @@ export interface RunningServer {
   url: string;
   port: number;
   app: App;
+  /** The token created at this start, when SDQL_AUTH=tokens found no ADMIN token: shown once (`sdql serve` prints it). */
+  adminToken?: string;
   /** Graceful shutdown: stop accepting, close sockets, run every shutdown hook, close the database. */
   close(): Promise<void>;
 }
@@ -25,10 +27,11 @@ export async function startServer(config: Config, options: Omit<AppOptions, 'lif
     // Hooks run newest first: the worker stops (its generation back in the queue) after the
     // sockets close and before the engine, the events and the database.
     await startJobs(app);
+    const adminToken = app.auth.enabled ? await app.auth.tokens.ensureAdmin() : undefined;
     http.serve(app, lifecycle);
     lifecycle.onShutdown('http server and websockets', () => http.close());
-    log.info('sdql is ready', { url: `${http.url}${GRAPHQL_PATH}`, database: app.db.location, ms: Math.round(performance.now() - started) });
-    return { url: http.url, port: http.port, app, close: () => lifecycle.shutdown() };
+    log.info('sdql is ready', { url: `${http.url}${GRAPHQL_PATH}`, database: app.db.location, auth: config.auth, ms: Math.round(performance.now() - started) });
+    return { url: http.url, port: http.port, app, adminToken, close: () => lifecycle.shutdown() };
   } catch (error) {
     await lifecycle.shutdown();
     await http.close();

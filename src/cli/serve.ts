@@ -11,5 +11,10 @@ SIGINT (Ctrl-C) or SIGTERM.
 ${optionsHelp()}`;
 
 export function serveCommand(argv: string[]): Promise<number> {
-  return runUntilSignal('serve', SERVE_HELP, argv, startServer);
+  return runUntilSignal('serve', SERVE_HELP, argv, async (config) => {
+    const server = await startServer(config);
+    // Plain text, not a log line: logs redact tokens, and this is the one time it can be seen.
+    if (server.adminToken) process.stdout.write(`admin token: ${server.adminToken}\n`);
+    return server;
+  });
 }

@@ -14,7 +14,7 @@ export { DatabaseUnavailableError } from './errors.ts';
 export { holdProcessLock, type ProcessLock, type ProcessLockMode } from './process-lock.ts';
 export { databaseReachable, retryWhileUnreachable, waitForDatabase } from './reconnect.ts';
 export { Prisma, PrismaClient } from './generated/client.ts';
-export type { Generation, GenerationStatus, Image, Lora, Model } from './generated/client.ts';
+export type { Generation, GenerationStatus, Image, Lora, Model, Scope, Token } from './generated/client.ts';
 
 /** Where the database lives. A PGlite `dataDir` of 'memory://' keeps it in memory (tests). */
 export type DatabaseTarget = { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string };

@@ -5,9 +5,12 @@ import SchemaBuilder from '@pothos/core';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+import { mayAccess } from '../auth/index.ts';
 import type PrismaTypes from '../db/generated/pothos-types.ts';
 import { getDatamodel } from '../db/generated/pothos-types.ts';
 import type { Context } from './context.ts';
+import { forbidden } from './errors.ts';
 import { checkNodeType, decodeNodeId, isNodeType, notFoundNode } from './ids.ts';
 
 export const builder = new SchemaBuilder<{
@@ -22,10 +25,18 @@ export const builder = new SchemaBuilder<{
     /** An upload of a GraphQL multipart request (defined with the image inputs). */
     File: { Input: File; Output: never };
   };
+  /** What a field may require of the viewer (`authScopes`): a GENERATE (or ADMIN) token, an ADMIN token, or owning a generation. */
+  AuthScopes: { generate: boolean; admin: boolean; owner: string };
 }>({
-  // Dataloader batches per-row lookups of one operation into one query (e.g. queue positions).
-  plugins: [PrismaPlugin, RelayPlugin, DataloaderPlugin],
+  // Scope checks run before any other plugin's resolver wrapper. Dataloader batches per-row lookups
+  // of one operation into one query (e.g. queue positions).
+  plugins: [ScopeAuthPlugin, PrismaPlugin, RelayPlugin, DataloaderPlugin],
   defaultFieldNullability: false,
+  scopeAuth: {
+    authorizeOnSubscribe: true,
+    authScopes: ({ viewer }) => ({ generate: viewer.canGenerate, admin: viewer.admin, owner: (owner) => mayAccess(viewer, owner) }),
+    unauthorizedError: (_parent, ctx, info, { failure }) => forbidden(ctx.viewer, `${info.parentType.name}.${info.fieldName}`, failure),
+  },
   prisma: {
     client: (ctx) => ctx.db.prisma,
     dmmf: getDatamodel(),

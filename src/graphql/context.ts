@@ -1,5 +1,6 @@
 // What every resolver can reach: services that live as long as the app (built by src/app/), and
 // what belongs to one operation.
+import type { Auth, Viewer } from '../auth/index.ts';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/index.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -17,11 +18,15 @@ export interface Services {
   registry: Registry;
   events: EventBus<Topics>;
   jobs: Jobs;
+  /** Tokens, and what image URLs carry. */
+  auth: Auth;
 }
 
 export interface Context extends Services {
   /** Also on every log line written while the operation runs. */
   requestId: string;
+  /** Who asks: a token's owner, or the local admin when authentication is off. */
+  viewer: Viewer;
   /** Where the server serves an image's file: absolute when the server knows the URL it is reached at. */
   imageUrl(image: { id: string; format: string }): string;
 }

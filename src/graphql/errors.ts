@@ -1,7 +1,10 @@
 // Expected errors carry `extensions.code` so clients can act on them; anything else is a bug, which
 // clients see only as "Unexpected error." while the log keeps the details.
+import { AuthScopeFailureType, type AuthFailure } from '@pothos/plugin-scope-auth';
 import { GraphQLError } from 'graphql';
+import { AuthError, type Viewer } from '../auth/index.ts';
 import { DiffusionError } from '../diffusion/index.ts';
+import { QuotaExceededError } from '../jobs/request.ts';
 import { log } from '../log.ts';
 
 export type ErrorCode =
@@ -13,6 +16,12 @@ export type ErrorCode =
   | 'CONFLICT'
   /** The model folder cannot be used (see the model's `error`). */
   | 'MODEL_INVALID'
+  /** No valid token came with the request (SDQL_AUTH=tokens). */
+  | 'UNAUTHENTICATED'
+  /** The token lacks the scope the field needs. */
+  | 'FORBIDDEN'
+  /** The owner has SDQL_MAX_QUEUED generations queued already. */
+  | 'QUOTA_EXCEEDED'
   | 'INTERNAL_SERVER_ERROR';
 
 /** An error the client caused or can act on. */
@@ -22,12 +31,25 @@ export function userError(code: ErrorCode, message: string, extensions: Record<s
 
 export const notFound = (kind: string, id: string) => userError('NOT_FOUND', `no ${kind} has the id "${id}"`, { id });
 
+/** The scopes a failed check asked for, as the Scope enum names them. */
+function missingScopes(failure: AuthFailure): string[] {
+  if (failure.kind === AuthScopeFailureType.AuthScope) return failure.scope === 'owner' ? [] : [failure.scope.toUpperCase()];
+  return 'failures' in failure ? failure.failures.flatMap(missingScopes) : [];
+}
+
+/** scope-auth's refusal: FORBIDDEN, naming the scope the field needs. */
+export function forbidden(viewer: Viewer, field: string, failure: AuthFailure): GraphQLError {
+  const scopes = [...new Set(missingScopes(failure))];
+  const needs = scopes.length ? `needs a token with the ${scopes.join(' or ')} scope` : 'is not allowed to this token';
+  return userError('FORBIDDEN', `${field} ${needs} (this is token "${viewer.name}")`, scopes.length ? { scopes } : {});
+}
+
 /** graphql-yoga's maskError: keeps expected errors, maps engine errors to their code, masks and logs the rest. */
 export function maskError(error: unknown, message: string): Error {
   const original = error instanceof GraphQLError ? error.originalError : error;
   if (error instanceof GraphQLError && (!original || original instanceof GraphQLError)) return error;
   const where = error instanceof GraphQLError ? { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path } : {};
-  if (original instanceof DiffusionError && original.code !== 'ABORTED') {
+  if ((original instanceof DiffusionError && original.code !== 'ABORTED') || original instanceof AuthError || original instanceof QuotaExceededError) {
     return new GraphQLError(original.message, { ...where, extensions: { code: original.code } });
   }
   log.error('unexpected error in a GraphQL operation', { err: original, path: error instanceof GraphQLError ? error.path?.join('.') : undefined });

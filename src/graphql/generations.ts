@@ -3,8 +3,11 @@
 import { DEFAULTS, HIRES_DEFAULTS, INPAINT_DEFAULTS, INPAINT_LIMITS, LIMITS, MAX_HIRES_SCALE, adapterSource, inpaintDefaults, upscalerFiles, type InpaintRequest, type Outpaint, type SchedulerName } from '../diffusion/index.ts';
 import type { GenerationEvent } from '../jobs/events.ts';
 import { PRIORITY_RANGE, inputPathsOf, readStoredRequest, releaseInputs, submitGeneration, type StoredInput } from '../jobs/request.ts';
+import { ownedBy, type Viewer } from '../auth/index.ts';
 import type { GenerationStatus as GenerationStatusValue, Prisma } from '../db/index.ts';
 import { builder } from './builder.ts';
+import type { Context } from './context.ts';
+import { HIDDEN, ownersOnly } from './ownership.ts';
 import { notFound, userError } from './errors.ts';
 import { localId } from './ids.ts';
 import { ImageInput, InputImage, readImageInput } from './images.ts';
@@ -121,7 +124,7 @@ const GenerateInput = builder.inputType('GenerateInput', {
     variationStrength: t.float({ description: 'How far towards the variation seed\'s noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0.' }),
     hires: t.field({ type: HiresInput, description: 'AUTOMATIC1111\'s hires fix; txt2img only (with `initImage`: BAD_USER_INPUT). `totalSteps` counts the UNet calls of both passes, and previews continue through both.' }),
     loras: t.field({ type: [LoraInput], description: 'LoRAs to apply, with those of the prompt\'s `<lora:…>` tags. An unknown id, an unusable file or a LoRA trained for another model family is BAD_USER_INPUT.' }),
-    priority: t.int({ description: `${PRIORITY_RANGE.min}–${PRIORITY_RANGE.max}; higher runs first, equal ones in submission order. Default 0.` }),
+    priority: t.int({ description: `${PRIORITY_RANGE.min}–${PRIORITY_RANGE.max}; higher runs first, equal ones in submission order. Above 0 needs the ADMIN scope (FORBIDDEN otherwise). Default 0.` }),
     previewEvery: t.int({ description: 'Send a preview image every N steps on `generationProgress` (0: none). Default 1.' }),
   }),
 });
@@ -168,14 +171,17 @@ const GenerationFilter = builder.inputType('GenerationFilter', {
 builder.prismaNode('Generation', {
   description: 'One generation request and its outcome, with every parameter as it ran (defaults resolved).',
   id: { field: 'id', description: 'Global id. `generation(id:)`, `cancelGeneration`, `deleteGeneration` and `generationProgress` take it.' },
+  // A token that is not ADMIN finds its own generations only: another's id is NOT_FOUND.
+  findUnique: (id, ctx) => ({ id, ...ownedBy(ctx.viewer) }),
   nullable: true,
   fields: (t) => ({
+    owner: t.exposeString('owner', { description: 'The name of the token that submitted it; "local" when authentication was off.' }),
     status: t.expose('status', { type: GenerationStatus, description: 'Where it is now; `generationProgress` follows it live.' }),
     model: t.relation('model', { description: 'The model it runs with (still listed after its folder is removed).' }),
     modelId: t.globalID({ description: "`model`'s global id (`model.name` is the folder name).", resolve: (g) => ({ type: 'Model', id: g.modelId }) }),
     modelHash: t.exposeString('modelHash', { nullable: true, description: "The model's short hash when it ran (AUTOMATIC1111's Model hash)." }),
-    prompt: t.exposeString('prompt', { description: 'The prompt as sent.' }),
-    negativePrompt: t.exposeString('negativePrompt', { description: 'The negative prompt as sent; empty for none.' }),
+    prompt: t.exposeString('prompt', { description: `The prompt as sent. ${HIDDEN}`, ...ownersOnly('') }),
+    negativePrompt: t.exposeString('negativePrompt', { description: `The negative prompt as sent; empty for none. ${HIDDEN}`, ...ownersOnly('') }),
     scheduler: t.field({ type: Scheduler, description: 'The sampler.', resolve: (g) => g.scheduler as SchedulerName }),
     scheduleType: t.field({ type: ScheduleType, description: 'How the sampler spaced its noise levels.', resolve: (g) => readStoredRequest(g).scheduleType ?? 'DEFAULT' }),
     clipSkip: t.int({ description: 'Clip skip: 1 for the text encoder\'s last layer.', resolve: (g) => readStoredRequest(g).clipSkip ?? 1 }),
@@ -186,8 +192,20 @@ builder.prismaNode('Generation', {
     guidanceRescale: t.exposeFloat('guidanceRescale', { description: 'Guidance rescale φ; 0 for none.' }),
     eta: t.exposeFloat('eta', { description: "DDIM's η; other schedulers ignore it." }),
     strength: t.exposeFloat('strength', { nullable: true, description: 'img2img: the share of the init image replaced; null for txt2img.' }),
-    initImage: t.field({ type: InputImage, nullable: true, description: 'The init image it was given; null for txt2img.', resolve: (g) => storedInput(g, 'initImage') }),
-    mask: t.field({ type: InputImage, nullable: true, description: 'The mask it was given (as sent, before `invertMask` and `maskBlur`); null without one.', resolve: (g) => storedInput(g, 'mask') }),
+    initImage: t.field({
+      type: InputImage,
+      nullable: true,
+      description: `The init image it was given; null for txt2img. Null in another owner's generation (as \`queue\` shows them to a token without ADMIN).`,
+      resolve: (g) => storedInput(g, 'initImage'),
+      ...ownersOnly(null),
+    }),
+    mask: t.field({
+      type: InputImage,
+      nullable: true,
+      description: `The mask it was given (as sent, before \`invertMask\` and \`maskBlur\`); null without one. Null in another owner's generation (as \`queue\` shows them to a token without ADMIN).`,
+      resolve: (g) => storedInput(g, 'mask'),
+      ...ownersOnly(null),
+    }),
     inpaint: t.field({
       type: InpaintSettings,
       nullable: true,
@@ -202,7 +220,7 @@ builder.prismaNode('Generation', {
     priority: t.exposeInt('priority', { description: 'Its place in the queue: higher runs first.' }),
     images: t.relation('images', { query: { orderBy: { index: 'asc' } }, description: 'The results, by `index`; empty until SUCCEEDED.' }),
     error: t.exposeString('error', { nullable: true, description: 'Why it FAILED; null otherwise.' }),
-    warnings: t.exposeStringList('warnings', { description: 'What did not go as asked without failing it (prompt text past the token limit, …).' }),
+    warnings: t.exposeStringList('warnings', { description: `What did not go as asked without failing it (prompt text past the token limit, …). ${HIDDEN}`, ...ownersOnly([]) }),
     step: t.exposeInt('step', { description: 'UNet calls done so far.' }),
     totalSteps: t.exposeInt('totalSteps', { nullable: true, description: 'UNet calls in all, known from submission (null for generations stored before sdql counted them then): `steps`, except twice that for HEUN and DPM2, img2img\'s `strength` share of it, and fewer where rounded DPM-Solver or UniPC timesteps repeat (KARRAS, EXPONENTIAL) and run once.' }),
     queuePosition: t.loadable({
@@ -267,16 +285,19 @@ const QueueState = builder.objectRef<object>('QueueState').implement({
   }),
 });
 
-/** The generation a `generationId` argument names (global or plain id); NOT_FOUND when there is none. */
-async function findGeneration(prisma: Prisma.TransactionClient, id: string | number) {
-  const generation = await prisma.generation.findUnique({ where: { id: localId('Generation', id) } });
+/** The generation a `generationId` argument names (global or plain id); NOT_FOUND when there is none or the viewer may not see it. */
+async function findGeneration(ctx: Context, id: string | number) {
+  const generation = await ctx.db.prisma.generation.findUnique({ where: { id: localId('Generation', id), ...ownedBy(ctx.viewer) } });
   if (!generation) throw notFound('generation', String(id));
   return generation;
 }
 
 /** The history rows `generations(filter:)` lists. */
-function generationsWhere(filter: { text?: string | null; modelId?: string | number | null; status?: GenerationStatusValue[] | null; createdAfter?: Date | null; createdBefore?: Date | null } | null | undefined): Prisma.GenerationWhereInput {
-  const where: Prisma.GenerationWhereInput = {};
+function generationsWhere(
+  filter: { text?: string | null; modelId?: string | number | null; status?: GenerationStatusValue[] | null; createdAfter?: Date | null; createdBefore?: Date | null } | null | undefined,
+  viewer: Viewer,
+): Prisma.GenerationWhereInput {
+  const where: Prisma.GenerationWhereInput = { ...ownedBy(viewer) };
   if (filter?.text) {
     where.OR = [
       { prompt: { contains: filter.text, mode: 'insensitive' } },
@@ -298,7 +319,7 @@ builder.queryFields((t) => ({
     args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none; BAD_USER_INPUT for the id of another type.')) },
     description: 'A generation by id. NOT_FOUND when there is none.',
     resolve: async (query, _r, { id }, ctx) => {
-      const generation = await ctx.db.prisma.generation.findUnique({ ...query, where: { id: localId('Generation', id) } });
+      const generation = await ctx.db.prisma.generation.findUnique({ ...query, where: { id: localId('Generation', id), ...ownedBy(ctx.viewer) } });
       if (!generation) throw notFound('generation', String(id));
       return generation;
     },
@@ -307,10 +328,10 @@ builder.queryFields((t) => ({
     {
       type: 'Generation',
       cursor: 'id',
-      description: 'The history, newest first, optionally filtered.',
+      description: "The history, newest first, optionally filtered: the token's own generations, or everyone's for an ADMIN token.",
       args: { filter: t.arg({ type: GenerationFilter, description: 'Only the generations that match it; all of them when absent.' }) },
-      resolve: (query, _r, { filter }, ctx) => ctx.db.prisma.generation.findMany({ ...query, where: generationsWhere(filter), orderBy: [{ createdAt: 'desc' }, { id: 'desc' }] }),
-      totalCount: (_r, { filter }, ctx) => ctx.db.prisma.generation.count({ where: generationsWhere(filter) }),
+      resolve: (query, _r, { filter }, ctx) => ctx.db.prisma.generation.findMany({ ...query, where: generationsWhere(filter, ctx.viewer), orderBy: [{ createdAt: 'desc' }, { id: 'desc' }] }),
+      totalCount: (_r, { filter }, ctx) => ctx.db.prisma.generation.count({ where: generationsWhere(filter, ctx.viewer) }),
     },
     {
       fields: (c) => ({
@@ -323,13 +344,16 @@ builder.queryFields((t) => ({
       }),
     },
   ),
-  queue: t.field({ type: QueueState, description: 'Generations running and waiting.', resolve: () => ({}) }),
+  queue: t.field({ type: QueueState, description: "Generations running and waiting: every owner's, with others' prompts hidden from a token without ADMIN.", resolve: () => ({}) }),
 }));
 
 builder.mutationFields((t) => ({
   generate: t.prismaField({
     type: 'Generation',
-    description: 'Validates a request, queues it and returns at once (status QUEUED); follow it with `generationProgress`.',
+    description:
+      'Validates a request, queues it and returns at once (status QUEUED); follow it with `generationProgress`. Needs the GENERATE scope; ' +
+      'QUOTA_EXCEEDED when its owner has SDQL_MAX_QUEUED generations queued already (nothing is stored).',
+    authScopes: (_r, { input }) => ((input.priority ?? 0) > 0 ? { admin: true } : { generate: true }),
     args: { input: t.arg({ type: GenerateInput, required: true, description: 'The request; BAD_USER_INPUT names the first field out of range.' }) },
     resolve: async (_query, _r, { input }, ctx) => {
       const model = ctx.registry.model(localId('Model', input.modelId));
@@ -378,15 +402,16 @@ builder.mutationFields((t) => ({
         onlyMaskedPadding: input.onlyMaskedPadding ?? undefined,
         restoreUnmasked: input.restoreUnmasked ?? undefined,
         outpaint: input.outpaint ? { left: input.outpaint.left ?? 0, right: input.outpaint.right ?? 0, top: input.outpaint.top ?? 0, bottom: input.outpaint.bottom ?? 0 } : undefined,
-      });
+      }, { owner: ctx.viewer.name, maxQueued: ctx.config.maxQueued });
     },
   }),
   cancelGeneration: t.prismaField({
     type: 'Generation',
-    description: 'Cancels a queued generation at once, or a running one at its next step. CONFLICT when it has already ended.',
+    description: 'Cancels a queued generation at once, or a running one at its next step. CONFLICT when it has already ended. Needs the GENERATE scope.',
+    authScopes: { generate: true },
     args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none.')) },
     resolve: async (query, _r, { id }, ctx) => {
-      const generation = await findGeneration(ctx.db.prisma, id);
+      const generation = await findGeneration(ctx, id);
       if (!(await ctx.jobs.queue.cancel(generation.id))) {
         throw userError('CONFLICT', `generation ${id} has already ended (${generation.status})`, { status: generation.status });
       }
@@ -395,10 +420,13 @@ builder.mutationFields((t) => ({
     },
   }),
   deleteGeneration: t.globalID({
-    description: 'Deletes a generation that is not running, with its image files and its init image and mask (unless another generation uses the same file); returns its `id`. CONFLICT while it runs: cancel it first.',
+    description:
+      'Deletes a generation that is not running, with its image files and its init image and mask (unless another generation uses the same file); returns its `id`. ' +
+      'CONFLICT while it runs: cancel it first. Needs the GENERATE scope.',
+    authScopes: { generate: true },
     args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none.')) },
     resolve: async (_r, { id }, ctx) => {
-      const generation = await findGeneration(ctx.db.prisma, id);
+      const generation = await findGeneration(ctx, id);
       if (generation.status === 'RUNNING') throw userError('CONFLICT', `generation ${id} is running: cancel it first`);
       const images = await ctx.db.prisma.image.findMany({ where: { generationId: generation.id }, select: { path: true } });
       const deleted = await ctx.db.prisma.generation.deleteMany({ where: { id: generation.id, status: { not: 'RUNNING' } } });
@@ -417,7 +445,7 @@ builder.subscriptionFields((t) => ({
     description: "One generation's progress: its current state first, an event per step with a preview, and its final status, after which the stream ends.",
     args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none.')) },
     subscribe: async (_r, { id }, ctx) => {
-      const generation = await findGeneration(ctx.db.prisma, id);
+      const generation = await findGeneration(ctx, id);
       return ctx.jobs.progress(generation.id);
     },
     resolve: (event) => event,

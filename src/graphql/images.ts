@@ -1,6 +1,7 @@
 // Images: the results of generations (served over HTTP by src/server/images.ts), images sent in
 // as init images, and the parameters a PNG carries (ours or AUTOMATIC1111's).
 import { DiffusionError, LIMITS, a1111Selection, formatInfotext, inputImageBytes, parseInfotext, readImageInfo, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
+import { ownedBy } from '../auth/index.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
 import { notFound, userError } from './errors.ts';
@@ -44,7 +45,7 @@ export async function readImageInput(input: ImageInputValue, ctx: Context, field
   const given = [input.imageId, input.dataUrl, input.file].filter((v) => v !== undefined && v !== null);
   if (given.length !== 1) throw userError('BAD_USER_INPUT', named(`give exactly one of imageId, dataUrl and file (got ${given.length})`));
   if (input.imageId !== undefined && input.imageId !== null) {
-    const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', input.imageId) } });
+    const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', input.imageId), generation: ownedBy(ctx.viewer) } });
     if (!image) throw notFound('image', String(input.imageId));
     return { bytes: await ctx.jobs.images.read(image.path), imageId: image.id };
   }
@@ -73,7 +74,7 @@ export const InputImage = builder.objectRef<InputImageValue>('InputImage').imple
       type: 'Image',
       nullable: true,
       description: 'The image of the history it was given as (`ImageInput.imageId`); null when it was sent as data or a file.',
-      resolve: (query, input, _a, ctx) => (input.imageId ? ctx.db.prisma.image.findUnique({ ...query, where: { id: input.imageId } }) : null),
+      resolve: (query, input, _a, ctx) => (input.imageId ? ctx.db.prisma.image.findUnique({ ...query, where: { id: input.imageId, generation: ownedBy(ctx.viewer) } }) : null),
     }),
     dataUrl: t.string({
       description: 'The file as a data: URL: show it, or send it back as `ImageInput.dataUrl` to reuse it.',
@@ -85,10 +86,14 @@ export const InputImage = builder.objectRef<InputImageValue>('InputImage').imple
 builder.prismaNode('Image', {
   description: 'An image a generation produced.',
   id: { field: 'id', description: 'Global id. `ImageInput.imageId` and `deleteImage` take it.' },
+  // As for generations: another owner's image is NOT_FOUND to a token without ADMIN.
+  findUnique: (id, ctx) => ({ id, generation: ownedBy(ctx.viewer) }),
   nullable: true,
   fields: (t) => ({
     url: t.string({
-      description: 'Where this server serves the file (immutable: cache it).',
+      description:
+        'Where this server serves the file (immutable: cache it). With tokens, the URL is signed (`?exp=…&sig=…`): it works without headers (an `<img>`), ' +
+        'for this image only, until `exp` (Unix seconds; SDQL_IMAGE_URL_TTL after it was made, at least).',
       resolve: (image, _a, ctx) => ctx.imageUrl(image),
     }),
     index: t.exposeInt('index', { description: 'Position in its generation, from 0.' }),
@@ -254,10 +259,11 @@ builder.queryField('pngInfo', (t) =>
 
 builder.mutationField('deleteImage', (t) =>
   t.globalID({
-    description: 'Deletes an image and its file; returns its `id`.',
+    description: 'Deletes an image and its file; returns its `id`. Needs the GENERATE scope.',
+    authScopes: { generate: true },
     args: { id: t.arg.id({ required: true, description: "The image's `id` (or its plain id: see schema/CHANGELOG.md). NOT_FOUND when there is none." }) },
     resolve: async (_r, { id }, ctx) => {
-      const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', id) } });
+      const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', id), generation: ownedBy(ctx.viewer) } });
       if (!image) throw notFound('image', String(id));
       await ctx.db.prisma.image.delete({ where: { id: image.id } });
       await ctx.jobs.images.remove([image.path]);

@@ -10,5 +10,6 @@ import './prompts.ts';
 import './generations.ts';
 import './images.ts';
 import './upscalers.ts';
+import './tokens.ts';
 
 export const schema = builder.toSchema();

@@ -97,7 +97,8 @@ builder.queryFields((t) => ({
 builder.mutationField('rescanModels', (t) =>
   t.field({
     type: ModelScan,
-    description: 'Scans SDQL_MODELS_DIR and SDQL_LORAS_DIR again (after adding or removing files) and notifies `modelsChanged`.',
+    description: 'Scans SDQL_MODELS_DIR and SDQL_LORAS_DIR again (after adding or removing files) and notifies `modelsChanged`. Needs the ADMIN scope.',
+    authScopes: { admin: true },
     resolve: async (_r, _a, ctx) => {
       const scan = await ctx.registry.scan();
       ctx.events.publish('modelsChanged', { scannedAt: scan.scannedAt.toISOString() });

@@ -16,6 +16,7 @@ import {
 } from '../diffusion/index.ts';
 import { readStoredRequest } from '../jobs/request.ts';
 import { builder } from './builder.ts';
+import { HIDDEN, ownersOnly } from './ownership.ts';
 import type { Context } from './context.ts';
 import { notFound } from './errors.ts';
 import { localId } from './ids.ts';
@@ -94,11 +95,13 @@ builder.prismaObjectFields('Generation', (t) => ({
   promptSyntax: t.field({ type: PromptSyntax, description: 'How its prompts were read.', resolve: (g) => (readStoredRequest(g).promptSyntax === 'PLAIN' ? 'PLAIN' : 'A1111') }),
   loras: t.field({
     type: [AppliedLora],
-    description: 'The LoRAs applied, from `loras` and from the prompt, as found when it was submitted.',
+    description: `The LoRAs applied, from \`loras\` and from the prompt, as found when it was submitted. ${HIDDEN}`,
+    ...ownersOnly([]),
     resolve: (g) => readStoredRequest(g).adapters?.loras ?? [],
   }),
   embeddings: t.stringList({
-    description: 'The embeddings its prompts called up, as found when it was submitted.',
+    description: `The embeddings its prompts called up, as found when it was submitted. ${HIDDEN}`,
+    ...ownersOnly([]),
     resolve: (g) => readStoredRequest(g).adapters?.embeddings.map((e) => e.token) ?? [],
   }),
 }));

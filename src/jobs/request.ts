@@ -9,6 +9,18 @@ import type { GenerationQueue } from './queue.ts';
 
 export const PRIORITY_RANGE = { min: -100, max: 100 } as const;
 
+/** A generation refused because its owner has as many queued as it may (SDQL_MAX_QUEUED). */
+export class QuotaExceededError extends Error {
+  override name = 'QuotaExceededError';
+  readonly code = 'QUOTA_EXCEEDED';
+}
+
+/** Whose generation it is, and how many it may have queued at once. */
+export interface Submitter {
+  owner: string;
+  maxQueued: number;
+}
+
 export interface SubmitInput extends Omit<RequestParams, 'initImage' | 'mask'> {
   /** Higher runs first; equal priorities run in submission order. */
   priority?: number;
@@ -122,7 +134,7 @@ export interface SubmitDeps {
   upscalers?: () => Promise<string[]>;
 }
 
-export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo, input: SubmitInput): Promise<Generation> {
+export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo, input: SubmitInput, { owner, maxQueued }: Submitter): Promise<Generation> {
   const priority = input.priority ?? 0;
   if (!Number.isInteger(priority) || priority < PRIORITY_RANGE.min || priority > PRIORITY_RANGE.max) {
     throw badInput(`priority must be an integer from ${PRIORITY_RANGE.min} to ${PRIORITY_RANGE.max}, got ${priority}`);
@@ -158,26 +170,35 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
       mask: await save(mask, formats.mask),
       adapters,
     };
-    generation = await deps.prisma.generation.create({
-      data: {
-        modelId: model.id,
-        prompt: request.prompt,
-        negativePrompt: request.negativePrompt,
-        scheduler: request.scheduler,
-        width: request.width,
-        height: request.height,
-        steps: request.steps,
-        guidanceScale: request.guidanceScale,
-        guidanceRescale: request.guidanceRescale,
-        eta: request.eta,
-        strength: request.strength ?? null,
-        seed: BigInt(request.seed),
-        numImages: request.numImages,
-        // Known before it runs, so that every progress event can say it.
-        totalSteps: countUnetCalls(model, request),
-        priority,
-        request: JSON.parse(JSON.stringify(stored)),
-      },
+    // Counting and inserting under a lock per owner, so that concurrent requests cannot pass the quota together.
+    generation = await deps.prisma.$transaction(async (tx) => {
+      await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`sdql-quota:${owner}`}::text))`;
+      const queued = await tx.generation.count({ where: { owner, status: 'QUEUED' } });
+      if (queued >= maxQueued) {
+        throw new QuotaExceededError(`"${owner}" has ${queued} generations queued, the most SDQL_MAX_QUEUED allows: wait for some to run, or cancel some`);
+      }
+      return tx.generation.create({
+        data: {
+          owner,
+          modelId: model.id,
+          prompt: request.prompt,
+          negativePrompt: request.negativePrompt,
+          scheduler: request.scheduler,
+          width: request.width,
+          height: request.height,
+          steps: request.steps,
+          guidanceScale: request.guidanceScale,
+          guidanceRescale: request.guidanceRescale,
+          eta: request.eta,
+          strength: request.strength ?? null,
+          seed: BigInt(request.seed),
+          numImages: request.numImages,
+          // Known before it runs, so that every progress event can say it.
+          totalSteps: countUnetCalls(model, request),
+          priority,
+          request: JSON.parse(JSON.stringify(stored)),
+        },
+      });
     });
   } catch (error) {
     // A request that could not be stored leaves no file behind.

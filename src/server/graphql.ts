@@ -8,10 +8,12 @@ import { useServer } from 'graphql-ws/use/ws';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
+import type { Viewer } from '../auth/index.ts';
 import type { Context, Services } from '../graphql/context.ts';
 import { maskError, withInputErrorCode } from '../graphql/errors.ts';
 import { schema } from '../graphql/index.ts';
 import { log, withLogFields } from '../log.ts';
+import { connectionViewer, unauthenticated, useTokens } from './auth.ts';
 import { GRAPHIQL_OPTIONS, graphiqlPage } from './graphiql.ts';
 import { imagePath } from './images.ts';
 import { MAX_MESSAGE_BYTES, queryLimitPlugins } from './limits.ts';
@@ -22,6 +24,8 @@ export const GRAPHQL_PATH = '/graphql';
 /** Set per HTTP request by the server (absent through yoga.fetch in tests). */
 export interface ServerContext {
   requestId?: string;
+  /** Who asks: set from the request's token (HTTP) or the connection's (graphql-ws). */
+  viewer?: Viewer;
 }
 
 export type Yoga = YogaServerInstance<ServerContext, Context>;
@@ -61,7 +65,7 @@ export interface GraphQLHandlerOptions {
 const PREFLIGHT_HEADERS = ['graphql-require-preflight', 'apollo-require-preflight', 'x-graphql-yoga-csrf'];
 
 export function createGraphQLHandler(services: Services, { corsOrigins = [], baseUrl = null }: GraphQLHandlerOptions = {}): Yoga {
-  const imageUrl = (image: { id: string; format: string }) => (baseUrl ? `${baseUrl}${imagePath(image)}` : imagePath(image));
+  const imageUrl = (image: { id: string; format: string }) => `${baseUrl ?? ''}${services.auth.signImagePath(imagePath(image))}`;
   return createYoga<ServerContext, Context>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
@@ -70,10 +74,14 @@ export function createGraphQLHandler(services: Services, { corsOrigins = [], bas
     landingPage: false,
     maskedErrors: { maskError },
     cors: corsOrigins.length ? { origin: corsOrigins, credentials: true } : false,
-    context: ({ requestId }) => ({ ...services, requestId: requestId ?? randomUUID(), imageUrl }),
+    context: ({ requestId, viewer }) => {
+      // Every transport sets the viewer before executing anything; this only guards against one that would not.
+      if (!viewer) throw unauthenticated(false);
+      return { ...services, requestId: requestId ?? randomUUID(), viewer, imageUrl };
+    },
     // A form or a multipart upload from another site is a "simple" request that browsers send
     // without asking: such content types must come with a header no form can set.
-    plugins: [useCSRFPrevention({ requestHeaders: PREFLIGHT_HEADERS }), ...queryLimitPlugins(), operationLog],
+    plugins: [useCSRFPrevention({ requestHeaders: PREFLIGHT_HEADERS }), useTokens(services.auth), ...queryLimitPlugins(), operationLog],
     logging: {
       debug: (...args) => log.debug(args.map(String).join(' ')),
       info: (...args) => log.info(args.map(String).join(' ')),
@@ -89,7 +97,7 @@ interface WsRoot {
 }
 
 /** Serves graphql-ws on the HTTP server's GraphQL path; returns what closes every socket. */
-export function attachWebSockets(http: HttpServer, yoga: Yoga, policy: OriginPolicy): () => Promise<void> {
+export function attachWebSockets(http: HttpServer, yoga: Yoga, policy: OriginPolicy, services: Pick<Services, 'auth'>): () => Promise<void> {
   const wss = new WebSocketServer({
     server: http,
     path: GRAPHQL_PATH,
@@ -101,11 +109,21 @@ export function attachWebSockets(http: HttpServer, yoga: Yoga, policy: OriginPol
     },
     maxPayload: MAX_MESSAGE_BYTES,
   });
+  // Each connection's credentials, checked again for every operation so that a revoked token stops at once.
+  const credentials = new WeakMap<object, unknown>();
   const server = useServer(
     {
+      onConnect: async (ctx) => {
+        const authorization = ctx.connectionParams?.authorization ?? ctx.extra.request.headers.authorization;
+        const viewer = await connectionViewer(services.auth, authorization, (code, reason) => ctx.extra.socket.close(code, reason));
+        credentials.set(ctx.extra.socket, authorization);
+        return viewer !== undefined;
+      },
       execute: (args) => withLogFields({ requestId: (args.contextValue as Context).requestId }, () => (args.rootValue as WsRoot).execute(args)) as never,
       subscribe: (args) => withLogFields({ requestId: (args.contextValue as Context).requestId }, () => (args.rootValue as WsRoot).subscribe(args)) as never,
       onSubscribe: async (ctx, _id, payload) => {
+        const viewer = await services.auth.authenticate(credentials.get(ctx.extra.socket));
+        if (!viewer) return [unauthenticated(true)];
         const requestId = randomUUID();
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
@@ -113,6 +131,7 @@ export function attachWebSockets(http: HttpServer, yoga: Yoga, policy: OriginPol
           socket: ctx.extra.socket,
           params: payload,
           requestId,
+          viewer,
         });
         let document: DocumentNode;
         try {

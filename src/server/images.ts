@@ -1,5 +1,6 @@
 // GET /images/<id>.<ext>: a generated image file. Files never change once written, so the ETag is
-// their SHA-256 and clients may cache them for good.
+// their SHA-256 and clients may cache them for good. With tokens, the URL must carry its signature
+// (`?exp=…&sig=…`, see auth/): an <img> sends no Authorization header.
 import { createReadStream } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import type { Services } from '../graphql/context.ts';
@@ -21,6 +22,9 @@ export function imageRoute(services: Services): Route {
     path: IMAGE_PATH,
     prefix: true,
     handle: async (req, res, url) => {
+      if (!services.auth.imageRequestAllowed(url.pathname, url.searchParams)) {
+        return sendJson(res, 403, { error: 'this image URL is not signed, its signature does not match, or it expired: take a fresh `url` from the API' });
+      }
       const id = url.pathname.slice(IMAGE_PATH.length).replace(/\.\w+$/, '');
       const image = /^[\w-]{1,64}$/.test(id) ? await services.db.prisma.image.findUnique({ where: { id } }) : null;
       if (!image) return sendJson(res, 404, { error: `no image has the id "${id}"` });
@@ -28,7 +32,8 @@ export function imageRoute(services: Services): Route {
       const headers = {
         'content-type': CONTENT_TYPES[image.format] ?? 'application/octet-stream',
         etag,
-        'cache-control': 'public, max-age=31536000, immutable',
+        // A signed URL is one viewer's: shared caches keep it not.
+        'cache-control': `${services.auth.enabled ? 'private' : 'public'}, max-age=31536000, immutable`,
       };
       if (req.headers['if-none-match'] === etag) {
         res.writeHead(304, headers);

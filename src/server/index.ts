@@ -78,7 +78,7 @@ export async function startHttpServer(config: Config): Promise<HttpServer> {
     port,
     serve(services, lifecycle) {
       const yoga = createGraphQLHandler(services, { corsOrigins: policy.corsOrigins, baseUrl: base });
-      closeSockets = attachWebSockets(http, yoga, policy);
+      closeSockets = attachWebSockets(http, yoga, policy, services);
       ready = { services, lifecycle, yoga, routes: routes(services, yoga) };
     },
     // WebSockets hold their HTTP connections open: close them after the server stops accepting.

@@ -3,15 +3,9 @@
 // origins may neither call the API (no CORS unless SDQL_CORS_ORIGINS lists them) nor open its
 // WebSocket, which browsers do not guard with CORS.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Config } from '../config.ts';
+import { isLoopback, type Config } from '../config.ts';
 
-const LOOPBACK_NAMES = new Set(['localhost', '::1', '[::1]']);
 const WILDCARD_ADDRESSES = new Set(['0.0.0.0', '::', '[::]']);
-
-export function isLoopback(hostname: string): boolean {
-  const name = hostname.toLowerCase();
-  return LOOPBACK_NAMES.has(name) || name.endsWith('.localhost') || /^127(\.\d{1,3}){3}$/.test(name);
-}
 
 export const isWildcard = (host: string) => WILDCARD_ADDRESSES.has(host);
 

@@ -19,10 +19,11 @@ const MAY_IMPORT: Record<string, string[]> = {
   events: [],
   registry: ['db', 'diffusion', 'log.ts'],
   jobs: ['db', 'diffusion', 'events', 'log.ts'],
-  graphql: ['config.ts', 'db', 'diffusion', 'events', 'jobs', 'log.ts', 'registry', 'version.ts'],
-  server: ['config.ts', 'graphql', 'lifecycle.ts', 'log.ts'],
-  app: ['config.ts', 'db', 'diffusion', 'events', 'graphql', 'jobs', 'lifecycle.ts', 'log.ts', 'registry', 'server', 'version.ts'],
-  cli: ['app', 'config.ts', 'db', 'diffusion', 'lifecycle.ts', 'log.ts', 'registry', 'version.ts'],
+  auth: ['config.ts', 'db'],
+  graphql: ['auth', 'config.ts', 'db', 'diffusion', 'events', 'jobs', 'log.ts', 'registry', 'version.ts'],
+  server: ['auth', 'config.ts', 'graphql', 'lifecycle.ts', 'log.ts'],
+  app: ['auth', 'config.ts', 'db', 'diffusion', 'events', 'graphql', 'jobs', 'lifecycle.ts', 'log.ts', 'registry', 'server', 'version.ts'],
+  cli: ['app', 'auth', 'config.ts', 'db', 'diffusion', 'lifecycle.ts', 'log.ts', 'registry', 'version.ts'],
   'cli.ts': ['cli', 'config.ts'],
 };
 
@@ -33,6 +34,7 @@ const MAY_NOT_USE: Record<string, { packages: RegExp[]; why: string }> = {
   jobs: { packages: SERVING, why: 'the jobs run in `sdql worker`, which loads no GraphQL or HTTP' },
   registry: { packages: SERVING, why: 'the registry runs in `sdql worker` too' },
   db: { packages: SERVING, why: 'the database layer runs in `sdql worker` too' },
+  auth: { packages: SERVING, why: 'createApp builds it for `sdql worker` too' },
   graphql: { packages: [/^node:fs/, /^node:https?$/, /^ws$/, /^graphql-yoga$/], why: 'graphql/ is the schema only: no file I/O, no transport' },
 };
 

@@ -183,3 +183,24 @@ test('generate.ts prints a line per step and writes every image', async () => {
     assert.equal((await sharp(join(api.tmp, file)).metadata()).format, 'png');
   }
 });
+
+test('against a server with tokens: the token goes with every request; signed image URLs download without it', async () => {
+  const secured = await startTestServer({ env: { SDQL_AUTH: 'tokens' } });
+  const anonymous = createSdqlClient({ url: secured.server.url });
+  const authorized = createSdqlClient({ url: secured.server.url, token: secured.adminToken });
+  try {
+    await assert.rejects(anonymous.generate({ modelId: 'demo', prompt: 'x', steps: 1 }), { name: 'SdqlError', code: 'UNAUTHENTICATED' });
+    const queued = await authorized.generate({ modelId: 'demo', prompt: 'a token', steps: 1, seed: 3 });
+    await assert.rejects(anonymous.progress(queued.id), { name: 'SdqlError', code: 'UNAUTHENTICATED' });
+    await assert.rejects(anonymous.generation(queued.id), { name: 'SdqlError', code: 'UNAUTHENTICATED' });
+    assert.equal((await authorized.progress(queued.id)).status, 'SUCCEEDED');
+    const [image] = (await authorized.generation(queued.id)).images;
+    assert.match(image.url, /\?exp=\d+&sig=/);
+    const png = await anonymous.download(image);
+    assert.equal(png.byteLength, image.bytes);
+  } finally {
+    await anonymous.close();
+    await authorized.close();
+    await secured.close();
+  }
+});

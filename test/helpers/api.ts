@@ -21,11 +21,14 @@ export interface TestServer {
   server: RunningServer;
   config: Config;
   tmp: string;
-  /** POSTs a GraphQL operation as JSON. */
-  gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>>;
+  /** The token `sdql serve` would print at this start (SDQL_AUTH=tokens and no ADMIN token yet). */
+  adminToken: string | undefined;
+  /** POSTs a GraphQL operation as JSON, with `token` as its bearer token when given. */
+  gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResponse<T>>;
   /** Like gql, but fails on errors and returns data. */
-  data<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<T>;
-  wsClient(): Client;
+  data<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, token?: string): Promise<T>;
+  /** A graphql-ws client, sending `token` in its connectionParams when given. */
+  wsClient(token?: string): Client;
   /** Stops the server; `keepData` leaves the data folder and database for a restart. */
   close(options?: { keepData?: boolean }): Promise<void>;
   restart(): Promise<void>;
@@ -55,10 +58,10 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   let server = await startServer(config, { database: testDb.target });
   const clients: Client[] = [];
 
-  const gql = async <T,>(query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>> => {
+  const gql = async <T,>(query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResponse<T>> => {
     const response = await fetch(`${server.url}/graphql`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+      headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...bearer(token) },
       body: JSON.stringify({ query, variables }),
     });
     return (await response.json()) as GraphQLResponse<T>;
@@ -77,14 +80,17 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     },
     config,
     tmp,
+    get adminToken() {
+      return server.adminToken;
+    },
     gql,
-    data: async <T,>(query: string, variables?: Record<string, unknown>) => {
-      const result = await gql<T>(query, variables);
+    data: async <T,>(query: string, variables?: Record<string, unknown>, token?: string) => {
+      const result = await gql<T>(query, variables, token);
       if (result.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
       return result.data as T;
     },
-    wsClient: () => {
-      const client = createClient({ url: `${server.url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true });
+    wsClient: (token) => {
+      const client = wsClient(server.url, token);
       clients.push(client);
       return client;
     },
@@ -95,6 +101,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       server = await startServer({ ...config, port }, { database: testDb.target });
     },
   };
+}
+
+/** The Authorization header of a bearer token, or no header. */
+export const bearer = (token: string | undefined): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
+
+function wsClient(url: string, token?: string): Client {
+  const connectionParams = token ? { authorization: `Bearer ${token}` } : undefined;
+  return createClient({ url: `${url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true, connectionParams });
 }
 
 /** A subscription's events as they arrive (see EventLog.next), and all of them once it completes. */
@@ -138,14 +152,15 @@ export function collectWs<T = Record<string, any>>(client: Client, query: string
 }
 
 /** Follows a subscription over server-sent events (graphql-yoga's default transport), collecting its events. */
-export function collectSse<T = Record<string, any>>(url: string, query: string, variables?: Record<string, unknown>): Subscription<T> {
+export function collectSse<T = Record<string, any>>(url: string, query: string, variables?: Record<string, unknown>, token?: string): Subscription<T> {
   const log = new EventLog<T>();
   const completed = (async () => {
     const response = await fetch(`${url}/graphql`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...bearer(token) },
       body: JSON.stringify({ query, variables }),
     });
+    if (!response.ok) throw new Error(`HTTP ${response.status}: ${await response.text()}`);
     let buffer = '';
     const decoder = new TextDecoder();
     const reader = response.body!.getReader();
@@ -186,9 +201,10 @@ const STATUS = `subscription($id: ID!) { generationProgress(id: $id) { status er
  * Waits until generation `id` on the server at `url` has one of `statuses`, following its
  * generationProgress subscription (whose first event is the state when subscribing); fails at the
  * deadline, or when the generation ends in another status, naming the statuses it went through.
+ * `token`: the bearer token of a server with SDQL_AUTH=tokens.
  */
-export async function waitForStatus(url: string, id: string, statuses: readonly string[], timeoutMs?: number): Promise<void> {
-  const client = createClient({ url: `${url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true });
+export async function waitForStatus(url: string, id: string, statuses: readonly string[], timeoutMs?: number, token?: string): Promise<void> {
+  const client = wsClient(url, token);
   try {
     const progress = collectWs<{ generationProgress: { status: string; error: string | null } }>(client, STATUS, { id });
     await progress.next(`generation ${id} becoming ${statuses.join(' or ')}`, (e) => statuses.includes(e.generationProgress.status), timeoutMs);

@@ -25,6 +25,9 @@ test('defaults: loopback, port 4000, ./data, ./models, embedded database', () =>
     corsOrigins: [],
     allowedHosts: [],
     publicUrl: null,
+    auth: 'off',
+    maxQueued: 100,
+    imageUrlTtlSeconds: 86400,
   });
 });
 
@@ -46,6 +49,8 @@ test('the environment sets values and flags override it', () => {
     SDQL_CORS_ORIGINS: 'https://studio.example, http://localhost:3000/',
     SDQL_ALLOWED_HOSTS: 'SDQL.lan,gpu-box',
     SDQL_PUBLIC_URL: 'https://sdql.example/',
+    SDQL_MAX_QUEUED: '20',
+    SDQL_IMAGE_URL_TTL: '3600',
   };
   const config = loadConfig({ port: '5001', 'loras-dir': '/srv/loras' }, env);
   assert.deepEqual(config, {
@@ -67,6 +72,10 @@ test('the environment sets values and flags override it', () => {
     corsOrigins: ['https://studio.example', 'http://localhost:3000'],
     allowedHosts: ['sdql.lan', 'gpu-box'],
     publicUrl: 'https://sdql.example',
+    // auto: HOST is not a loopback address.
+    auth: 'tokens',
+    maxQueued: 20,
+    imageUrlTtlSeconds: 3600,
   });
   assert.equal(loadConfig({}, { DATABASE_URL: '' }).databaseUrl, null);
   assert.equal(loadConfig({}, { SDQL_MODELS_DIR: '/m' }).lorasDir, join('/m', 'loras'));
@@ -74,6 +83,13 @@ test('the environment sets values and flags override it', () => {
   assert.equal(loadConfig({ 'embeddings-dir': 'emb' }, { SDQL_EMBEDDINGS_DIR: '/e' }).embeddingsDir, resolve('emb'));
   assert.equal(loadConfig({}, { SDQL_EMBEDDINGS_DIR: '/e' }).embeddingsDir, '/e');
   assert.equal(loadConfig({ port: '0' }, {}).port, 0);
+});
+
+test('SDQL_AUTH=auto: off on a loopback HOST, tokens beyond it; off and tokens as given', () => {
+  for (const host of ['127.0.0.1', 'localhost', '::1', '127.0.0.2']) assert.equal(loadConfig({}, { HOST: host }).auth, 'off', host);
+  for (const host of ['0.0.0.0', '::', '192.168.1.20', 'sdql.lan']) assert.equal(loadConfig({}, { HOST: host }).auth, 'tokens', host);
+  assert.equal(loadConfig({}, { HOST: '0.0.0.0', SDQL_AUTH: 'off' }).auth, 'off');
+  assert.equal(loadConfig({ auth: 'tokens' }, { SDQL_AUTH: 'auto' }).auth, 'tokens');
 });
 
 test('invalid values fail with a message naming the setting and the expected form', () => {
@@ -95,6 +111,9 @@ test('invalid values fail with a message naming the setting and the expected for
     [{}, { SDQL_CORS_ORIGINS: 'https://studio.example/app' }, /^SDQL_CORS_ORIGINS must list origins/],
     [{}, { SDQL_ALLOWED_HOSTS: 'http://sdql.lan' }, /^SDQL_ALLOWED_HOSTS must list host names without scheme or port/],
     [{}, { SDQL_PUBLIC_URL: 'sdql.example' }, /^SDQL_PUBLIC_URL must be an http\(s\) URL/],
+    [{}, { SDQL_AUTH: 'yes' }, /^SDQL_AUTH must be auto, off or tokens, got "yes"$/],
+    [{}, { SDQL_MAX_QUEUED: '0' }, /^SDQL_MAX_QUEUED must be a positive whole number/],
+    [{ 'image-url-ttl': '1.5' }, {}, /^--image-url-ttl must be a positive whole number/],
   ];
   for (const [flags, env, expected] of cases) {
     assert.throws(() => loadConfig(flags, env), (error: Error) => error instanceof ConfigError && expected.test(error.message));
