@@ -227,7 +227,12 @@ test('SDQL_MAX_QUEUED: beyond it generate is QUOTA_EXCEEDED and stores nothing',
   const blocker = (await api.data(GENERATE, { input: BLOCKER }, admin)).generate;
   await waitForStatus(api.server.url, blocker.id, ['RUNNING'], undefined, admin);
   const bobsQueued = () => api.server.app.db.prisma.generation.findMany({ where: { owner: 'bob', status: 'QUEUED' }, orderBy: { createdAt: 'asc' } });
-  for (let i = (await bobsQueued()).length; i < 3; i++) await api.data(GENERATE, { input: { modelId: 'demo', prompt: `bob ${i}`, steps: 1 } }, tokens.bob);
+  // Concurrent requests cannot pass the quota together.
+  const room = 3 - (await bobsQueued()).length;
+  const burst = await Promise.all(Array.from({ length: room + 4 }, (_, i) => api.gql(GENERATE, { input: { modelId: 'demo', prompt: `bob ${i}`, steps: 1 } }, tokens.bob)));
+  assert.equal(burst.filter((r) => r.data?.generate).length, room);
+  assert.deepEqual(new Set(burst.filter((r) => !r.data?.generate).map(code)), new Set(['QUOTA_EXCEEDED']));
+  assert.equal((await bobsQueued()).length, 3);
   const stored = await api.server.app.db.prisma.generation.count();
   const inputs = join(api.config.dataDir, 'inputs');
   const files = () => (existsSync(inputs) ? readdirSync(inputs).length : 0);
