@@ -6,6 +6,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Config } from '../config.ts';
 import { Prisma, type PrismaClient, type Scope, type Token } from '../db/index.ts';
+import { log } from '../log.ts';
 
 export type { Scope } from '../db/index.ts';
 
@@ -120,14 +121,20 @@ export class Tokens {
    * its text (undefined when an admin token exists, or another server created it meanwhile).
    */
   async ensureAdmin(): Promise<string | undefined> {
-    // Tokens are few: read their scopes rather than filter an enum array in SQL, which the PGlite adapter cannot bind.
-    if ((await this.prisma.token.findMany({ select: { scopes: true } })).some((t) => t.scopes.includes('ADMIN'))) return undefined;
+    if (await this.hasAdmin()) return undefined;
     try {
       return (await this.create('admin', ['ADMIN'])).token;
     } catch (error) {
-      if (error instanceof AuthError && error.code === 'CONFLICT') return undefined;
-      throw error;
+      if (!(error instanceof AuthError && error.code === 'CONFLICT')) throw error;
+      // Another server created it meanwhile, or a token without ADMIN has the name.
+      if (!(await this.hasAdmin())) log.warn('no token has the ADMIN scope and the name "admin" is taken: create one with `sdql tokens create <name> --scopes ADMIN`');
+      return undefined;
     }
+  }
+
+  private async hasAdmin(): Promise<boolean> {
+    // Tokens are few: read their scopes rather than filter an enum array in SQL, which the PGlite adapter cannot bind.
+    return (await this.prisma.token.findMany({ select: { scopes: true } })).some((t) => t.scopes.includes('ADMIN'));
   }
 }
 

@@ -19,7 +19,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   events: [],
   registry: ['db', 'diffusion', 'log.ts'],
   jobs: ['db', 'diffusion', 'events', 'log.ts'],
-  auth: ['config.ts', 'db'],
+  auth: ['config.ts', 'db', 'log.ts'],
   graphql: ['auth', 'config.ts', 'db', 'diffusion', 'events', 'jobs', 'log.ts', 'registry', 'version.ts'],
   server: ['auth', 'config.ts', 'graphql', 'lifecycle.ts', 'log.ts'],
   app: ['auth', 'config.ts', 'db', 'diffusion', 'events', 'graphql', 'jobs', 'lifecycle.ts', 'log.ts', 'registry', 'server', 'version.ts'],
