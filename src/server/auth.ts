@@ -1,7 +1,8 @@
 // Tokens on the wire. HTTP (and SSE) requests carry `Authorization: Bearer sdql_…`, checked before the
 // document is parsed, so that nothing of the schema answers without one; graphql-ws carries it as
-// connectionParams.authorization (or the upgrade request's Authorization header), checked once per
-// connection. GraphiQL's page itself loads without a token; its requests need one.
+// connectionParams.authorization (or the upgrade request's Authorization header), checked when the
+// connection opens and again for each operation, so that a revoked token stops at once. GraphiQL's
+// page itself loads without a token; its requests need one.
 import { GraphQLError } from 'graphql';
 import { CloseCode } from 'graphql-ws';
 import type { Plugin } from 'graphql-yoga';
@@ -30,6 +31,16 @@ export function useTokens(auth: Auth): Plugin<object, { viewer?: Viewer }> {
       context.viewer = viewer;
     },
   };
+}
+
+/**
+ * The credentials of a graphql-ws connection: `authorization` in its connectionParams, in any case
+ * (GraphiQL and other clients pass their header editor's `Authorization`), also under `headers`.
+ */
+export function connectionAuthorization(params: Readonly<Record<string, unknown>> | undefined): unknown {
+  const find = (object: unknown) =>
+    object && typeof object === 'object' ? Object.entries(object).find(([key]) => key.toLowerCase() === 'authorization')?.[1] : undefined;
+  return find(params) ?? find(params?.headers);
 }
 
 /** graphql-ws's onConnect: the connection's viewer, or the socket closed with 4401 and the reason (at most 123 bytes, as WebSocket allows). */

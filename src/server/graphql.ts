@@ -13,7 +13,7 @@ import type { Context, Services } from '../graphql/context.ts';
 import { maskError, withInputErrorCode } from '../graphql/errors.ts';
 import { schema } from '../graphql/index.ts';
 import { log, withLogFields } from '../log.ts';
-import { connectionViewer, unauthenticated, useTokens } from './auth.ts';
+import { connectionAuthorization, connectionViewer, unauthenticated, useTokens } from './auth.ts';
 import { GRAPHIQL_OPTIONS, graphiqlPage } from './graphiql.ts';
 import { imagePath } from './images.ts';
 import { MAX_MESSAGE_BYTES, queryLimitPlugins } from './limits.ts';
@@ -114,7 +114,7 @@ export function attachWebSockets(http: HttpServer, yoga: Yoga, policy: OriginPol
   const server = useServer(
     {
       onConnect: async (ctx) => {
-        const authorization = ctx.connectionParams?.authorization ?? ctx.extra.request.headers.authorization;
+        const authorization = connectionAuthorization(ctx.connectionParams) ?? ctx.extra.request.headers.authorization;
         const viewer = await connectionViewer(services.auth, authorization, (code, reason) => ctx.extra.socket.close(code, reason));
         credentials.set(ctx.extra.socket, authorization);
         return viewer !== undefined;

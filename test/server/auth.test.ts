@@ -86,6 +86,15 @@ test('without a valid token every transport answers UNAUTHENTICATED; /healthz an
   assert.equal(page.status, 200);
   assert.match(page.headers.get('content-type') ?? '', /text\/html/);
 
+  // graphql-ws clients that pass their headers as connectionParams are understood too.
+  for (const connectionParams of [{ Authorization: `Bearer ${admin}` }, { headers: { Authorization: `Bearer ${admin}` } }]) {
+    const client = createClient({ url: `${api.server.url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true, connectionParams });
+    try {
+      assert.ok((await collectWs(client, 'subscription { queue { queued { id } } }').next('the queue')).queue, JSON.stringify(connectionParams));
+    } finally {
+      await client.dispose();
+    }
+  }
   assert.equal((await post(query, bearer(admin))).status, 200);
   assert.ok((await api.data('{ system { version } }', {}, admin)).system.version);
 });
