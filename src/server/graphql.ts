@@ -42,6 +42,7 @@ const operationLog: Plugin<Context> = {
         log.info('graphql operation', {
           operation: operation?.name?.value ?? null,
           kind: operation?.operation,
+          owner: (args.contextValue as Context).viewer?.name,
           ms: Math.round(performance.now() - started),
           ...(errors.length ? { errors: errors.map((e) => e.extensions?.code ?? 'UNKNOWN') } : {}),
         });
