@@ -70,19 +70,33 @@ interface State {
   current: { id: string; step: number; totalSteps: number | null; etaMs: number | null; preview: string | null; startedAt: number } | null;
 }
 
+const HTTP_STATUS: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, QUOTA_EXCEEDED: 429 };
+
+/**
+ * AUTOMATIC1111's `--api-auth` clients send HTTP Basic; sdql takes the token as its password (any
+ * user name) and passes it on as the Bearer token GraphQL reads.
+ */
+function bearerOf(authorization: string | undefined): string | undefined {
+  const basic = authorization?.match(/^Basic\s+(\S+)$/i);
+  if (!basic) return authorization;
+  const decoded = Buffer.from(basic[1], 'base64').toString('utf8');
+  return `Bearer ${decoded.slice(decoded.indexOf(':') + 1)}`;
+}
+
 export function a1111Routes(services: Services, yoga: Yoga): Route[] {
   const state: State = { checkpoint: null, current: null };
 
   const graphql = async <T,>(req: IncomingMessage, query: string, variables: Record<string, unknown> = {}): Promise<T> => {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
     // The caller's credentials go with it, so that the GraphQL endpoint's rules apply alike.
-    if (req.headers.authorization) headers.authorization = req.headers.authorization;
+    const authorization = bearerOf(req.headers.authorization);
+    if (authorization) headers.authorization = authorization;
     const response = await yoga.fetch(`http://localhost${GRAPHQL_PATH}`, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
     const result = (await response.json()) as GraphQLResult;
     const error = result.errors?.[0];
     if (error) {
       const code = error.extensions?.code ?? '';
-      throw new Unprocessable('', error.message, CLIENT_CODES.has(code) ? 422 : code === 'UNAUTHENTICATED' ? 401 : code === 'FORBIDDEN' ? 403 : 500);
+      throw new Unprocessable('', error.message, CLIENT_CODES.has(code) ? 422 : (HTTP_STATUS[code] ?? 500));
     }
     return result.data as T;
   };

@@ -280,3 +280,15 @@ test('a revoked token is refused from the next request on; its generations stay,
   assert.ok(generations.edges.some((e: { node: { owner: string } }) => e.node.owner === 'bob'));
   assert.deepEqual((await api.data('{ tokens { name } }', {}, admin)).tokens.map((t: { name: string }) => t.name), ['admin', 'reader', 'alice']);
 });
+
+test("AUTOMATIC1111's REST API takes the same tokens, as Bearer or as HTTP Basic's password; without one it is 401", async () => {
+  const rest = (path: string, authorization?: string) =>
+    fetch(`${api.server.url}/sdapi/v1/${path}`, { headers: authorization ? { authorization } : {} });
+  assert.equal((await rest('sd-models')).status, 401);
+  assert.equal((await rest('sd-models', 'Bearer sdql_not-a-token')).status, 401);
+  assert.equal((await rest('sd-models', `Bearer ${admin}`)).status, 200);
+  const basic = `Basic ${Buffer.from(`anyone:${admin}`).toString('base64')}`;
+  const models = await rest('sd-models', basic);
+  assert.equal(models.status, 200);
+  assert.ok(((await models.json()) as unknown[]).length > 0);
+});
