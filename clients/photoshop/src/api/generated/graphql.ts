@@ -44,7 +44,7 @@ export type GenerateInput = {
   outpaint?: OutpaintInput | null | undefined;
   /** Send a preview image every N steps on `generationProgress` (0: none). Default 1. */
   previewEvery?: number | null | undefined;
-  /** -100–100; higher runs first, equal ones in submission order. Default 0. */
+  /** -100–100; higher runs first, equal ones in submission order. Above 0 needs the ADMIN scope (FORBIDDEN otherwise). Default 0. */
   priority?: number | null | undefined;
   /** Read as `promptSyntax` says; its `<lora:name:weight>` tags apply LoRAs, and the names of embeddings (see `embeddings`) apply them. */
   prompt: string;
