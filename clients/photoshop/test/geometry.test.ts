@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fitSize, plan, SDQL_LIMITS, toGeneration } from '../src/image/geometry.ts';
+import { FALLBACK_LIMITS, fitSize, plan, planOnlyMasked, toGeneration } from '../src/image/geometry.ts';
 import { resize } from '../src/image/resample.ts';
-import { createRgba } from '../src/image/rgba.ts';
+import { createRgba, crop } from '../src/image/rgba.ts';
 
 const native = { width: 512, height: 512 };
 
@@ -17,7 +17,7 @@ test('fitSize keeps the aspect ratio at about the native area, in multiples of 8
   // Very thin: the short side stays at the minimum, the long side within the maximum.
   assert.deepEqual(fitSize({ width: 10000, height: 10 }, { width: 1024, height: 1024 }), { width: 2048, height: 64 });
   const big = fitSize({ width: 3000, height: 3000 }, { width: 4096, height: 4096 });
-  assert.ok(big.width * big.height <= SDQL_LIMITS.maxPixels);
+  assert.ok(big.width * big.height <= FALLBACK_LIMITS.maxPixels);
 });
 
 test('no selection: txt2img over the whole document, whatever its resolution', () => {
@@ -53,8 +53,48 @@ test('a selection past the canvas edge becomes outpainting by the amounts past i
   // The init image and the outpainting add up to the generation's size, at one scale.
   assert.equal(o.left + p.initSize!.width + o.right, p.size.width);
   assert.equal(o.top + p.initSize!.height + o.bottom, p.size.height);
-  assert.ok(Math.abs(o.right / p.size.width - 100 / 300) < 0.02);
-  assert.ok(Math.abs(o.top / p.size.height - 100 / 200) < 0.02);
+  assert.ok(Math.abs(o.right / p.size.width - 100 / 300) < 0.03);
+  assert.ok(Math.abs(o.top / p.size.height - 100 / 200) < 0.03);
+  // The server takes only multiples of the VAE factor.
+  for (const side of [o.left, o.top, o.right, o.bottom]) assert.equal(side % 8, 0);
+});
+
+test('ONLY_MASKED: a small selection of a 300 ppi document goes up at full resolution, and comes back onto it pixel for pixel', () => {
+  // A4 at 300 ppi; the resolution enters nowhere.
+  const canvas = { width: 2480, height: 3508 };
+  const selection = { left: 1201, top: 1500, width: 101, height: 59 };
+  const m = planOnlyMasked({ canvas, selection, native, context: 32 });
+  // Twice the padding around the selection, so that the server's box has room to grow to the aspect.
+  assert.deepEqual(m.read, { left: 1137, top: 1436, width: 229, height: 187 });
+  assert.deepEqual(m.initSize, { width: 229, height: 187 });
+  assert.equal(m.padding, 32);
+  // The padded selection (165×123) painted at about the model's area, in multiples of 8.
+  assert.equal(m.size.width % 8, 0);
+  assert.equal(m.size.height % 8, 0);
+  assert.ok(Math.abs(m.size.width / m.size.height - 165 / 123) < 0.03);
+  assert.ok(m.size.width * m.size.height <= native.width * native.height * 1.05);
+  // The result has the init image's size: cut to the selection, the selection's top-left pixel is the first.
+  const result = createRgba(m.initSize.width, m.initSize.height);
+  result.data.set([1, 2, 3, 255], ((selection.top - m.read.top) * result.width + selection.left - m.read.left) * 4);
+  const placed = crop(resize(result, m.read.width, m.read.height), { left: selection.left - m.read.left, top: selection.top - m.read.top, width: selection.width, height: selection.height });
+  assert.deepEqual([placed.width, placed.height], [101, 59]);
+  assert.deepEqual([...placed.data.subarray(0, 4)], [1, 2, 3, 255]);
+});
+
+test('ONLY_MASKED: at the canvas edge the room is clamped; a large selection is sent reduced, its padding with it', () => {
+  const canvas = { width: 1000, height: 800 };
+  const corner = planOnlyMasked({ canvas, selection: { left: 0, top: 790, width: 40, height: 10 }, native, context: 32 });
+  assert.deepEqual(corner.read, { left: 0, top: 726, width: 104, height: 74 });
+  assert.equal(corner.padding, 32);
+
+  const large = planOnlyMasked({ canvas, selection: { left: 100, top: 100, width: 800, height: 600 }, native, context: 32, limits: { ...FALLBACK_LIMITS, maxPixels: 512 * 512 } });
+  assert.deepEqual(large.read, { left: 36, top: 36, width: 928, height: 728 });
+  const scale = large.initSize.width / large.read.width;
+  assert.ok(scale < 0.7 && scale > 0.5, `scale ${scale}`);
+  assert.ok(Math.abs(large.initSize.height / large.read.height - scale) < 0.01);
+  assert.equal(large.padding, Math.round(32 * scale));
+  // The upload is about the painted pixels, not the document's.
+  assert.ok(large.initSize.width * large.initSize.height < 1.5 * large.size.width * large.size.height);
 });
 
 test('empty selections and selections off the canvas are refused with a reason', () => {

@@ -121,11 +121,21 @@ export class SdqlApi {
     const first = body.errors?.[0];
     if (first) {
       const code = first.extensions?.code;
-      const kind = response.status === 401 || code === 'UNAUTHENTICATED' ? 'unauthorized' : 'graphql';
-      throw new ApiError(first.message, kind, code);
+      if (response.status === 401 || code === 'UNAUTHENTICATED') throw this.refused(first.message);
+      throw new ApiError(first.message, 'graphql', code);
     }
     if (!response.ok || !body.data) throw new ApiError(`${this.origin} answered HTTP ${response.status}`, 'http');
     return body.data;
+  }
+
+  /** A refused token (or none where one is needed), with what to do about it. */
+  refused(reason: string): ApiError {
+    const what = this.connection.token ? 'the server refused the token' : 'the server needs a token';
+    return new ApiError(
+      `${what} (${reason}): paste a valid one in the token field; whoever runs the server makes one with \`sdql tokens create <name> --scopes GENERATE\``,
+      'unauthorized',
+      'UNAUTHENTICATED',
+    );
   }
 
   /** Follows a subscription; returns a function that stops it. */
@@ -138,21 +148,25 @@ export class SdqlApi {
           if (first) sink.error(new ApiError(first.message, 'graphql', first.extensions?.code as string | undefined));
           else if (result.data) sink.next(result.data);
         },
-        error: (error) => sink.error(isUnauthorized(error) ? new ApiError(closeReason(error) ?? 'the token was refused', 'unauthorized') : unreachable(this.origin, error)),
+        error: (error) => sink.error(isUnauthorized(error) ? this.refused(closeReason(error) ?? 'closed the connection') : unreachable(this.origin, error)),
         complete: () => sink.complete(),
       },
     );
   }
 
-  /** Bytes of an image of the server (its `url`, relative or absolute), with the token. */
+  /**
+   * Bytes of an image of the server (its `url`, relative or absolute). Without the token: with tokens
+   * on, the server signs image URLs (`?exp=…&sig=…`) so that they work where no header can be sent,
+   * and a header would make a browser's request need a CORS preflight that image paths do not answer.
+   */
   async image(url: string): Promise<Uint8Array> {
     let response: Response;
     try {
-      response = await this.fetch(new URL(url, `${this.origin}/`).toString(), { headers: this.headers() });
+      response = await this.fetch(new URL(url, `${this.origin}/`).toString());
     } catch (error) {
       throw unreachable(this.origin, error);
     }
-    if (!response.ok) throw new ApiError(`the image ${url} could not be read: HTTP ${response.status}`, response.status === 401 ? 'unauthorized' : 'http');
+    if (!response.ok) throw new ApiError(`the image ${url} could not be read: HTTP ${response.status}${response.status === 403 ? ' (its signature expired: refresh the history)' : ''}`, 'http');
     return new Uint8Array(await response.arrayBuffer());
   }
 

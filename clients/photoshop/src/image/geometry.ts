@@ -20,16 +20,20 @@ export interface Sides {
   bottom: number;
 }
 
-/** What the server accepts (GenerateInput's description): sides 64–2048, at most 589824 (768²) pixels. */
+/** What the server accepts: its `system.limits`, with the model's VAE factor. */
 export interface Limits {
   minSide: number;
   maxSide: number;
   maxPixels: number;
   /** The VAE's scale factor: both sides are multiples of it. */
   multiple: number;
+  /** Denoising steps and images of one request (the panel's sliders). */
+  maxSteps: number;
+  maxImages: number;
 }
 
-export const SDQL_LIMITS: Limits = { minSide: 64, maxSide: 2048, maxPixels: 589824, multiple: 8 };
+/** For a server without `system.limits` (sdql before it had them): what those servers accepted. */
+export const FALLBACK_LIMITS: Limits = { minSide: 64, maxSide: 2048, maxPixels: 589824, multiple: 8, maxSteps: 150, maxImages: 16 };
 
 export interface Plan {
   /** Where the result goes in the document: the selection with its context, maybe past the canvas. */
@@ -67,7 +71,7 @@ function pad(rect: Rect, by: number): Rect {
  * selection is upscaled to what the model knows, a large one downscaled), within the limits, each
  * side a multiple of `limits.multiple`.
  */
-export function fitSize(region: Size, native: Size, limits: Limits = SDQL_LIMITS): Size {
+export function fitSize(region: Size, native: Size, limits: Limits = FALLBACK_LIMITS): Size {
   const area = Math.min(native.width * native.height, limits.maxPixels);
   let scale = Math.sqrt(area / (region.width * region.height));
   scale = Math.min(scale, limits.maxSide / region.width, limits.maxSide / region.height);
@@ -98,7 +102,7 @@ export interface PlanOptions {
 }
 
 /** Plans a generation for a selection (or the whole document), or says what is wrong with it. */
-export function plan({ canvas, selection, native, context, limits = SDQL_LIMITS }: PlanOptions): Plan {
+export function plan({ canvas, selection, native, context, limits = FALLBACK_LIMITS }: PlanOptions): Plan {
   const whole = { left: 0, top: 0, width: canvas.width, height: canvas.height };
   if (!selection) return { region: whole, read: null, size: fitSize(canvas, native, limits), outpaint: null, initSize: null };
   if (selection.width < 1 || selection.height < 1) throw new RangeError('the selection is empty: select an area, or deselect to generate the whole document');
@@ -115,13 +119,15 @@ export function plan({ canvas, selection, native, context, limits = SDQL_LIMITS 
     bottom: region.top + region.height - (read.top + read.height),
   };
   if (!past.left && !past.top && !past.right && !past.bottom) return { region, read, size, outpaint: null, initSize: size };
-  // The outpaint amounts in generation pixels; the init image takes the rest, so that the sum is `size`.
+  // The outpaint amounts in generation pixels, each a multiple of the VAE factor as the server requires;
+  // the init image takes the rest, so that the sum is `size`.
   const sx = size.width / region.width;
   const sy = size.height / region.height;
-  const left = Math.round(past.left * sx);
-  const top = Math.round(past.top * sy);
-  const initSize = { width: Math.max(1, Math.round(read.width * sx)), height: Math.max(1, Math.round(read.height * sy)) };
-  const outpaint = { left, top, right: size.width - initSize.width - left, bottom: size.height - initSize.height - top };
+  const m = limits.multiple;
+  const snap = (side: number) => (side > 0 ? Math.max(m, Math.round(side / m) * m) : 0);
+  const outpaint = { left: snap(past.left * sx), top: snap(past.top * sy), right: snap(past.right * sx), bottom: snap(past.bottom * sy) };
+  const initSize = { width: size.width - outpaint.left - outpaint.right, height: size.height - outpaint.top - outpaint.bottom };
+  if (initSize.width < m || initSize.height < m) throw new RangeError('the selection lies almost all past the canvas: select more of the image to paint from');
   return { region, read, size, outpaint, initSize };
 }
 
@@ -132,4 +138,36 @@ export function toGeneration(rect: Rect, p: Plan): Rect {
   const left = Math.round((rect.left - p.region.left) * sx);
   const top = Math.round((rect.top - p.region.top) * sy);
   return { left, top, width: Math.round((rect.left + rect.width - p.region.left) * sx) - left, height: Math.round((rect.top + rect.height - p.region.top) * sy) - top };
+}
+
+/** An inpainting request in which the server cuts out and pastes back the selection (`inpaintArea: ONLY_MASKED`). */
+export interface MaskedPlan {
+  /** The part of the canvas sent as the init image (and the mask): the selection with room around it. */
+  read: Rect;
+  /** The init image's size as sent: `read`, or smaller when the model paints the selection at fewer pixels than it has. */
+  initSize: Size;
+  /** The size the server paints the selection (with its padding) at. */
+  size: Size;
+  /** `onlyMaskedPadding`, in init-image pixels. */
+  padding: number;
+}
+
+/**
+ * Plans inpainting with `inpaintArea: ONLY_MASKED` for a selection inside the canvas. The server finds
+ * the mask's box, pads it by `padding`, grows it to the aspect of `size`, paints it at `size` and
+ * pastes it back: its result has the init image's size, so it maps onto `read` pixel for pixel
+ * (scaled by `read`/`initSize` only when the upload was reduced) at any document resolution.
+ * `read` has twice the context around the selection, so that the server's box has room to grow.
+ */
+export function planOnlyMasked({ canvas, selection, native, context, limits = FALLBACK_LIMITS }: PlanOptions & { selection: Rect }): MaskedPlan {
+  const whole = { left: 0, top: 0, width: canvas.width, height: canvas.height };
+  const painted = intersect(pad(selection, context), whole);
+  if (!painted) throw new RangeError('the selection lies outside the canvas: select an area that touches the image');
+  const size = fitSize(painted, native, limits);
+  // A small selection goes up at full resolution (the server upscales it); a large one is reduced to
+  // about the pixels the model paints, which is all the detail the result can have.
+  const scale = Math.min(1, Math.sqrt((size.width * size.height) / (painted.width * painted.height)));
+  const read = intersect(pad(selection, 2 * context), whole)!;
+  const initSize = { width: Math.max(1, Math.round(read.width * scale)), height: Math.max(1, Math.round(read.height * scale)) };
+  return { read, initSize, size, padding: Math.round(context * scale) };
 }

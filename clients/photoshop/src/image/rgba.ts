@@ -15,3 +15,13 @@ export function maskToRgba(mask: Uint8Array, width: number, height: number): Rgb
   for (let i = 0; i < mask.length; i++) out.data.set([mask[i], mask[i], mask[i], 255], i * 4);
   return out;
 }
+
+/** The pixels of `rect` (left, top, width, height in the image's pixels, inside it). */
+export function crop(image: Rgba, rect: { left: number; top: number; width: number; height: number }): Rgba {
+  const out = createRgba(rect.width, rect.height);
+  for (let y = 0; y < rect.height; y++) {
+    const start = ((rect.top + y) * image.width + rect.left) * 4;
+    out.data.set(image.data.subarray(start, start + rect.width * 4), y * rect.width * 4);
+  }
+  return out;
+}

@@ -32,3 +32,40 @@ export function valueOf(element: Element): string {
 export function setValue(element: Element, value: string | number): void {
   (element as HTMLInputElement).value = String(value);
 }
+
+export interface PickerItem {
+  value: string;
+  label: string;
+  disabled?: boolean;
+  title?: string;
+}
+
+/**
+ * A Spectrum picker: `sp-picker` with an `sp-menu slot="options"` of `sp-menu-item`s. UXP documents
+ * `selectedIndex` (on `change`) and the items' `selected`, not a `value`: the values live on the items.
+ */
+export function picker(props: Record<string, unknown>, items: PickerItem[] = []): HTMLElement {
+  const element = h('sp-picker', props, h('sp-menu', { slot: 'options' }));
+  setItems(element, items);
+  return element;
+}
+
+const menuItems = (element: Element) => Array.from(element.querySelectorAll('sp-menu > sp-menu-item'));
+
+export function setItems(element: Element, items: PickerItem[]): void {
+  const menu = element.querySelector('sp-menu')!;
+  fill(menu, ...items.map((item) => h('sp-menu-item', { value: item.value, disabled: !!item.disabled, title: item.title }, item.label)));
+}
+
+/** The value of the picked item ('' when none is). */
+export function picked(element: Element): string {
+  const index = (element as unknown as { selectedIndex: number }).selectedIndex;
+  return menuItems(element)[index]?.getAttribute('value') ?? '';
+}
+
+/** Picks the item of `value` (none when no item has it). */
+export function pick(element: Element, value: string): void {
+  const items = menuItems(element);
+  items.forEach((item) => item.toggleAttribute('selected', item.getAttribute('value') === value));
+  (element as unknown as { selectedIndex: number }).selectedIndex = items.findIndex((item) => item.getAttribute('value') === value);
+}

@@ -1,26 +1,29 @@
 // The panel: connection, model and prompt, parameters, Generate/Cancel with live previews, history.
-import { SdqlApi } from '../api/client.ts';
+import { ApiError, SdqlApi } from '../api/client.ts';
 import {
   PanelCancelDocument,
   PanelCapabilitiesDocument,
   PanelDeleteGenerationDocument,
   PanelHistoryDocument,
+  PanelLimitsDocument,
   PanelPromptTokensDocument,
   PanelServerDocument,
   type PanelGenerationFragment,
   type PanelServerQuery,
 } from '../api/generated/graphql.ts';
 import type { Host } from '../host/host.ts';
-import { fill, h, setValue, valueOf } from './dom.ts';
+import { FALLBACK_LIMITS, type Limits } from '../image/geometry.ts';
+import { fill, h, pick, picked, picker, setItems, setValue, valueOf } from './dom.ts';
 import { loadSettings, saveSettings, type Settings } from './settings.ts';
-import { describe, placeAgain, runGeneration, type ModelInfo } from './workflow.ts';
+import { describe, placeAgain, runGeneration, type Editing, type ModelInfo } from './workflow.ts';
 
 interface ServerState {
   models: PanelServerQuery['models'];
   loras: PanelServerQuery['loras'];
   embeddings: PanelServerQuery['embeddings'];
   schedulers: string[];
-  canEdit: boolean;
+  editing: Editing;
+  limits: Limits;
   version: string;
 }
 
@@ -39,24 +42,33 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
   const token = h('sp-textfield', { class: 'grow', 'data-test': 'token', type: 'password', placeholder: 'token (when the server asks for one)' });
   const status = h('div', { class: 'status', 'data-test': 'status' }, 'not connected');
   // Models, LoRAs, embeddings
-  const model = h('select', { class: 'grow', 'data-test': 'model' });
+  const model = picker({ class: 'grow', 'data-test': 'model', placeholder: 'no models' });
   const modelError = h('div', { class: 'hint', 'data-test': 'model-error' });
-  const lora = h('select', { class: 'grow', 'data-test': 'lora' });
-  const loraWeight = h('sp-textfield', { type: 'number', value: '0.8', style: 'width:56px' });
-  const embedding = h('select', { class: 'grow', 'data-test': 'embedding' });
+  const lora = picker({ class: 'grow', 'data-test': 'lora', placeholder: 'LoRA' });
+  const loraWeight = h('sp-slider', { min: 0, max: 200, value: 80, 'value-label': '%', 'data-test': 'lora-weight' }, h('sp-label', { slot: 'label' }, 'Weight'));
+  const embedding = picker({ class: 'grow', 'data-test': 'embedding', placeholder: 'embedding' });
   // Prompt
-  const prompt = h('sp-textfield', { multiline: true, 'data-test': 'prompt', placeholder: 'what to paint' });
-  const negative = h('sp-textfield', { multiline: true, 'data-test': 'negative', placeholder: 'negative prompt' });
+  const prompt = h('sp-textarea', { 'data-test': 'prompt', placeholder: 'what to paint' });
+  const negative = h('sp-textarea', { 'data-test': 'negative', placeholder: 'negative prompt' });
   const tokens = h('div', { class: 'hint', 'data-test': 'tokens' });
-  // Parameters
-  const steps = h('sp-textfield', { type: 'number', 'data-test': 'steps', style: 'width:56px' });
+  // Parameters (the sliders' ranges follow the server's limits once connected)
+  const steps = h('sp-slider', { class: 'grow', min: 1, max: 150, 'data-test': 'steps' }, h('sp-label', { slot: 'label' }, 'Steps'));
+  const batch = h('sp-slider', { class: 'grow', min: 1, max: 16, 'data-test': 'batch' }, h('sp-label', { slot: 'label' }, 'Batch'));
+  const strength = h('sp-slider', { class: 'grow', min: 1, max: 100, 'value-label': '%', 'data-test': 'strength' }, h('sp-label', { slot: 'label' }, 'Strength (img2img)'));
+  // UXP's slider has no documented step: CFG (in halves) is a number field.
   const cfg = h('sp-textfield', { type: 'number', 'data-test': 'cfg', style: 'width:56px' });
-  const scheduler = h('select', { 'data-test': 'scheduler' });
-  const seedMode = h('select', { 'data-test': 'seed-mode' }, h('option', { value: 'random' }, 'random seed'), h('option', { value: 'fixed' }, 'fixed seed'), h('option', { value: 'last' }, 'last seed'));
+  const scheduler = picker({ class: 'grow', 'data-test': 'scheduler', placeholder: 'scheduler' });
+  const seedMode = picker({ 'data-test': 'seed-mode' }, [
+    { value: 'random', label: 'random seed' },
+    { value: 'fixed', label: 'fixed seed' },
+    { value: 'last', label: 'last seed' },
+  ]);
   const seed = h('sp-textfield', { type: 'number', 'data-test': 'seed', style: 'width:96px' });
-  const batch = h('sp-textfield', { type: 'number', 'data-test': 'batch', style: 'width:48px' });
-  const strength = h('sp-textfield', { type: 'number', 'data-test': 'strength', style: 'width:56px' });
-  const selectionMode = h('select', { 'data-test': 'selection-mode' }, h('option', { value: 'inpaint' }, 'repaint the selection (inpaint)'), h('option', { value: 'img2img' }, 'redraw the selection (img2img)'));
+  const selectionMode = picker({ class: 'grow', 'data-test': 'selection-mode' }, [
+    { value: 'inpaint', label: 'repaint the selection (inpaint)' },
+    { value: 'img2img', label: 'redraw the selection (img2img)' },
+  ]);
+  const previews = h('sp-checkbox', { 'data-test': 'previews' }, 'live previews');
   const modeHint = h('div', { class: 'hint', 'data-test': 'mode' });
   // Run
   const generate = h('sp-button', { variant: 'cta', 'data-test': 'generate' }, 'Generate');
@@ -65,7 +77,7 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
   const runStatus = h('div', { class: 'message', 'data-test': 'run-status' });
   const preview = h('img', { class: 'preview', 'data-test': 'preview', alt: '' });
   // History
-  const search = h('sp-textfield', { class: 'grow', 'data-test': 'history-search', placeholder: 'search the history' });
+  const search = h('sp-textfield', { class: 'grow', type: 'search', 'data-test': 'history-search', placeholder: 'search the history' });
   const history = h('div', { class: 'history', 'data-test': 'history' });
 
   setValue(url, settings.url);
@@ -76,9 +88,13 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
   setValue(cfg, settings.guidanceScale);
   setValue(seed, settings.seed);
   setValue(batch, settings.numImages);
-  setValue(strength, settings.strength);
-  seedMode.value = settings.seedMode;
-  selectionMode.value = settings.selectionMode;
+  setValue(strength, Math.round(settings.strength * 100));
+  (previews as HTMLInputElement).checked = settings.previews;
+  pick(seedMode, settings.seedMode);
+  pick(selectionMode, settings.selectionMode);
+  // UXP cannot read a password field's value on macOS (a documented bug): it is a text field while focused.
+  token.addEventListener('focus', () => token.setAttribute('type', 'text'));
+  token.addEventListener('blur', () => token.setAttribute('type', 'password'));
 
   const setStatus = (text: string, kind: 'ok' | 'error' | '' = '') => {
     status.textContent = text;
@@ -93,21 +109,22 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
   const readFields = () => {
     settings.url = valueOf(url).trim() || 'http://127.0.0.1:4000';
     settings.token = valueOf(token).trim();
-    settings.modelId = model.value;
+    settings.modelId = picked(model) || settings.modelId;
     settings.prompt = valueOf(prompt);
     settings.negativePrompt = valueOf(negative);
     settings.steps = Number(valueOf(steps)) || 25;
     settings.guidanceScale = Number(valueOf(cfg)) || 7.5;
-    settings.scheduler = scheduler.value || settings.scheduler;
-    settings.seedMode = seedMode.value as Settings['seedMode'];
+    settings.scheduler = picked(scheduler) || settings.scheduler;
+    settings.seedMode = (picked(seedMode) || settings.seedMode) as Settings['seedMode'];
     settings.seed = Math.max(0, Math.floor(Number(valueOf(seed)) || 0));
-    settings.numImages = Math.min(16, Math.max(1, Math.floor(Number(valueOf(batch)) || 1)));
-    settings.strength = Number(valueOf(strength)) || 0.75;
-    settings.selectionMode = selectionMode.value as Settings['selectionMode'];
+    settings.numImages = Math.max(1, Math.floor(Number(valueOf(batch)) || 1));
+    settings.strength = Number(valueOf(strength)) / 100 || 0.75;
+    settings.selectionMode = (picked(selectionMode) || settings.selectionMode) as Settings['selectionMode'];
+    settings.previews = (previews as HTMLInputElement).checked;
     save();
   };
 
-  const selectedModel = (): ModelInfo | null => server?.models.find((m) => m.id === model.value && m.supported) ?? null;
+  const selectedModel = (): ModelInfo | null => server?.models.find((m) => m.id === picked(model) && m.supported) ?? null;
 
   async function connect() {
     clearTimeout(retry);
@@ -137,14 +154,17 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
   async function load(current: SdqlApi) {
     try {
       const [info, capabilities] = await Promise.all([current.request(PanelServerDocument, {}), current.request(PanelCapabilitiesDocument, {})]);
-      if (api !== current) return;
       const fields = new Set(capabilities.generateInput?.inputFields?.map((f) => f.name));
+      // A server that does not state its limits gets the ones sdql had before it did.
+      const stated = capabilities.system?.fields?.some((f) => f.name === 'limits') ? (await current.request(PanelLimitsDocument, {})).system.limits : null;
+      if (api !== current) return;
       server = {
         models: info.models,
         loras: info.loras,
         embeddings: info.embeddings,
         schedulers: capabilities.schedulers?.enumValues?.map((v) => v.name) ?? [],
-        canEdit: fields.has('mask') && fields.has('outpaint'),
+        editing: { onlyMasked: ['mask', 'inpaintArea', 'onlyMaskedPadding'].every((f) => fields.has(f)), outpaint: fields.has('outpaint') },
+        limits: stated ? { ...FALLBACK_LIMITS, ...stated } : FALLBACK_LIMITS,
         version: info.system.version,
       };
       setStatus(`connected to ${settings.url} · sdql ${server.version}`, 'ok');
@@ -156,23 +176,24 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
       server = null;
       setStatus(describe(error), 'error');
       // Retry until the server answers; a refused token waits for the user.
-      if (!/token/.test(describe(error))) schedule();
+      if (!(error instanceof ApiError && error.kind === 'unauthorized')) schedule();
     }
   }
 
   function renderServer() {
     if (!server) return;
     const supported = server.models.filter((m) => m.supported);
-    fill(
-      model,
-      ...server.models.map((m) => h('option', { value: m.id, disabled: !m.supported, title: m.error ?? '', class: m.supported ? '' : 'unsupported' }, m.supported ? m.name : `${m.name} — ${m.error ?? 'unsupported'}`)),
-    );
-    model.value = supported.some((m) => m.id === settings.modelId) ? settings.modelId : (supported[0]?.id ?? '');
+    setItems(model, server.models.map((m) => ({ value: m.id, disabled: !m.supported, title: m.error ?? '', label: m.supported ? m.name : `${m.name} — ${m.error ?? 'unsupported'}` })));
+    pick(model, supported.some((m) => m.id === settings.modelId) ? settings.modelId : (supported[0]?.id ?? ''));
     modelError.textContent = supported.length ? '' : `no usable model on the server: put one in its models folder (${server.models.length} found, none supported)`;
-    fill(lora, h('option', { value: '' }, server.loras.length ? 'add a LoRA…' : 'no LoRAs'), ...server.loras.map((l) => h('option', { value: l.tagName, disabled: !!l.error, title: l.error ?? l.triggerWords.join(', ') }, l.name)));
-    fill(embedding, h('option', { value: '' }, server.embeddings.length ? 'add an embedding…' : 'no embeddings'), ...server.embeddings.map((e) => h('option', { value: e.name, disabled: !!e.error }, e.name)));
-    fill(scheduler, ...server.schedulers.map((s) => h('option', { value: s }, s)));
-    scheduler.value = server.schedulers.includes(settings.scheduler) ? settings.scheduler : (server.schedulers[0] ?? '');
+    setItems(lora, server.loras.map((l) => ({ value: l.tagName, disabled: !!l.error, title: l.error ?? l.triggerWords.join(', '), label: l.name })));
+    setItems(embedding, server.embeddings.map((e) => ({ value: e.name, disabled: !!e.error, title: e.error ?? '', label: e.name })));
+    setItems(scheduler, server.schedulers.map((s) => ({ value: s, label: s })));
+    pick(scheduler, server.schedulers.includes(settings.scheduler) ? settings.scheduler : (server.schedulers[0] ?? ''));
+    steps.setAttribute('max', String(server.limits.maxSteps));
+    batch.setAttribute('max', String(server.limits.maxImages));
+    setValue(steps, Math.min(settings.steps, server.limits.maxSteps));
+    setValue(batch, Math.min(settings.numImages, server.limits.maxImages));
     void countTokens();
   }
 
@@ -204,7 +225,7 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
         ? `txt2img: the whole document (${document.width}×${document.height} px)`
         : past
           ? `outpaint: the selection reaches past the canvas (${b.width}×${b.height} px)`
-          : `${selectionMode.value}: the selection (${b.width}×${b.height} px at ${b.left}, ${b.top})`;
+          : `${picked(selectionMode)}: the selection (${b.width}×${b.height} px at ${b.left}, ${b.top})`;
     } catch (error) {
       modeHint.textContent = describe(error);
     }
@@ -224,7 +245,7 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
     setRun('reading the document…');
     try {
       const { generation } = await runGeneration(
-        { api, host, settings, model: m, canEdit: server.canEdit, lastSeed },
+        { api, host, settings, model: m, editing: server.editing, limits: server.limits, lastSeed },
         {
           submitted: (g, mode) => setRun(`${mode}: submitted ${g.width}×${g.height}${g.queuePosition ? `, queue position ${g.queuePosition}` : ''}`),
           progress: (event, position) => {
@@ -292,10 +313,10 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
     setValue(cfg, g.guidanceScale);
     setValue(seed, g.seed);
     setValue(batch, g.numImages);
-    if (g.strength !== null) setValue(strength, g.strength);
-    seedMode.value = 'fixed';
-    if (server?.models.some((m) => m.id === g.modelId)) model.value = g.modelId;
-    scheduler.value = g.scheduler;
+    if (g.strength !== null) setValue(strength, Math.round(g.strength * 100));
+    pick(seedMode, 'fixed');
+    if (server?.models.some((m) => m.id === g.modelId)) pick(model, g.modelId);
+    pick(scheduler, g.scheduler);
     readFields();
     void countTokens();
   }
@@ -318,8 +339,7 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
       void countTokens();
     }, 300);
   });
-  for (const field of [negative, steps, cfg, seed, batch, strength]) field.addEventListener('change', readFields);
-  for (const field of [scheduler, seedMode]) field.addEventListener('change', readFields);
+  for (const field of [negative, steps, cfg, seed, batch, strength, previews, scheduler, seedMode]) field.addEventListener('change', readFields);
   model.addEventListener('change', () => {
     readFields();
     void countTokens();
@@ -328,15 +348,13 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
     readFields();
     void updateMode();
   });
-  lora.addEventListener('change', () => {
-    const chosen = server?.loras.find((l) => l.tagName === lora.value);
-    if (chosen) insert([`<lora:${chosen.tagName}:${Number(valueOf(loraWeight)) || 1}>`, ...chosen.triggerWords.slice(0, 3)].join(', '));
-    lora.value = '';
-  });
-  embedding.addEventListener('change', () => {
-    if (embedding.value) insert(embedding.value);
-    embedding.value = '';
-  });
+  const addLora = () => {
+    const chosen = server?.loras.find((l) => l.tagName === picked(lora));
+    if (chosen) insert([`<lora:${chosen.tagName}:${Number(valueOf(loraWeight)) / 100}>`, ...chosen.triggerWords.slice(0, 3)].join(', '));
+  };
+  const addEmbedding = () => {
+    if (picked(embedding)) insert(picked(embedding));
+  };
   search.addEventListener('change', () => void refreshHistory());
   // The document, its selection and the mode change outside the panel: look again when the pointer comes back.
   root.addEventListener('mouseenter', () => void updateMode());
@@ -345,9 +363,9 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
   fill(
     root,
     h('div', { class: 'section' }, row(url, h('sp-button', { variant: 'secondary', 'data-test': 'connect', on: { click: () => void connect() } }, 'Connect')), row(token), status),
-    h('div', { class: 'section' }, row('Model', model), modelError, row(lora, loraWeight), row(embedding)),
+    h('div', { class: 'section' }, row(h('span', {}, 'Model'), model), modelError, row(lora, loraWeight, h('sp-button', { variant: 'secondary', 'data-test': 'add-lora', on: { click: addLora } }, 'Add')), row(embedding, h('sp-button', { variant: 'secondary', on: { click: addEmbedding } }, 'Add'))),
     h('div', { class: 'section' }, prompt, tokens, negative),
-    h('div', { class: 'section' }, row('Steps', steps, 'CFG', cfg, 'Batch', batch), row(scheduler), row(seedMode, seed), row('Strength', strength), row(selectionMode), modeHint),
+    h('div', { class: 'section' }, row(steps, batch), row(scheduler, h('span', {}, 'CFG'), cfg), row(seedMode, seed), row(strength), row(selectionMode), row(previews), modeHint),
     h('div', { class: 'section' }, row(generate, cancel, bar), runStatus, preview),
     h('div', { class: 'section' }, row(search, h('sp-button', { variant: 'secondary', on: { click: () => void refreshHistory() } }, 'Refresh')), history),
   );

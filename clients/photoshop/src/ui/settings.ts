@@ -15,8 +15,10 @@ export interface Settings {
   strength: number;
   /** With a selection: repaint it (inpainting, the selection as the mask) or redraw it (img2img). */
   selectionMode: 'inpaint' | 'img2img';
-  /** Pixels of the document around the selection that the model sees. */
+  /** Pixels of the document around the selection that the model sees (`onlyMaskedPadding`). */
   context: number;
+  /** Live previews while it runs (`previewEvery` 1, or 0). */
+  previews: boolean;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -34,6 +36,7 @@ export const DEFAULT_SETTINGS: Settings = {
   strength: 0.75,
   selectionMode: 'inpaint',
   context: 32,
+  previews: true,
 };
 
 const KEY = 'sdql.settings';

@@ -13,10 +13,10 @@ import {
   type PanelProgressSubscription,
 } from '../api/generated/graphql.ts';
 import { HostError, unsupportedReason, type Host, type PlacedLayer, type SelectionMask } from '../host/host.ts';
-import { plan, type Plan, type Rect } from '../image/geometry.ts';
+import { plan, planOnlyMasked, type Limits, type Plan, type Rect } from '../image/geometry.ts';
 import { pngToRgba, rgbaToPng } from '../image/png.ts';
 import { resize } from '../image/resample.ts';
-import { maskToRgba, type Rgba } from '../image/rgba.ts';
+import { crop, maskToRgba, type Rgba } from '../image/rgba.ts';
 import type { Settings } from './settings.ts';
 
 export interface ModelInfo {
@@ -26,6 +26,15 @@ export interface ModelInfo {
   canInpaint: boolean;
   nativeWidth: number | null;
   nativeHeight: number | null;
+  vaeScaleFactor: number | null;
+}
+
+/** The editing fields of the server's `GenerateInput` (introspected: older servers lack them). */
+export interface Editing {
+  /** `mask`, `inpaintArea` and `onlyMaskedPadding`: the server cuts the selection out and pastes it back. */
+  onlyMasked: boolean;
+  /** `outpaint`: a selection past the canvas edge. */
+  outpaint: boolean;
 }
 
 export type Progress = PanelProgressSubscription['generationProgress'];
@@ -41,8 +50,9 @@ export interface RunOptions {
   host: Host;
   settings: Settings;
   model: ModelInfo;
-  /** Whether the server has the editing fields (`mask`, `outpaint`). */
-  canEdit: boolean;
+  editing: Editing;
+  /** The server's `system.limits` (or the fallback); the model's `vaeScaleFactor` replaces `multiple`. */
+  limits: Limits;
   /** The last generation's seed, for "reuse last". */
   lastSeed: number | null;
 }
@@ -54,7 +64,6 @@ export interface RunResult {
 
 /** What the user sees for an error: the server's or host's own message, anything else as it is. */
 export function describe(error: unknown): string {
-  if (error instanceof ApiError && error.kind === 'unauthorized') return `the server refused the token: ${error.message} (set the token in Connection)`;
   if (error instanceof ApiError || error instanceof HostError || error instanceof RangeError) return error.message;
   return `unexpected error: ${error instanceof Error ? error.message : String(error)}`;
 }
@@ -84,7 +93,9 @@ export async function runGeneration(options: RunOptions, callbacks: RunCallbacks
   if (unsupported) throw new HostError(unsupported);
   const selection = await host.selection(document.id);
   const native = { width: model.nativeWidth ?? 512, height: model.nativeHeight ?? 512 };
-  const p: Plan = plan({ canvas: document, selection: selection?.bounds ?? null, native, context: settings.context });
+  const limits = { ...options.limits, multiple: model.vaeScaleFactor ?? options.limits.multiple };
+  const planned = { canvas: document, native, context: settings.context, limits };
+  const p: Plan = plan({ ...planned, selection: selection?.bounds ?? null });
 
   const input: GenerateInput = {
     modelId: model.id,
@@ -94,39 +105,42 @@ export async function runGeneration(options: RunOptions, callbacks: RunCallbacks
     guidanceScale: settings.guidanceScale,
     scheduler: settings.scheduler as GenerateInput['scheduler'],
     numImages: settings.numImages,
+    previewEvery: settings.previews ? 1 : 0,
     seed: settings.seedMode === 'fixed' ? settings.seed : settings.seedMode === 'last' && options.lastSeed !== null ? options.lastSeed : undefined,
   };
   const files: Record<string, Blob> = {};
+  const attach = (field: 'initImage' | 'mask', image: Rgba) => {
+    files[`input.${field}.file`] = png(image);
+    input[field] = { file: null as unknown as Blob };
+  };
   let mode = 'txt2img';
-  // Without the editing fields, the selection shows through a layer mask instead.
-  let layerMask = selection !== null;
+  // Where the server's images lie in the document: each is scaled to it, then cut to the selection.
+  let covers: Rect = p.region;
   if (!p.read) {
     Object.assign(input, p.size);
   } else {
     if (!model.canImg2img) throw new HostError(`${model.name} has no VAE encoder, so it cannot start from the document's pixels: deselect to generate from nothing, or pick another model`);
-    const pixels = await host.read(document.id, p.read);
-    files['input.initImage.file'] = png(resize(pixels, p.initSize!.width, p.initSize!.height));
-    input.initImage = { file: null as unknown as Blob };
-    const editing = options.canEdit && model.canInpaint;
     if (p.outpaint) {
-      if (!editing) throw new HostError('the selection reaches past the canvas, which needs outpainting: pick a model that can inpaint (and a server with `outpaint`), or select inside the canvas');
+      if (!options.editing.outpaint || !model.canInpaint) throw new HostError('the selection reaches past the canvas, which needs outpainting: pick a model that can inpaint (and a server with `outpaint`), or select inside the canvas');
       mode = 'outpaint';
+      attach('initImage', resize(await host.read(document.id, p.read), p.initSize!.width, p.initSize!.height));
       input.outpaint = p.outpaint;
-      if (settings.selectionMode === 'inpaint') {
-        files['input.mask.file'] = png(resize(maskToRgba(maskOver(selection!, p.read), p.read.width, p.read.height), p.initSize!.width, p.initSize!.height));
-        input.mask = { file: null as unknown as Blob };
-      }
-    } else if (settings.selectionMode === 'inpaint' && editing) {
+      if (settings.selectionMode === 'inpaint') attach('mask', resize(maskToRgba(maskOver(selection!, p.read), p.read.width, p.read.height), p.initSize!.width, p.initSize!.height));
+    } else if (settings.selectionMode === 'inpaint' && options.editing.onlyMasked && model.canInpaint) {
+      // The server cuts the selection out with its padding, paints it at the model's size and pastes it back.
       mode = 'inpaint';
-      files['input.mask.file'] = png(resize(maskToRgba(maskOver(selection!, p.region), p.region.width, p.region.height), p.size.width, p.size.height));
-      input.mask = { file: null as unknown as Blob };
-      Object.assign(input, p.size);
+      const m = planOnlyMasked({ ...planned, selection: selection!.bounds });
+      attach('initImage', resize(await host.read(document.id, m.read), m.initSize.width, m.initSize.height));
+      attach('mask', resize(maskToRgba(maskOver(selection!, m.read), m.read.width, m.read.height), m.initSize.width, m.initSize.height));
+      Object.assign(input, m.size, { inpaintArea: 'ONLY_MASKED', onlyMaskedPadding: m.padding });
+      covers = m.read;
     } else {
+      // Without the editing fields (or when asked to redraw), img2img of the selection with context; the layer mask does the rest.
       mode = 'img2img';
+      attach('initImage', resize(await host.read(document.id, p.read), p.size.width, p.size.height));
       input.strength = settings.strength;
       Object.assign(input, p.size);
     }
-    layerMask = true;
   }
 
   const { generate } = await api.request(PanelGenerateDocument, { input }, files);
@@ -139,10 +153,15 @@ export async function runGeneration(options: RunOptions, callbacks: RunCallbacks
 
   const generation = (await api.request(PanelGenerationDocument, { id: generate.id })).generation!;
   const layers: PlacedLayer[] = [];
-  const mask = selection && layerMask ? { bounds: p.region, mask: maskOver(selection, p.region) } : undefined;
   for (const image of generation.images) {
-    const rgba = pngToRgba(await api.image(image.url));
-    layers.push({ name: layerName(generation.prompt, image.seed), image: resize(rgba, p.region.width, p.region.height), bounds: p.region, mask });
+    const whole = resize(pngToRgba(await api.image(image.url)), covers.width, covers.height);
+    const name = layerName(generation.prompt, image.seed);
+    if (!selection) layers.push({ name, image: whole, bounds: covers });
+    else {
+      // Exactly the selection's bounds, under a layer mask of the selection.
+      const s = selection.bounds;
+      layers.push({ name, image: crop(whole, { left: s.left - covers.left, top: s.top - covers.top, width: s.width, height: s.height }), bounds: s, mask: selection });
+    }
   }
   await host.place(document.id, layers, layers.length > 1 ? generation.prompt.slice(0, 60) : undefined);
   return { generation, documentId: document.id };

@@ -246,7 +246,7 @@ export type PanelServerQuery = { system: { version: string }, models: Array<{ id
 export type PanelCapabilitiesQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type PanelCapabilitiesQuery = { generateInput: { inputFields: Array<{ name: string }> | null } | null, schedulers: { enumValues: Array<{ name: string, description: string | null }> | null } | null };
+export type PanelCapabilitiesQuery = { generateInput: { inputFields: Array<{ name: string }> | null } | null, system: { fields: Array<{ name: string }> | null } | null, schedulers: { enumValues: Array<{ name: string, description: string | null }> | null } | null };
 
 export type PanelPromptTokensQueryVariables = Exact<{
   modelId: string;
@@ -256,6 +256,11 @@ export type PanelPromptTokensQueryVariables = Exact<{
 
 
 export type PanelPromptTokensQuery = { promptTokens: { tokenCount: number, chunkCount: number, maxLength: number } };
+
+export type PanelLimitsQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type PanelLimitsQuery = { system: { limits: { minSide: number, maxSide: number, maxPixels: number, maxSteps: number, maxImages: number } } };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String
@@ -480,6 +485,11 @@ export const PanelCapabilitiesDocument = new TypedDocumentString(`
       name
     }
   }
+  system: __type(name: "System") {
+    fields {
+      name
+    }
+  }
   schedulers: __type(name: "Scheduler") {
     enumValues {
       name
@@ -497,3 +507,16 @@ export const PanelPromptTokensDocument = new TypedDocumentString(`
   }
 }
     `) as unknown as TypedDocumentString<PanelPromptTokensQuery, PanelPromptTokensQueryVariables>;
+export const PanelLimitsDocument = new TypedDocumentString(`
+    query PanelLimits {
+  system {
+    limits {
+      minSide
+      maxSide
+      maxPixels
+      maxSteps
+      maxImages
+    }
+  }
+}
+    `) as unknown as TypedDocumentString<PanelLimitsQuery, PanelLimitsQueryVariables>;
