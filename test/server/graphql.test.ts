@@ -8,6 +8,7 @@ import { GraphQLError } from 'graphql';
 import { createApp, type App } from '../../src/app/index.ts';
 import { loadConfig } from '../../src/config.ts';
 import { DiffusionError } from '../../src/diffusion/errors.ts';
+import { LIMITS } from '../../src/diffusion/index.ts';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
 import { maskError } from '../../src/graphql/errors.ts';
 import { printSortedSchema, SCHEMA_FILE } from '../../src/graphql/print-schema.ts';
@@ -113,6 +114,12 @@ test('system tells the version and the database', async () => {
     modelsDir: services.config.modelsDir,
     lorasDir: services.config.lorasDir,
   });
+});
+
+test('system.limits states the limits the engine enforces', async () => {
+  const fields = Object.keys(LIMITS).filter((key) => !['maxSeed', 'maxGuidanceScale', 'maxClipSkip'].includes(key));
+  const { data } = await graphql(`{ system { limits { ${fields.join(' ')} } } }`);
+  assert.deepEqual((data as { system: { limits: unknown } }).system.limits, Object.fromEntries(fields.map((key) => [key, LIMITS[key as keyof typeof LIMITS]])));
 });
 
 test('an unexpected error is masked for the client and logged in full', async () => {
