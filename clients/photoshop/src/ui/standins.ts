@@ -34,15 +34,8 @@ abstract class Widget<C extends HTMLElement> extends HTMLElement {
   protected attribute(_name: string, _value: string | null): void {}
 }
 
-class SpTextfield extends Widget<HTMLInputElement> {
-  constructor() {
-    super(document.createElement('input'));
-    this.control.type = 'text';
-  }
-  protected override attribute(name: string, value: string | null) {
-    if (name === 'type') this.control.type = value === 'number' || value === 'password' || value === 'search' ? value : 'text';
-    else if (name === 'value') this.control.value = value ?? '';
-  }
+/** A text widget's `value` is its control's. */
+abstract class TextWidget<C extends HTMLInputElement | HTMLTextAreaElement> extends Widget<C> {
   get value() {
     return this.control.value;
   }
@@ -51,17 +44,22 @@ class SpTextfield extends Widget<HTMLInputElement> {
   }
 }
 
-class SpTextarea extends Widget<HTMLTextAreaElement> {
+class SpTextfield extends TextWidget<HTMLInputElement> {
+  constructor() {
+    super(document.createElement('input'));
+    this.control.type = 'text';
+  }
+  protected override attribute(name: string, value: string | null) {
+    if (name === 'type') this.control.type = value === 'number' || value === 'password' || value === 'search' ? value : 'text';
+    else if (name === 'value') this.control.value = value ?? '';
+  }
+}
+
+class SpTextarea extends TextWidget<HTMLTextAreaElement> {
   constructor() {
     super(document.createElement('textarea'));
     this.control.rows = 3;
     this.shadowRoot!.querySelector('style')!.textContent += ':host{display:flex}';
-  }
-  get value() {
-    return this.control.value;
-  }
-  set value(value: string) {
-    this.control.value = String(value);
   }
 }
 
