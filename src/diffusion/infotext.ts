@@ -19,6 +19,7 @@ export const A1111_SAMPLERS: Record<SchedulerName, string> = {
   DPMPP_2M_KARRAS: 'DPM++ 2M',
   DPMPP_2M_SDE: 'DPM++ 2M SDE',
   UNIPC: 'UniPC',
+  LCM: 'LCM',
 };
 
 /**
@@ -79,6 +80,8 @@ const RAMP_CONFIGURABLE: readonly SchedulerName[] = ['EULER', 'HEUN', 'LMS', 'DP
  */
 export function a1111ScheduleType(scheduler: SchedulerName, schedulerConfig: Record<string, unknown> = {}, scheduleType: ScheduleType = 'DEFAULT'): string | undefined {
   if (A1111_SAMPLER_SCHEDULES[A1111_SAMPLERS[scheduler]] === null) return undefined;
+  // LCM's timesteps, evenly spaced from the top of its distillation schedule down, are nearest SGM Uniform's.
+  if (scheduler === 'LCM') return 'SGM Uniform';
   const configured = RAMP_CONFIGURABLE.includes(scheduler);
   if (scheduleType === 'KARRAS' || scheduler === 'DPMPP_2M_KARRAS' || (scheduleType === 'DEFAULT' && configured && schedulerConfig.use_karras_sigmas === true)) return 'Karras';
   if (scheduleType === 'EXPONENTIAL' || (scheduleType === 'DEFAULT' && configured && schedulerConfig.use_exponential_sigmas === true)) return 'Exponential';
@@ -266,6 +269,8 @@ const OURS: Record<string, Ours> = {
   DDIM: [[null, 'DDIM', 'DEFAULT']],
   PLMS: [[null, 'PNDM', 'DEFAULT']],
   UniPC: [[null, 'UNIPC', 'DEFAULT']],
+  // LCMScheduler's timesteps are its own, whatever the schedule type.
+  LCM: [[null, 'LCM', 'DEFAULT']],
   // DPM++ 2M Karras keeps its own name, which requests have always used.
   'DPM++ 2M': [
     [['Karras'], 'DPMPP_2M_KARRAS', 'KARRAS'],

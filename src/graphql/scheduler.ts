@@ -18,6 +18,10 @@ export const Scheduler = builder.enumType('Scheduler', {
       description: 'DPMSolverMultistepScheduler with algorithm_type "sde-dpmsolver++": draws noise at every step, from each image\'s generator in diffusers\' order (AUTOMATIC1111: DPM++ 2M SDE, whose noise differs).',
     },
     UNIPC: { description: 'UniPCMultistepScheduler (AUTOMATIC1111: UniPC).' },
+    LCM: {
+      description:
+        "LCMScheduler of diffusers v0.40.0, for latent-consistency models and LCM-LoRAs (2–8 steps, guidanceScale 1–2): its steps are taken from the model's `original_inference_steps` schedule, and every step but the last draws noise (AUTOMATIC1111: LCM).",
+    },
   } satisfies Record<SchedulerName, { description: string }>,
 });
 

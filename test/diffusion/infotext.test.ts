@@ -256,6 +256,7 @@ const EXPECTED: Record<SchedulerName, [string, Record<string, string | null>]> =
   DPMPP_2M: ['DPM++ 2M', { linspace: 'SGM Uniform', leading: 'SGM Uniform', trailing: 'SGM Uniform' }],
   DPMPP_2M_KARRAS: ['DPM++ 2M', { linspace: 'Karras', leading: 'Karras', trailing: 'Karras' }],
   DPMPP_2M_SDE: ['DPM++ 2M SDE', { linspace: 'SGM Uniform', leading: 'SGM Uniform', trailing: 'SGM Uniform' }],
+  LCM: ['LCM', { linspace: 'SGM Uniform', leading: 'SGM Uniform', trailing: 'SGM Uniform' }],
 };
 // Noise levels compared for the samplers whose timesteps are their steps (Heun's second calls left
 // out); DPM2's interleave midpoints, and AUTOMATIC1111's DPM2 drops its penultimate sigma. The step

@@ -181,6 +181,8 @@ export type Scheduler =
   | 'EULER_A'
   /** HeunDiscreteScheduler: two UNet calls per step (AUTOMATIC1111: Heun). */
   | 'HEUN'
+  /** LCMScheduler of diffusers v0.40.0, for latent-consistency models and LCM-LoRAs (2–8 steps, guidanceScale 1–2): its steps are taken from the model's `original_inference_steps` schedule, and every step but the last draws noise (AUTOMATIC1111: LCM). */
+  | 'LCM'
   /** LMSDiscreteScheduler (AUTOMATIC1111: LMS). */
   | 'LMS'
   /** PNDMScheduler without PRK steps (AUTOMATIC1111: PLMS). */

@@ -6,6 +6,7 @@ import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.ts';
 import { EulerDiscreteScheduler } from './euler-discrete.ts';
 import { HeunDiscreteScheduler } from './heun-discrete.ts';
 import { KDPM2DiscreteScheduler } from './k-dpm-2-discrete.ts';
+import { LCMScheduler } from './lcm.ts';
 import { LMSDiscreteScheduler } from './lms-discrete.ts';
 import { PNDMScheduler } from './pndm.ts';
 import type { Scheduler } from './scheduler.ts';
@@ -50,6 +51,7 @@ const SCHEDULERS = {
   DPMPP_2M_KARRAS: (config: Config) => new DPMSolverMultistepScheduler({ ...config, ...SCHEDULE_CONFIG.KARRAS }),
   DPMPP_2M_SDE: (config: Config) => new DPMSolverMultistepScheduler({ ...config, algorithm_type: 'sde-dpmsolver++' }),
   UNIPC: (config: Config) => new UniPCMultistepScheduler(config),
+  LCM: (config: Config) => new LCMScheduler(config),
 } satisfies Record<string, (config: Config, options: SchedulerOptions) => Scheduler>;
 
 export type SchedulerName = keyof typeof SCHEDULERS;
@@ -75,6 +77,7 @@ export const SCHEDULE_TYPES_OF: Record<SchedulerName, readonly ScheduleType[]> =
   DPMPP_2M_KARRAS: ['KARRAS'],
   DPMPP_2M_SDE: ['KARRAS', 'EXPONENTIAL'],
   UNIPC: ['KARRAS', 'EXPONENTIAL'],
+  LCM: [],
 };
 
 /** A scheduler configured from the model's scheduler_config.json (the pipeline calls setTimesteps). */
