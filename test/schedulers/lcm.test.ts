@@ -55,7 +55,7 @@ describe('LCMScheduler timesteps', () => {
     assert.ok(scheduler instanceof LCMScheduler);
     assert.equal(scheduler.initNoiseSigma, 1);
     assert.equal(scheduler.order, 1);
-    assert.equal(scheduler.scaleModelInput(x0, 999), x0);
+    assert.equal(scheduler.scaleModelInput(x0), x0);
   });
 });
 
@@ -95,7 +95,7 @@ describe('LCMScheduler step', () => {
     scheduler.setTimesteps(2);
     const calls: number[] = [];
     const run = countingNoise();
-    let before = new Float32Array();
+    let before: Float32Array = new Float32Array();
     denoise(scheduler, vpSample(cumprod[999]), (input, t, call) => {
       calls.push(t);
       before = input;
