@@ -96,7 +96,7 @@ describe('LCMScheduler step', () => {
     const calls: number[] = [];
     const run = countingNoise();
     let before: Float32Array = new Float32Array();
-    denoise(scheduler, vpSample(cumprod[999]), (input, t, call) => {
+    denoise(scheduler, vpSample(cumprod[999]), (input, t) => {
       calls.push(t);
       before = input;
       return epsilon;
