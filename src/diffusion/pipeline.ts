@@ -14,6 +14,7 @@ import { preparePrompts, type PreparedConditioning } from './prompt/prepare.ts';
 import { TorchGenerator } from './random.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import type { GenerateRequest } from './request.ts';
+import { guidanceScaleEmbedding } from './guidance-embedding.ts';
 import { createScheduler, type Scheduler } from './schedulers/index.ts';
 import type { StableDiffusionModel } from './stable-diffusion.ts';
 import { varyNoise } from './variation.ts';
@@ -165,7 +166,10 @@ async function denoise(
   const { variationSeed, variationStrength } = request;
   const variation = variationSeed !== undefined && variationStrength ? { seed: variationSeed, strength: variationStrength } : undefined;
 
-  const doGuidance = request.guidanceScale > 1;
+  // An LCM-distilled UNet takes the guidance as an input instead (see guidance-embedding.ts).
+  const timeCondDim = model.unet.hasInput('timestep_cond') ? model.unet.inputShape('timestep_cond')[1] : undefined;
+  if (timeCondDim !== undefined && typeof timeCondDim !== 'number') throw invalidModel(`model ${info.id}: the UNet's timestep_cond input has no fixed width`);
+  const doGuidance = request.guidanceScale > 1 && timeCondDim === undefined;
   // A1111 schedules prompt edits over its model calls: twice the steps for second-order samplers.
   const conditioning = await encodeConditioning(model, request, request.steps * scheduler.order, doGuidance);
   const denoiseStart = performance.now();
@@ -192,6 +196,7 @@ async function denoise(
 
   const timestepRank = model.unet.inputShape('timestep').length;
   const batch = doGuidance ? 2 * n : n;
+  const timestepCond = timeCondDim === undefined ? undefined : { data: guidanceScaleEmbedding(request.guidanceScale, timeCondDim, batch), dims: [batch, timeCondDim] };
   const perCall = unetSamplesPerCall(batch, latentShape[2], latentShape[3], progress.callbacks.memoryBudgetBytes);
   for (let i = 0; i < timesteps.length; i++) {
     throwIfAborted(signal);
@@ -201,6 +206,7 @@ async function denoise(
       sample: { data: inpaint ? inpaint.unetInput(scaled, batch) : scaled, dims: [batch, inpaint?.channels ?? latentShape[1], latentShape[2], latentShape[3]] },
       timestep: timestepRank === 0 ? { data: Float32Array.of(t), dims: [] } : { data: new Float32Array(batch).fill(t), dims: [batch] },
       encoder_hidden_states: { data: conditioning.at(i), dims: [batch, conditioning.sequenceLength, conditioning.hiddenSize] },
+      ...(timestepCond && { timestep_cond: timestepCond }),
     }, batch, perCall);
     if (!out_sample) throw invalidModel(`model ${info.id}: the UNet has no out_sample output`);
     const noisePred = doGuidance ? guide(out_sample.data, request.guidanceScale, request.guidanceRescale, n) : out_sample.data;

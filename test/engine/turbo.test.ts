@@ -1,12 +1,15 @@
 // Turbo models (SD-Turbo, SDXL-Turbo): guidance 0 and one EULER_A step on the model's trailing
-// schedule, checked against the same computation done by hand from the UNet's output.
+// schedule; LCM-distilled UNets: the guidance as timestep_cond and the LCM scheduler. Each is
+// checked against the same computation done by hand from the UNet's output.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import type { TensorData } from '../../src/diffusion/onnx-model.ts';
+import { guidanceScaleEmbedding } from '../../src/diffusion/guidance-embedding.ts';
 import { generate } from '../../src/diffusion/pipeline.ts';
 import { TorchGenerator } from '../../src/diffusion/random.ts';
 import { resolveRequest } from '../../src/diffusion/request.ts';
+import { LCMScheduler } from '../../src/diffusion/schedulers/lcm.ts';
 import { alphasCumprod, trainingSigmas } from '../../src/diffusion/schedulers/scheduler.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
 import { SD15_SCHEDULER_CONFIG } from '../../src/diffusion/fixtures/index.ts';
@@ -80,5 +83,76 @@ describe('turbo configuration: trailing EULER_A, guidanceScale 0, one step', () 
       const expected = vaeOutputToImage(sample.data, width, height);
       assert.ok(maxAbsDiff(result.images[i].image.data, expected.data) < 1e-4, `image ${i}`);
     }
+  });
+});
+
+describe('LCM-distilled UNet: timestep_cond', () => {
+  let fixtures: FixtureDir;
+  let info: ModelFolderInfo;
+  let model: StableDiffusionModel;
+  const DIM = 24;
+
+  before(async () => {
+    fixtures = await FixtureDir.create();
+    info = await fixtures.model('lcm', { timeCondProjDim: DIM, schedulerConfig: { _class_name: 'LCMScheduler', original_inference_steps: 50, timestep_scaling: 0.01 } });
+    model = await StableDiffusionModel.load(info);
+  });
+  after(async () => {
+    await model.release();
+    await fixtures.remove();
+  });
+
+  test('the guidance embedding of w = guidanceScale − 1 is VDM\'s sinusoid of 1000·w (odd widths padded with 0)', () => {
+    const expected = (w: number, dim: number) => {
+      const half = Math.floor(dim / 2);
+      const freqs = Array.from({ length: half }, (_, i) => Math.exp((-i * Math.log(10000)) / (half - 1)));
+      return [...freqs.map((f) => Math.sin(1000 * w * f)), ...freqs.map((f) => Math.cos(1000 * w * f)), ...(dim % 2 ? [0] : [])];
+    };
+    for (const [scale, dim] of [[8, 256], [1.5, 7], [1, 4]] as const) {
+      const batch = guidanceScaleEmbedding(scale, dim, 2);
+      assert.equal(batch.length, 2 * dim);
+      assert.deepEqual(batch.subarray(0, dim), batch.subarray(dim), 'each image gets the same row');
+      assert.ok(maxAbsDiff(batch.subarray(0, dim), expected(scale - 1, dim)) < 2e-3, `scale ${scale}, dim ${dim}`);
+    }
+    assert.deepEqual(Array.from(guidanceScaleEmbedding(1, 4, 1)), [0, 0, 1, 1]);
+  });
+
+  test('no unconditional pass at any guidance; the UNet gets timestep_cond, and the LCM run equals the loop by hand', async () => {
+    const [n, size, seed, steps, guidanceScale, prompt] = [2, 64, 3, 3, 8, 'a red cube'];
+    const calls: Record<string, TensorData>[] = [];
+    const unetRun = model.unet.run.bind(model.unet);
+    model.unet.run = (feeds: Record<string, TensorData>) => (calls.push(feeds), unetRun(feeds));
+    const request = await resolveRequest(info, { prompt, negativePrompt: 'blurry', promptSyntax: 'PLAIN', scheduler: 'LCM', guidanceScale, steps, numImages: n, width: size, height: size, seed });
+    const result = await generate(model, request);
+    model.unet.run = unetRun;
+
+    assert.deepEqual(calls.map((c) => c.sample.dims[0]), [n, n, n]);
+    assert.deepEqual(calls.map((c) => c.timestep.data[0]), [999, 679, 339]);
+    for (const call of calls) assert.deepEqual(call.timestep_cond, { data: guidanceScaleEmbedding(guidanceScale, DIM, n), dims: [n, DIM] });
+
+    // By hand: each image's generator gives its initial latents, then one draw per step but the last.
+    const { data: text } = await model.encodeTokens(model.tokenizer.encodePadded(prompt), 1);
+    const latentDims = [1, 4, size / 8, size / 8];
+    const scheduler = new LCMScheduler(info.schedulerConfig);
+    for (let i = 0; i < n; i++) {
+      scheduler.setTimesteps(steps);
+      const generator = new TorchGenerator(seed + i);
+      let latents = generator.randn(4 * (size / 8) ** 2);
+      for (const t of scheduler.timesteps) {
+        const { out_sample } = await unetRun({
+          sample: { data: latents, dims: latentDims },
+          timestep: { data: Float32Array.of(t), dims: [1] },
+          encoder_hidden_states: { data: text, dims: [1, text.length / 32, 32] },
+          timestep_cond: { data: guidanceScaleEmbedding(guidanceScale, DIM, 1), dims: [1, DIM] },
+        });
+        latents = scheduler.step(out_sample.data, t, latents, () => generator.randn(latents.length));
+      }
+      const { sample } = await model.vaeDecoder.run({ latent_sample: { data: latents.map((v) => v / info.vaeScalingFactor), dims: latentDims } });
+      assert.ok(maxAbsDiff(result.images[i].image.data, vaeOutputToImage(sample.data, size, size).data) < 1e-4, `image ${i}`);
+    }
+
+    // The embedding reaches the model: another guidance gives another image.
+    const other = await generate(model, await resolveRequest(info, { ...request, guidanceScale: 2 }));
+    assert.ok(maxAbsDiff(other.images[0].image.data, result.images[0].image.data) > 1e-3);
   });
 });
