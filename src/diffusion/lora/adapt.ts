@@ -7,9 +7,10 @@ import { badInput } from '../errors.ts';
 import type { ModelFolderInfo } from '../model-folder.ts';
 import type { ModelBuffer } from '../onnx-model.ts';
 import type { ClipTokenizer } from '../tokenizer.ts';
-import { checkLoraFamily, checkSafetensorsPath, readLora, type LoraFile } from './lora-file.ts';
+import { checkLoraFamily, checkSafetensorsPath, readLora, type LoraComponent, type LoraFile } from './lora-file.ts';
 import { LoraMerger, type LoraUpdate } from './merge.ts';
 import { ModelEditor } from './model-editor.ts';
+import { diffusersUnetName, unetLayout } from './sgm-unet.ts';
 import type { WeightSlot } from './weights.ts';
 
 export interface LoraRequest {
@@ -91,13 +92,16 @@ export interface MergeReport {
 
 /** Merges the LoRAs' modules for `component` into the editor's model, in float32, cast back to each
  * weight's element type; reports, per LoRA, the modules that were left out. */
-export async function mergeLoras(editor: ModelEditor, component: 'unet' | 'text_encoder', loras: readonly LoraMerge[]): Promise<MergeReport[]> {
+export async function mergeLoras(editor: ModelEditor, component: LoraComponent, loras: readonly LoraMerge[]): Promise<MergeReport[]> {
   const targets = new Map<WeightSlot, LoraUpdate[]>();
   const reports = loras.map((): MergeReport => ({ unmatched: [], misfit: [] }));
+  const layout = component === 'unet' ? unetLayout(editor.weights.modules) : undefined;
+  // kohya's flattened names: diffusers' module paths, or for SDXL UNets the LDM ones (see sgm-unet.ts).
+  const flatSlot = (name: string) => editor.weights.getFlat((layout && diffusersUnetName(name, layout)) ?? name);
   loras.forEach(({ file, weight }, i) => {
     for (const m of file.modules) {
       if (m.component !== component) continue;
-      const slot = m.flat ? editor.weights.getFlat(m.module) : editor.weights.get(m.module);
+      const slot = m.flat ? flatSlot(m.module) : editor.weights.get(m.module);
       if (!slot || slot.node.opType === 'Gather') {
         reports[i].unmatched.push(m.key);
         continue;

@@ -140,10 +140,16 @@ export class WeightIndex {
     return this.byModule.get(module) ?? undefined;
   }
 
-  /** The weight of a module by kohya's flattened name (`down_blocks_1_attentions_0_proj_in`). */
+  /**
+   * The weight of a module by kohya's flattened name (`down_blocks_1_attentions_0_proj_in`), or else of
+   * the one module whose name ends with it: exports of a model wrapped for its outputs add a level
+   * (`te.text_model.encoder…` for kohya's `text_model_encoder…`).
+   */
   getFlat(name: string): WeightSlot | undefined {
-    const module = this.byFlatName.get(name);
-    return module ? this.get(module) : undefined;
+    const exact = this.byFlatName.get(name);
+    if (exact !== undefined) return exact ? this.get(exact) : undefined;
+    const wrapped = [...this.byFlatName].filter(([flat]) => flat.endsWith(`_${name}`));
+    return wrapped.length === 1 && wrapped[0][1] ? this.get(wrapped[0][1]) : undefined;
   }
 
   get modules(): string[] {
