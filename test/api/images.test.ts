@@ -106,6 +106,7 @@ test('an image of every scheduler names, to AUTOMATIC1111 and back to pngInfo, t
     DPM2: ['DPM2', 'DDIM'],
     DPMPP_2M: ['DPM++ 2M', 'SGM Uniform'],
     DPMPP_2M_KARRAS: ['DPM++ 2M', 'Karras'],
+    LCM: ['LCM', 'SGM Uniform'],
   };
   for (const [scheduler, [sampler, scheduleType]] of Object.entries(expected)) {
     const { generation } = await run({ modelId: 'demo', prompt: 'a castle', steps: 2, seed: 1, scheduler, eta: 0.5 });
