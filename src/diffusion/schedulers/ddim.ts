@@ -1,6 +1,7 @@
 // DDIM (Song et al., arXiv:2010.02502): the deterministic non-Markovian sampler, formula (12); with
 // η > 0 it adds back noise of standard deviation η·σₜ (formula 16), DDPM-like at η = 1.
 import {
+  alphaProdAt,
   alphasCumprod,
   BETA_SCHEDULES,
   ddpmAddNoise,
@@ -140,10 +141,6 @@ export class DDIMScheduler implements Scheduler {
   }
 
   #alphaProd(timestep: number): number {
-    const alphaProd = this.#cumprod[timestep];
-    if (!Number.isInteger(timestep) || alphaProd === undefined) {
-      throw new RangeError(`DDIMScheduler: timestep ${timestep} is not a training timestep`);
-    }
-    return alphaProd;
+    return alphaProdAt('DDIMScheduler', this.#cumprod, timestep);
   }
 }

@@ -3,6 +3,7 @@
 // step maps the sample straight to a denoised estimate through the consistency model's boundary
 // condition, then noises that estimate to the next timestep's level with fresh noise.
 import {
+  alphaProdAt,
   alphasCumprod,
   BETA_SCHEDULES,
   ddpmAddNoise,
@@ -148,10 +149,6 @@ export class LCMScheduler implements Scheduler {
   }
 
   #alphaProd(timestep: number): number {
-    const alphaProd = this.#cumprod[timestep];
-    if (!Number.isInteger(timestep) || alphaProd === undefined) {
-      throw new RangeError(`LCMScheduler: timestep ${timestep} is not a training timestep`);
-    }
-    return alphaProd;
+    return alphaProdAt('LCMScheduler', this.#cumprod, timestep);
   }
 }

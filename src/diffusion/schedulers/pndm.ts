@@ -3,6 +3,7 @@
 // skip_prk_steps, as Stable Diffusion runs it, the warm-up is crowsonkb's PLMS instead: the first
 // step is redone with the average of two predictions, so the second timestep appears twice.
 import {
+  alphaProdAt,
   alphasCumprod,
   BETA_SCHEDULES,
   ddpmAddNoise,
@@ -200,11 +201,7 @@ export class PNDMScheduler implements Scheduler {
   }
 
   #alphaProd(timestep: number): number {
-    const alphaProd = this.#cumprod[timestep];
-    if (!Number.isInteger(timestep) || alphaProd === undefined) {
-      throw new RangeError(`PNDMScheduler: timestep ${timestep} is not a training timestep`);
-    }
-    return alphaProd;
+    return alphaProdAt('PNDMScheduler', this.#cumprod, timestep);
   }
 }
 

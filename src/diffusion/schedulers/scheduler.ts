@@ -255,6 +255,15 @@ export function spacedTimesteps(
   }
 }
 
+/** ᾱ at a training timestep, for the samplers that step between integer timesteps; a RangeError names the class otherwise. */
+export function alphaProdAt(className: string, cumprod: Float32Array, timestep: number): number {
+  const alphaProd = cumprod[timestep];
+  if (!Number.isInteger(timestep) || alphaProd === undefined) {
+    throw new RangeError(`${className}: timestep ${timestep} is not a training timestep`);
+  }
+  return alphaProd;
+}
+
 /** DDPM's forward process √ᾱₜ·x₀ + √(1 − ᾱₜ)·ε (DDPMScheduler.add_noise), in float32. */
 export function ddpmAddNoise(
   cumprod: Float32Array,
