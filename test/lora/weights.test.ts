@@ -81,3 +81,20 @@ test('finds every layer the reference LoRA adapts, and every text encoder projec
   }
   assert.equal(textEncoder.get('text_model.embeddings.token_embedding')?.node.opType, 'Gather');
 });
+
+test("kohya's flattened names find a wrapped export's modules by their one matching ending, never a guess between two", () => {
+  const g = new GraphBuilder();
+  const x = g.input('x', DataType.FLOAT, [1, 4, 2, 2]);
+  let h = x;
+  for (const name of ['te.text_model.encoder.layers.0.mlp.fc1', 'a.blocks.0.conv', 'b.blocks.0.conv']) {
+    h = g.op(`/${name.replaceAll('.', '/')}`, 'Conv', [h, g.initializer(`${name}.weight`, DataType.FLOAT, [4, 4, 1, 1], f32(16))]);
+  }
+  g.op('', 'Identity', [h], [], 'y');
+  g.output('y', DataType.FLOAT, [1, 4, 2, 2]);
+  const index = new WeightIndex(g.model(14));
+  assert.equal(index.getFlat('text_model_encoder_layers_0_mlp_fc1')?.module, 'te.text_model.encoder.layers.0.mlp.fc1');
+  assert.equal(index.getFlat('te_text_model_encoder_layers_0_mlp_fc1')?.module, 'te.text_model.encoder.layers.0.mlp.fc1');
+  assert.equal(index.getFlat('blocks_0_conv'), undefined, 'two modules end so');
+  assert.equal(index.getFlat('a_blocks_0_conv')?.module, 'a.blocks.0.conv');
+  assert.equal(index.getFlat('encoder_layers_0_mlp_fc2'), undefined);
+});
