@@ -12,7 +12,7 @@ import type { ModelFolderInfo } from './model-folder.ts';
 import { extractLoraTags, type LoraTag } from './prompt/lora-tags.ts';
 import type { PromptSyntax } from './prompt/prepare.ts';
 import { randomSeed } from './random.ts';
-import { isSchedulerName, SCHEDULE_TYPES, SCHEDULE_TYPES_OF, type ScheduleType, type SchedulerName } from './schedulers/index.ts';
+import { isSchedulerName, SCHEDULE_TYPES, SCHEDULE_TYPES_OF, stepsRefusal, type ScheduleType, type SchedulerName } from './schedulers/index.ts';
 
 export type { PromptSyntax } from './prompt/prepare.ts';
 export const PROMPT_SYNTAXES: readonly PromptSyntax[] = ['A1111', 'PLAIN'];
@@ -175,6 +175,10 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   check(width * height <= LIMITS.maxPixels, `${width}×${height} is more than ${LIMITS.maxPixels} pixels`);
   check(!(params.hires && params.initImage), 'hires applies only to txt2img: leave out initImage (or hires)');
   const hires = params.hires && resolveHires(params.hires, { width, height, steps, factor, canEncode: info.canImg2img }, isUpscaler);
+  for (const passSteps of hires ? [steps, hires.steps] : [steps]) {
+    const refusal = stepsRefusal(scheduler as SchedulerName, info.schedulerConfig, passSteps);
+    check(refusal === undefined, `scheduler ${scheduler} with model ${info.id}: ${refusal}`);
+  }
   const { loras = [], embeddings = [] } = params;
   checkAdapters(loras, embeddings);
   const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, scheduleType: scheduleType as ScheduleType, seed, numImages, eta, clipSkip, initImage: params.initImage, strength, promptSyntax: promptSyntax as PromptSyntax };

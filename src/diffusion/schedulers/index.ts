@@ -13,7 +13,9 @@ import type { Scheduler } from './scheduler.ts';
 import { UniPCMultistepScheduler } from './unipc-multistep.ts';
 
 export type { NoiseSource, Scheduler } from './scheduler.ts';
-export { SchedulerConfigError } from './scheduler.ts';
+import { SchedulerConfigError } from './scheduler.ts';
+
+export { SchedulerConfigError };
 
 /**
  * How the noise levels are spaced: the scheduler's own way (DEFAULT, from the model's config), Karras
@@ -87,4 +89,18 @@ export function createScheduler(name: SchedulerName, modelConfig: Config, option
     throw new RangeError(`scheduler ${name} does not take schedule type ${scheduleType}`);
   }
   return SCHEDULERS[name]({ ...modelConfig, ...SCHEDULE_CONFIG[scheduleType] }, options);
+}
+
+/**
+ * Why the scheduler cannot run `steps` steps with this model's config (LCM takes at most its
+ * `original_inference_steps`), or undefined when it can: checked at submission, before the run.
+ */
+export function stepsRefusal(name: SchedulerName, modelConfig: Config, steps: number): string | undefined {
+  try {
+    createScheduler(name, modelConfig).setTimesteps(steps);
+    return undefined;
+  } catch (error) {
+    if (error instanceof SchedulerConfigError) return error.message;
+    throw error;
+  }
 }
