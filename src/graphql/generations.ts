@@ -87,7 +87,7 @@ const GenerateInput = builder.inputType('GenerateInput', {
     width: t.int({ description: "Default: the model's native width, or the init image's width rounded down to a multiple of the VAE scale factor." }),
     height: t.int({ description: "Default: the model's native height, or the init image's (as width)." }),
     steps: t.int({ description: `Denoising steps, ${LIMITS.minSteps}–${LIMITS.maxSteps}. Default ${DEFAULTS.steps}.` }),
-    guidanceScale: t.float({ description: `Classifier-free guidance scale (CFG), 0–${LIMITS.maxGuidanceScale}; 1 or less skips the unconditional pass. Default ${DEFAULTS.guidanceScale}.` }),
+    guidanceScale: t.float({ description: `Classifier-free guidance scale (CFG), 0–${LIMITS.maxGuidanceScale}; 1 or less skips the unconditional pass (turbo models run at 0). An LCM-distilled model (a UNet with a \`timestep_cond\` input) never makes that pass: it takes the scale as its guidance embedding. Default ${DEFAULTS.guidanceScale}.` }),
     guidanceRescale: t.float({ description: 'Guidance rescale φ (arXiv:2305.08891), 0–1. Default 0.' }),
     scheduler: t.field({ type: Scheduler, description: `Default ${DEFAULTS.scheduler}.` }),
     scheduleType: t.field({ type: ScheduleType, description: `How the scheduler spaces its noise levels (AUTOMATIC1111's "Schedule type"). Default ${DEFAULTS.scheduleType}; a type the scheduler does not take is BAD_USER_INPUT.` }),

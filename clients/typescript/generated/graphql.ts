@@ -12,7 +12,7 @@ export type GenerateInput = {
   eta?: number | null | undefined;
   /** Guidance rescale φ (arXiv:2305.08891), 0–1. Default 0. */
   guidanceRescale?: number | null | undefined;
-  /** Classifier-free guidance scale (CFG), 0–50; 1 or less skips the unconditional pass. Default 7.5. */
+  /** Classifier-free guidance scale (CFG), 0–50; 1 or less skips the unconditional pass (turbo models run at 0). An LCM-distilled model (a UNet with a `timestep_cond` input) never makes that pass: it takes the scale as its guidance embedding. Default 7.5. */
   guidanceScale?: number | null | undefined;
   /** Default: the model's native height, or the init image's (as width). */
   height?: number | null | undefined;
