@@ -2,6 +2,7 @@
 // schedule; LCM-distilled UNets: the guidance as timestep_cond and the LCM scheduler. Each is
 // checked against the same computation done by hand from the UNet's output.
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import type { TensorData } from '../../src/diffusion/onnx-model.ts';
@@ -12,6 +13,7 @@ import { resolveRequest } from '../../src/diffusion/request.ts';
 import { LCMScheduler } from '../../src/diffusion/schedulers/lcm.ts';
 import { alphasCumprod, trainingSigmas } from '../../src/diffusion/schedulers/scheduler.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
+import { createDemoAdapters } from '../../src/diffusion/fixtures/adapters.ts';
 import { SD15_SCHEDULER_CONFIG } from '../../src/diffusion/fixtures/index.ts';
 import { vaeOutputToImage } from '../../src/diffusion/image.ts';
 import { maxAbsDiff } from '../helpers/numeric.ts';
@@ -154,5 +156,37 @@ describe('LCM-distilled UNet: timestep_cond', () => {
     // The embedding reaches the model: another guidance gives another image.
     const other = await generate(model, await resolveRequest(info, { ...request, guidanceScale: 2 }));
     assert.ok(maxAbsDiff(other.images[0].image.data, result.images[0].image.data) > 1e-3);
+  });
+});
+
+describe('LCM-LoRA on a normal UNet: LCM scheduler, guidance 1', () => {
+  let fixtures: FixtureDir;
+  let info: ModelFolderInfo;
+
+  before(async () => {
+    fixtures = await FixtureDir.create();
+    info = await fixtures.model('base', { seed: 2 });
+  });
+  after(async () => {
+    await fixtures.remove();
+  });
+
+  test('the LoRA is merged and every step is one UNet call of batch n, with no timestep_cond', async () => {
+    const { lora } = await createDemoAdapters(info.dir, join(fixtures.root, 'loras'), join(fixtures.root, 'embeddings'));
+    const params = { prompt: 'a red cube', scheduler: 'LCM', guidanceScale: 1, steps: 4, numImages: 2, width: 64, height: 64, seed: 9 } as const;
+    const runs = [];
+    for (const loras of [[], [{ name: 'lcm', path: lora, weight: 1 }]]) {
+      const model = await StableDiffusionModel.load(info, {}, loras.length ? { loras, embeddings: [] } : undefined);
+      try {
+        const calls: Record<string, TensorData>[] = [];
+        const unetRun = model.unet.run.bind(model.unet);
+        model.unet.run = (feeds: Record<string, TensorData>) => (calls.push(feeds), unetRun(feeds));
+        runs.push(await generate(model, await resolveRequest(info, { ...params, loras })));
+        assert.deepEqual(calls.map((c) => [c.sample.dims[0], c.timestep.data[0], 'timestep_cond' in c]), [[2, 999, false], [2, 759, false], [2, 499, false], [2, 259, false]]);
+      } finally {
+        await model.release();
+      }
+    }
+    assert.ok(maxAbsDiff(runs[0].images[0].image.data, runs[1].images[0].image.data) > 1e-3, 'the LoRA changes the image');
   });
 });
