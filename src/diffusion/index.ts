@@ -43,3 +43,4 @@ export { SCHEDULE_TYPES, SCHEDULER_NAMES } from './schedulers/index.ts';
 export type { ScheduleType, SchedulerName } from './schedulers/index.ts';
 export { findTaesdDecoder } from './taesd.ts';
 export { checkProviders, ORT_VERSION } from './providers.ts';
+export type { RuntimeOptions } from './onnx-model.ts';
