@@ -2,6 +2,7 @@
 // numbers as one table on stdout; progress goes to stderr. A section is a file bench/<name>.ts that
 // exports `bench<Name>(): Promise<BenchRow[]>` (bench/engine.ts → benchEngine); every such file is
 // picked up, so adding a section needs no change here. Scratch files belong in bench/out/ (git-ignored).
+// `--name value` arguments go to every section run as its options (`npm run bench -- gpu --steps 5`).
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -14,7 +15,10 @@ export interface BenchRow {
   note?: string;
 }
 
-export type BenchSection = () => Promise<BenchRow[]>;
+/** `--name value` arguments, by name. */
+export type BenchOptions = Record<string, string>;
+
+export type BenchSection = (options: BenchOptions) => Promise<BenchRow[]>;
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 
@@ -44,8 +48,20 @@ function printTable(rows: (BenchRow & { section: string })[]): void {
   process.stdout.write(`${[line(header), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n')}\n`);
 }
 
-async function main(argv: string[]): Promise<number> {
+/** Section names, and `--name value` pairs. */
+function parseArgv(argv: string[]): { names: string[]; options: BenchOptions } {
+  const names: string[] = [];
+  const options: BenchOptions = {};
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i].startsWith('--')) options[argv[i].slice(2)] = argv[++i] ?? '';
+    else names.push(argv[i]);
+  }
+  return { names, options };
+}
+
+async function main(args: string[]): Promise<number> {
   const sections = findSections();
+  const { names: argv, options } = parseArgv(args);
   const unknown = argv.filter((name) => !sections.has(name));
   if (unknown.length) {
     process.stderr.write(`no benchmark section ${unknown.join(', ')}; there are: ${[...sections.keys()].join(', ')}\n`);
@@ -59,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
     const started = performance.now();
     try {
       const section = await loadSection(name, file);
-      for (const row of await section()) rows.push({ section: name, ...row });
+      for (const row of await section(options)) rows.push({ section: name, ...row });
       process.stderr.write(`bench ${name}: ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     } catch (error) {
       failed = true;

@@ -45,7 +45,21 @@ export interface Config {
   maxQueued: number;
   /** Seconds an image URL is valid for at least, when URLs are signed (auth = tokens). */
   imageUrlTtlSeconds: number;
+  /** onnxruntime execution providers, in order of preference. */
+  executionProviders: string[];
+  /** Providers of the submodels that do not run on `executionProviders`. */
+  submodelProviders: Partial<Record<(typeof SUBMODELS)[number], string[]>>;
+  /** Whether optimised graphs are saved under `dataDir/optimized` and loaded from there. */
+  optimizedCache: boolean;
+  /** Model ids loaded at start-up, in the background. */
+  preload: string[];
 }
+
+/** onnxruntime-node's execution providers (which of them this build and machine have is checked at start-up). */
+export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'tensorrt', 'webgpu', 'dml', 'coreml'] as const;
+const SUBMODELS = ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'] as const;
+/** Names that stand for several submodels in SDQL_SUBMODEL_PROVIDERS. */
+const SUBMODEL_GROUPS: Record<string, readonly (typeof SUBMODELS)[number][]> = { vae: ['vae_decoder', 'vae_encoder'] };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -270,6 +284,49 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     parse: (raw, name) => positiveInteger(raw, name),
   }),
   option({
+    key: 'executionProviders',
+    env: 'SDQL_EXECUTION_PROVIDERS',
+    flag: 'execution-providers',
+    default: 'cpu',
+    description: `Comma-separated onnxruntime execution providers in order of preference, e.g. \`cuda,cpu\` (nodes a provider cannot run go to the next): ${EXECUTION_PROVIDERS.join(', ')}. Each is tried at start-up; one that does not work stops the server with what to install (see the README's GPU section).`,
+    parse: (raw, name) => providers(raw, name),
+  }),
+  option({
+    key: 'submodelProviders',
+    env: 'SDQL_SUBMODEL_PROVIDERS',
+    flag: 'submodel-providers',
+    default: '',
+    description: `Submodels that run elsewhere than \`SDQL_EXECUTION_PROVIDERS\`: \`submodel=providers\` entries separated by semicolons, e.g. \`vae=cpu; text_encoder=cpu\`. Submodels: ${[...SUBMODELS, ...Object.keys(SUBMODEL_GROUPS)].join(', ')} (both VAE halves).`,
+    parse: (raw, name) => {
+      const placement: Config['submodelProviders'] = {};
+      for (const entry of raw.split(';').map((e) => e.trim()).filter(Boolean)) {
+        const [submodel, list, ...rest] = entry.split('=').map((p) => p.trim());
+        const targets = SUBMODEL_GROUPS[submodel] ?? (SUBMODELS.includes(submodel as (typeof SUBMODELS)[number]) ? [submodel as (typeof SUBMODELS)[number]] : undefined);
+        if (!targets || list === undefined || rest.length) {
+          throw new ConfigError(`${name} must be entries like vae=cpu separated by semicolons, each naming one of ${[...SUBMODELS, ...Object.keys(SUBMODEL_GROUPS)].join(', ')}, got "${entry}"`);
+        }
+        for (const target of targets) placement[target] = providers(list, `${name} (${submodel})`);
+      }
+      return placement;
+    },
+  }),
+  option({
+    key: 'optimizedCache',
+    env: 'SDQL_OPTIMIZED_CACHE',
+    flag: 'optimized-cache',
+    default: 'true',
+    description: "Whether the graph onnxruntime optimises at a submodel's first load (per provider list, LoRA set and onnxruntime version) is saved under `$SDQL_DATA_DIR/optimized` and loaded from there later, in a fraction of the time. Each entry takes about the submodel's size on disk; delete the folder to reclaim it.",
+    parse: (raw, name) => boolean(raw, name),
+  }),
+  option({
+    key: 'preload',
+    env: 'SDQL_PRELOAD',
+    flag: 'preload',
+    default: '',
+    description: 'Comma-separated model ids loaded at start-up, in the background, so that the first generation does not wait for the load; `system { engine { models } }` shows their progress.',
+    parse: (raw) => [...new Set(list(raw))],
+  }),
+  option({
     key: 'logLevel',
     env: 'LOG_LEVEL',
     flag: 'log-level',
@@ -301,6 +358,16 @@ const LOOPBACK_NAMES = new Set(['localhost', '::1', '[::1]']);
 export function isLoopback(hostname: string): boolean {
   const name = hostname.toLowerCase();
   return LOOPBACK_NAMES.has(name) || name.endsWith('.localhost') || /^127(\.\d{1,3}){3}$/.test(name);
+}
+
+function providers(raw: string, name: string): string[] {
+  const names = list(raw).map((p) => p.toLowerCase());
+  if (!names.length) throw new ConfigError(`${name} must name at least one execution provider (${EXECUTION_PROVIDERS.join(', ')})`);
+  for (const provider of names) {
+    if (!(EXECUTION_PROVIDERS as readonly string[]).includes(provider)) throw new ConfigError(`${name}: unknown execution provider "${provider}"; onnxruntime-node has ${EXECUTION_PROVIDERS.join(', ')}`);
+  }
+  if (new Set(names).size !== names.length) throw new ConfigError(`${name} names a provider twice: "${raw}"`);
+  return names;
 }
 
 function list(raw: string): string[] {

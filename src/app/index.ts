@@ -2,15 +2,17 @@
 // registry, the event bus, the job queue — and starts the jobs (recovery and, unless
 // SDQL_WORKER=false, a worker on the engine thread). `sdql serve` (serve.ts) puts HTTP and GraphQL on
 // top; `sdql worker` (worker.ts) runs the jobs alone and loads no schema.
+import { join } from 'node:path';
 import { createAuth, type Auth } from '../auth/index.ts';
 import type { Config } from '../config.ts';
 import { databaseTarget, holdProcessLock, openDatabase, type Database, type DatabaseTarget } from '../db/index.ts';
-import { EngineThread, adapterSource, findTaesdDecoder, upscalerFiles } from '../diffusion/index.ts';
+import { EngineThread, adapterSource, checkProviders, findTaesdDecoder, upscalerFiles, type GenerationEngine, type RuntimeOptions } from '../diffusion/index.ts';
 import { createEventBus, EventBusError, type EventBus } from '../events/bus.ts';
 import type { Topics } from '../graphql/context.ts';
 import { Jobs } from '../jobs/index.ts';
 import { heartbeatInterval } from '../jobs/queue.ts';
 import { Lifecycle, StartError } from '../lifecycle.ts';
+import { log } from '../log.ts';
 import { Registry } from '../registry/index.ts';
 
 export interface App {
@@ -20,6 +22,8 @@ export interface App {
   events: EventBus<Topics>;
   jobs: Jobs;
   auth: Auth;
+  /** This process's engine, once startJobs has started it (null with SDQL_WORKER=false). */
+  engine: Pick<GenerationEngine, 'models'> | null;
   /** Releases everything above, newest first. */
   lifecycle: Lifecycle;
 }
@@ -52,21 +56,48 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     lifecycle.onShutdown('events', () => events.close());
     const jobs = new Jobs(db.prisma, events, config.dataDir);
     const auth = await createAuth(db.prisma, config);
-    return { config, db, registry, events, jobs, auth, lifecycle };
+    return { config, db, registry, events, jobs, auth, engine: null, lifecycle };
   } catch (error) {
     await lifecycle.shutdown();
     throw error;
   }
 }
 
+/** The engine's providers and optimised-model cache from the config, once every provider asked for has
+ * created a session here: one that cannot is a StartError saying what to install, never a CPU fallback. */
+export async function engineRuntime(config: Config): Promise<RuntimeOptions> {
+  await checkProviders([...config.executionProviders, ...Object.values(config.submodelProviders).flat()]).catch((error: Error) => {
+    throw new StartError(error.message, { cause: error });
+  });
+  return {
+    executionProviders: config.executionProviders,
+    placement: config.submodelProviders,
+    optimizedCacheDir: config.optimizedCache ? join(config.dataDir, 'optimized') : undefined,
+  };
+}
+
 /** Recovers what dead processes left running, then starts this process's worker unless SDQL_WORKER=false. */
-export async function startJobs({ config, db, registry, lifecycle, jobs }: App): Promise<void> {
+export async function startJobs(app: App): Promise<void> {
+  const { config, db, registry, lifecycle, jobs } = app;
   // The embedded database belongs to this process alone: whatever it shows running was left by a dead one.
   await jobs.startRecovery(config.workerLeaseSeconds * 1000, { exclusive: db.kind === 'pglite' });
   lifecycle.onShutdown('recovery', () => jobs.stopRecovery());
   if (!config.worker) return;
-  const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes, batchMemoryBytes: config.batchMemoryBytes });
+  const preload = config.preload.map((id) => {
+    const model = registry.model(id);
+    if (!model) throw new StartError(`SDQL_PRELOAD names model "${id}", which is not a model folder of ${config.modelsDir} (a model's id is its folder's name)`);
+    return model;
+  });
+  const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes, batchMemoryBytes: config.batchMemoryBytes, runtime: await engineRuntime(config) });
   lifecycle.onShutdown('engine', () => engine.close());
+  app.engine = engine;
+  // In the background: the server answers meanwhile, and system { engine } shows the loads.
+  for (const model of preload) {
+    engine.preload(model).then(
+      () => log.info('model preloaded', { model: model.id }),
+      (error: Error) => log.error('model preload failed', { model: model.id, err: error }),
+    );
+  }
   await jobs.startWorker({
     engine,
     model: (id) => registry.model(id),

@@ -4,6 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
+import { engineRuntime } from '../app/index.ts';
 import {
   DEFAULTS,
   DiffusionError,
@@ -99,7 +100,11 @@ export async function generateCommand(argv: string[]): Promise<number> {
   }
 
   const config = loadConfig({}, process.env);
-  const engine = new Engine();
+  const runtime = await engineRuntime(config).catch((error: Error) => {
+    process.stderr.write(`sdql generate: ${error.message}\n`);
+  });
+  if (!runtime) return 1;
+  const engine = new Engine({ runtime });
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);

@@ -3,24 +3,26 @@
 // messages: requests in, step progress (latents and TAESD previews transferred, not copied) and
 // results out.
 import { Worker } from 'node:worker_threads';
-import type { EngineOptions, EngineResult, EngineStepProgress, GenerationEngine, PreviewSettings, RunOptions } from './engine.ts';
+import type { EngineModelStatus, EngineOptions, EngineResult, EngineStepProgress, GenerationEngine, PreviewSettings, RunOptions } from './engine.ts';
 import { DiffusionError, type DiffusionErrorCode } from './errors.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import type { GenerateRequest } from './request.ts';
 
 export type ToWorker =
   | { type: 'run'; id: number; model: ModelFolderInfo; request: GenerateRequest; previews?: PreviewSettings }
+  | { type: 'preload'; id: number; model: ModelFolderInfo }
   | { type: 'abort'; id: number }
   | { type: 'close' };
 
 export type FromWorker =
   | { type: 'step'; id: number; progress: EngineStepProgress }
-  | { type: 'done'; id: number; result: EngineResult }
+  | { type: 'done'; id: number; result?: EngineResult }
+  | { type: 'models'; models: EngineModelStatus[] }
   | { type: 'error'; id: number; error: { code?: DiffusionErrorCode; message: string; stack?: string } }
   | { type: 'closed' };
 
 interface Pending {
-  resolve: (result: EngineResult) => void;
+  resolve: (result: EngineResult | undefined) => void;
   reject: (error: Error) => void;
   onStep?: RunOptions['onStep'];
 }
@@ -35,6 +37,10 @@ export class EngineThread implements GenerationEngine {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
+  /** As the thread last reported them. */
+  private status: EngineModelStatus[] = [];
+  /** Preloads sent to the thread and not finished: LOADING until the thread reports them (it may be starting still). */
+  private readonly preloading = new Map<number, ModelFolderInfo>();
 
   constructor(private readonly options: EngineOptions = {}) {
     this.start();
@@ -43,6 +49,7 @@ export class EngineThread implements GenerationEngine {
   private start(): Worker {
     const worker = startTsWorker(new URL('./engine-worker.ts', import.meta.url), this.options);
     worker.on('message', (message: FromWorker) => this.receive(message));
+    this.status = [];
     worker.on('error', (error) => this.lost(worker, error));
     worker.on('exit', (code) => this.lost(worker, new Error(`the engine thread exited (code ${code})`)));
     this.worker = worker;
@@ -59,13 +66,34 @@ export class EngineThread implements GenerationEngine {
       signal?.addEventListener('abort', abort, { once: true });
       const settle = () => signal?.removeEventListener('abort', abort);
       this.pending.set(id, {
-        resolve: (result) => (settle(), resolve(result)),
+        resolve: (result) => (settle(), resolve(result!)),
         reject: (error) => (settle(), reject(error)),
         onStep,
       });
       this.post(worker, { type: 'run', id, model, request, previews });
       if (signal?.aborted) abort();
     });
+  }
+
+  async preload(model: ModelFolderInfo): Promise<void> {
+    if (this.closed) throw new Error('the engine is closed');
+    const worker = this.worker ?? this.start();
+    const id = this.nextId++;
+    this.preloading.set(id, model);
+    try {
+      await new Promise<EngineResult | undefined>((resolve, reject) => {
+        this.pending.set(id, { resolve, reject });
+        this.post(worker, { type: 'preload', id, model });
+      });
+    } finally {
+      this.preloading.delete(id);
+    }
+  }
+
+  models(): EngineModelStatus[] {
+    const reported = new Set(this.status.filter((m) => !m.loras.length).map((m) => m.modelId));
+    const waiting = [...this.preloading.values()].filter((m) => !reported.has(m.id));
+    return [...this.status, ...waiting.map((m): EngineModelStatus => ({ modelId: m.id, loras: [], state: 'LOADING', submodels: [] }))];
   }
 
   async close(): Promise<void> {
@@ -84,6 +112,10 @@ export class EngineThread implements GenerationEngine {
 
   private receive(message: FromWorker): void {
     if (message.type === 'closed') return;
+    if (message.type === 'models') {
+      this.status = message.models;
+      return;
+    }
     const pending = this.pending.get(message.id);
     if (!pending) return;
     if (message.type === 'step') {

@@ -11,6 +11,8 @@ const controllers = new Map<number, AbortController>();
 let queue = Promise.resolve();
 
 const send = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+engine.onModelsChanged = () => send({ type: 'models', models: engine.models() });
+const failure = (e: Error) => ({ code: e instanceof DiffusionError ? e.code : undefined, message: e.message, stack: e.stack });
 
 port.on('message', (message: ToWorker) => {
   if (message.type === 'abort') {
@@ -23,6 +25,16 @@ port.on('message', (message: ToWorker) => {
       send({ type: 'closed' });
       port.close();
     });
+    return;
+  }
+  if (message.type === 'preload') {
+    const { id, model } = message;
+    queue = queue.then(() =>
+      engine.preload(model).then(
+        () => send({ type: 'done', id }),
+        (error: Error) => send({ type: 'error', id, error: failure(error) }),
+      ),
+    );
     return;
   }
   const { id, model, request, previews } = message;
@@ -44,8 +56,7 @@ port.on('message', (message: ToWorker) => {
       });
       send({ type: 'done', id, result }, result.images.map((i) => i.image.data.buffer as ArrayBuffer));
     } catch (error) {
-      const e = error as Error;
-      send({ type: 'error', id, error: { code: e instanceof DiffusionError ? e.code : undefined, message: e.message, stack: e.stack } });
+      send({ type: 'error', id, error: failure(error as Error) });
     } finally {
       controllers.delete(id);
     }

@@ -8,6 +8,7 @@ import { adaptersKey, normalizeAdapters } from './lora/adapt.ts';
 import { ModelCache } from './model-cache.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import type { RuntimeOptions } from './onnx-model.ts';
+import type { Submodel } from './providers.ts';
 import { generate, type GenerateCallbacks, type GenerateResult, type StepProgress } from './pipeline.ts';
 import type { RgbPixels } from './preview.ts';
 import type { GenerateRequest } from './request.ts';
@@ -48,8 +49,26 @@ export interface EngineResult extends GenerateResult {
   timings: GenerateResult['timings'] & { previewMs?: number };
 }
 
+/** A model (with a LoRA set, or without) the engine holds or is loading. */
+export interface EngineModelStatus {
+  modelId: string;
+  /** Names of the LoRAs merged into it; empty for the model as it is. */
+  loras: string[];
+  state: 'LOADING' | 'READY' | 'FAILED';
+  /** Why the load failed (state FAILED; kept until a load of the same model succeeds). */
+  error?: string;
+  /** Milliseconds the load took (READY). */
+  loadMs?: number;
+  /** The sessions, once READY: the providers each was created with and whether its graph came from the optimised-model cache. */
+  submodels: { name: Submodel; providers: string[]; fromOptimizedCache: boolean }[];
+}
+
 export interface GenerationEngine {
   run(model: ModelFolderInfo, request: GenerateRequest, options?: RunOptions): Promise<EngineResult>;
+  /** Loads the model as it is into the cache, for the first request on it not to wait. */
+  preload(model: ModelFolderInfo): Promise<void>;
+  /** The models loaded and loading now. */
+  models(): EngineModelStatus[];
   close(): Promise<void>;
 }
 
@@ -62,9 +81,45 @@ export class Engine implements GenerationEngine {
   private readonly cache: ModelCache<StableDiffusionModel>;
   private readonly decoders = new ModelCache<TaesdDecoder>(DECODER_CACHE_BYTES);
   private readonly upscalers = new ModelCache<OnnxUpscaler>(UPSCALER_CACHE_BYTES);
+  /** By cache key: what models() reports, pruned to the keys the cache still holds. */
+  private readonly statuses = new Map<string, EngineModelStatus>();
+  /** Called when a load starts or ends, and after each run (evictions happen during runs). */
+  onModelsChanged?: () => void;
 
   constructor(private readonly options: EngineOptions = {}) {
     this.cache = new ModelCache(options.cacheBudgetBytes ?? totalmem() / 6);
+  }
+
+  async preload(model: ModelFolderInfo): Promise<void> {
+    await this.cache.use(model.dir, model.sizeBytes, () => this.load(model.dir, model), async () => {});
+    this.onModelsChanged?.();
+  }
+
+  models(): EngineModelStatus[] {
+    const held = new Set(this.cache.keys);
+    for (const [key, status] of this.statuses) if (status.state !== 'FAILED' && !held.has(key)) this.statuses.delete(key);
+    return [...this.statuses.values()];
+  }
+
+  /** Loads a pipeline for the cache, keeping its status for models(). */
+  private async load(key: string, model: ModelFolderInfo, adapters?: ReturnType<typeof normalizeAdapters>): Promise<StableDiffusionModel> {
+    const status: EngineModelStatus = { modelId: model.id, loras: adapters?.loras.map((l) => l.name) ?? [], state: 'LOADING', submodels: [] };
+    this.statuses.set(key, status);
+    this.onModelsChanged?.();
+    const started = performance.now();
+    try {
+      const loaded = await StableDiffusionModel.load(model, this.options.runtime, adapters);
+      status.state = 'READY';
+      status.loadMs = Math.round(performance.now() - started);
+      status.submodels = loaded.submodels.map(({ name, model: m }) => ({ name, providers: [...m.providers], fromOptimizedCache: m.loadedFrom === 'optimized-cache' }));
+      return loaded;
+    } catch (error) {
+      status.state = 'FAILED';
+      status.error = (error as Error).message;
+      throw error;
+    } finally {
+      this.onModelsChanged?.();
+    }
   }
 
   /** Runs a request on the model with its LoRAs and embeddings; each such set is loaded (merged) once and
@@ -72,10 +127,11 @@ export class Engine implements GenerationEngine {
   async run(model: ModelFolderInfo, request: GenerateRequest, { previews, onStep, ...callbacks }: RunOptions = {}): Promise<EngineResult> {
     const adapters = normalizeAdapters(request.loras, request.embeddings);
     const every = previews?.every ?? 0;
+    const key = adapters ? `${model.dir}\n${await adaptersKey(adapters)}` : model.dir;
     return this.cache.use(
-      adapters ? `${model.dir}\n${await adaptersKey(adapters)}` : model.dir,
+      key,
       model.sizeBytes,
-      () => StableDiffusionModel.load(model, this.options.runtime, adapters),
+      () => this.load(key, model, adapters),
       (loaded) =>
         this.withDecoder(onStep && every > 0 ? previews?.decoder : undefined, async (decoder, warnings) => {
           const taesd = new TaesdPreviews(decoder, every, warnings);
@@ -88,7 +144,7 @@ export class Engine implements GenerationEngine {
           if (!decoder && !warnings.length) return result;
           return { ...result, warnings: [...result.warnings, ...warnings], timings: { ...result.timings, previewMs: taesd.ms } };
         }),
-    );
+    ).finally(() => this.onModelsChanged?.());
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@ export type { AdapterSource, LoraChoice, LoraFileRef, RequestParams, ResolvedAda
 export { listEmbeddings } from './embeddings.ts';
 export type { EmbeddingInfo } from './embeddings.ts';
 export { Engine } from './engine.ts';
-export type { EngineOptions, EngineResult, EngineStepProgress, GenerationEngine, PreviewSettings, RunOptions } from './engine.ts';
+export type { EngineModelStatus, EngineOptions, EngineResult, EngineStepProgress, GenerationEngine, PreviewSettings, RunOptions } from './engine.ts';
 export { EngineThread } from './engine-thread.ts';
 export { DiffusionError, badInput } from './errors.ts';
 export type { DiffusionErrorCode } from './errors.ts';
@@ -42,3 +42,5 @@ export type { GenerateParams, GenerateRequest, PromptSyntax } from './request.ts
 export { SCHEDULE_TYPES, SCHEDULER_NAMES } from './schedulers/index.ts';
 export type { ScheduleType, SchedulerName } from './schedulers/index.ts';
 export { findTaesdDecoder } from './taesd.ts';
+export { checkProviders, ORT_VERSION } from './providers.ts';
+export type { RuntimeOptions } from './onnx-model.ts';

@@ -5,13 +5,22 @@ import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { invalidModel } from './errors.ts';
 import { float16ToFloat32, float32ToFloat16 } from './onnx/float16.ts';
+import { OptimizedModelCache, SAVE_CONFIG } from './optimized-cache.ts';
+import type { Placement } from './providers.ts';
 
 export interface RuntimeOptions {
   /** onnxruntime execution providers in order of preference; CPU by default. */
-  executionProviders?: string[];
+  executionProviders?: readonly string[];
+  /** Providers per submodel of a pipeline, over `executionProviders` (providers.ts). */
+  placement?: Placement;
   /** Threads for one operator; defaults to the machine's available parallelism. */
   intraOpNumThreads?: number;
+  /** Where optimised graphs are kept (optimized-cache.ts); unset: every load optimises. */
+  optimizedCacheDir?: string;
 }
+
+/** Where a session's graph came from: the model as given, or the optimised-model cache. */
+export type LoadedFrom = 'source' | 'optimized-cache';
 
 export interface TensorData {
   data: Float32Array | Int32Array;
@@ -41,7 +50,7 @@ export interface ModelBuffer {
  */
 export function sessionOptions(options: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
   return {
-    executionProviders: options.executionProviders ?? ['cpu'],
+    executionProviders: [...(options.executionProviders ?? ['cpu'])],
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     intraOpNumThreads: options.intraOpNumThreads ?? availableParallelism(),
@@ -58,6 +67,9 @@ export class OnnxModel {
   private constructor(
     readonly path: string,
     private readonly session: ort.InferenceSession,
+    /** The providers the session was created with (onnxruntime assigns each node to the first that runs it). */
+    readonly providers: readonly string[],
+    readonly loadedFrom: LoadedFrom,
   ) {
     this.inputs = new Map(
       session.inputMetadata.filter((m): m is ort.InferenceSession.TensorValueMetadata => m.isTensor).map((m) => [m.name, m]),
@@ -66,23 +78,45 @@ export class OnnxModel {
 
   /** Loads a model file (its external data files are found beside it). Blocks the calling thread while onnxruntime builds the session. */
   static async load(path: string, options: RuntimeOptions = {}): Promise<OnnxModel> {
-    try {
-      return new OnnxModel(path, await ort.InferenceSession.create(path, sessionOptions(options)));
-    } catch (error) {
-      throw invalidModel(`${path}: onnxruntime could not load it (${(error as Error).message})`, error);
-    }
+    return OnnxModel.create(path, path, sessionOptions(options), options, '');
   }
 
-  /** Builds a session from a model in memory; `path` names it in messages. */
-  static async fromBuffer(path: string, model: ModelBuffer, options: RuntimeOptions = {}): Promise<OnnxModel> {
+  /** Builds a session from a model in memory; `path` names it in messages. `variant` names what was
+   * changed in memory relative to the file at `path` (a LoRA set, say): with it, the optimised graph is cached. */
+  static async fromBuffer(path: string, model: ModelBuffer, options: RuntimeOptions = {}, variant?: string): Promise<OnnxModel> {
     const session: ort.InferenceSession.SessionOptions = {
       ...sessionOptions(options),
       // Resolves external data as loading from `path` would; onnxruntime refuses it otherwise.
       extra: { session: { model_external_initializers_file_folder_path: model.dir } },
     };
     if (model.externalData.length) session.externalData = model.externalData;
+    return OnnxModel.create(path, model.bytes, session, options, variant);
+  }
+
+  /** A session from the optimised-model cache when it holds a sound entry, else from `source` (saving its optimised graph). */
+  private static async create(path: string, source: string | Uint8Array, session: ort.InferenceSession.SessionOptions, options: RuntimeOptions, variant: string | undefined): Promise<OnnxModel> {
+    const providers = options.executionProviders ?? ['cpu'];
     try {
-      return new OnnxModel(path, await ort.InferenceSession.create(model.bytes, session));
+      if (!options.optimizedCacheDir || variant === undefined) return new OnnxModel(path, await createSession(source, session), providers, 'source');
+      const cache = new OptimizedModelCache(options.optimizedCacheDir);
+      const key = await cache.key({ path, variant, providers });
+      const entry = await cache.open(key);
+      if (entry) {
+        const cached = await ort.InferenceSession.create(entry.path, { ...sessionOptions(options), graphOptimizationLevel: 'disabled' }).catch(() => undefined);
+        if (cached && (await entry.verified)) return new OnnxModel(path, cached, providers, 'optimized-cache');
+        await cached?.release();
+        await cache.discard(key);
+      }
+      const writer = await cache.writer(key);
+      const extra = (session.extra ?? {}) as { session?: Record<string, string> };
+      const created = await createSession(source, { ...session, optimizedModelFilePath: writer.path, extra: { ...extra, session: { ...extra.session, ...SAVE_CONFIG } } })
+        .catch(async (error: unknown) => {
+          await writer.abandon();
+          throw error;
+        });
+      // A cache that cannot be written (a full disk) costs the next load its time, not this one its model.
+      await writer.commit().catch(() => writer.abandon());
+      return new OnnxModel(path, created, providers, 'source');
     } catch (error) {
       throw invalidModel(`${path}: onnxruntime could not load it (${(error as Error).message})`, error);
     }
@@ -130,6 +164,10 @@ export class OnnxModel {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+function createSession(source: string | Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+  return typeof source === 'string' ? ort.InferenceSession.create(source, options) : ort.InferenceSession.create(source, options);
 }
 
 function toTensor(type: string, data: Float32Array | Int32Array, dims: readonly number[]): ort.Tensor {

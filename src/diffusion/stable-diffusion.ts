@@ -3,10 +3,11 @@
 import { clipSkipBeyondMessage, exposeHiddenStates, layerNorm, type HiddenStates } from './clip-skip.ts';
 import { expandEmbeddingTokens } from './embeddings.ts';
 import { badInput, invalidModel } from './errors.ts';
-import { Adaptation, type Adapters } from './lora/adapt.ts';
+import { Adaptation, adaptersKey, type Adapters } from './lora/adapt.ts';
 import { ModelEditor } from './lora/model-editor.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import { OnnxModel, type ModelBuffer, type RuntimeOptions } from './onnx-model.ts';
+import { providersFor, type Submodel } from './providers.ts';
 import { ClipTokenizer } from './tokenizer.ts';
 
 /** The hidden states of a text encoder, once exposed, or why they cannot be. */
@@ -39,8 +40,11 @@ export class StableDiffusionModel {
     if (info.error) throw invalidModel(`model ${info.id}: ${info.error}`);
     const { paths } = info;
     const loaded: OnnxModel[] = [];
-    const load = async (path: string, buffer?: ModelBuffer) => {
-      const model = buffer ? await OnnxModel.fromBuffer(path, buffer, runtime) : await OnnxModel.load(path, runtime);
+    // A merged submodel is cached as a variant of its file, keyed by the adapters merged into it.
+    const variant = adapters && `adapters ${await adaptersKey(adapters)}`;
+    const load = async (submodel: Submodel, path: string, buffer?: ModelBuffer) => {
+      const options = submodelRuntime(runtime, submodel);
+      const model = buffer ? await OnnxModel.fromBuffer(path, buffer, options, variant) : await OnnxModel.load(path, options);
       loaded.push(model);
       return model;
     };
@@ -54,10 +58,10 @@ export class StableDiffusionModel {
       const model = new StableDiffusionModel(
         info,
         tokenizer,
-        await load(paths.textEncoder, await adaptation?.textEncoder(paths.textEncoder, tokenizer, exposeInMemory)),
-        await load(paths.unet, await adaptation?.unet(paths.unet)),
-        await load(paths.vaeDecoder),
-        paths.vaeEncoder ? await load(paths.vaeEncoder) : undefined,
+        await load('text_encoder', paths.textEncoder, await adaptation?.textEncoder(paths.textEncoder, tokenizer, exposeInMemory)),
+        await load('unet', paths.unet, await adaptation?.unet(paths.unet)),
+        await load('vae_decoder', paths.vaeDecoder),
+        paths.vaeEncoder ? await load('vae_encoder', paths.vaeEncoder) : undefined,
         adaptation?.warnings,
         adaptation?.expansions,
         runtime,
@@ -101,7 +105,7 @@ export class StableDiffusionModel {
       const editor = await ModelEditor.open(path);
       const states = await exposeHiddenStates(editor);
       if (!states.outputs.every((name) => this.textEncoder.outputNames.includes(name))) {
-        const session = await OnnxModel.fromBuffer(path, await editor.toBuffer(), this.runtime);
+        const session = await OnnxModel.fromBuffer(path, await editor.toBuffer(), submodelRuntime(this.runtime, 'text_encoder'), 'hidden states');
         const previous = this.textEncoderSession;
         this.textEncoderSession = session;
         // Nothing else runs it now: the engine thread runs one request at a time.
@@ -156,7 +160,18 @@ export class StableDiffusionModel {
     }
   }
 
+  /** Each loaded submodel: the providers its session runs on, and whether it came from the optimised-model cache. */
+  get submodels(): { name: Submodel; model: OnnxModel }[] {
+    const all = [['text_encoder', this.textEncoder], ['unet', this.unet], ['vae_decoder', this.vaeDecoder], ['vae_encoder', this.vaeEncoder]] as const;
+    return all.filter((entry): entry is readonly [Submodel, OnnxModel] => entry[1] !== undefined).map(([name, model]) => ({ name, model }));
+  }
+
   async release(): Promise<void> {
     await Promise.all([this.textEncoder, this.unet, this.vaeDecoder, this.vaeEncoder].map((m) => m?.release()));
   }
+}
+
+/** The runtime options of one submodel: its providers from the placement, else the default list. */
+function submodelRuntime(runtime: RuntimeOptions, submodel: Submodel): RuntimeOptions {
+  return { ...runtime, executionProviders: providersFor(runtime.executionProviders, runtime.placement, submodel) };
 }

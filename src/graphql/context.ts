@@ -3,6 +3,7 @@
 import type { Auth, Viewer } from '../auth/index.ts';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/index.ts';
+import type { EngineModelStatus } from '../diffusion/index.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { Jobs, JobTopics } from '../jobs/index.ts';
 import type { Registry } from '../registry/index.ts';
@@ -20,6 +21,8 @@ export interface Services {
   jobs: Jobs;
   /** Tokens, and what image URLs carry. */
   auth: Auth;
+  /** This process's engine; null when it runs none (SDQL_WORKER=false). */
+  engine: { models(): EngineModelStatus[] } | null;
 }
 
 export interface Context extends Services {

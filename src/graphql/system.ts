@@ -1,4 +1,4 @@
-import { LIMITS } from '../diffusion/index.ts';
+import { LIMITS, ORT_VERSION, type EngineModelStatus } from '../diffusion/index.ts';
 import { VERSION } from '../version.ts';
 import { builder } from './builder.ts';
 
@@ -26,6 +26,49 @@ const GenerationLimits = builder.objectRef<typeof LIMITS>('GenerationLimits').im
   }),
 });
 
+const ModelLoadState = builder.enumType('ModelLoadState', {
+  description: "Where a model stands in the engine's cache.",
+  values: {
+    LOADING: { description: 'Its sessions are being created.' },
+    READY: { description: 'Loaded: generations on it start at once.' },
+    FAILED: { description: 'The last load failed (see `error`); the next generation on it tries again.' },
+  },
+});
+
+type SubmodelStatus = EngineModelStatus['submodels'][number];
+
+const LoadedSubmodel = builder.objectRef<SubmodelStatus>('LoadedSubmodel').implement({
+  description: 'One onnxruntime session of a loaded model.',
+  fields: (t) => ({
+    name: t.exposeString('name', { description: 'text_encoder, unet, vae_decoder or vae_encoder.' }),
+    providers: t.exposeStringList('providers', {
+      description: 'The execution providers its session was created with, in order of preference (SDQL_EXECUTION_PROVIDERS, or SDQL_SUBMODEL_PROVIDERS for this submodel); onnxruntime runs each node on the first that supports it.',
+    }),
+    fromOptimizedCache: t.exposeBoolean('fromOptimizedCache', { description: 'Whether its graph was loaded from the optimised-model cache (SDQL_OPTIMIZED_CACHE) rather than optimised at this load.' }),
+  }),
+});
+
+const LoadedModel = builder.objectRef<EngineModelStatus>('LoadedModel').implement({
+  description: 'A model the engine holds or is loading: the model as it is, or with a LoRA set merged in.',
+  fields: (t) => ({
+    modelId: t.exposeString('modelId', { description: 'The model\'s id (its folder name).' }),
+    loras: t.exposeStringList('loras', { description: 'The LoRAs merged into this copy; empty for the model as it is.' }),
+    state: t.field({ type: ModelLoadState, description: 'Loading, ready or failed.', resolve: (m) => m.state }),
+    error: t.string({ nullable: true, description: 'Why the load failed (FAILED).', resolve: (m) => m.error ?? null }),
+    loadMs: t.int({ nullable: true, description: 'Milliseconds the load took (READY).', resolve: (m) => m.loadMs ?? null }),
+    submodels: t.field({ type: [LoadedSubmodel], description: 'Its sessions once READY, with the providers each runs on.', resolve: (m) => m.submodels }),
+  }),
+});
+
+const EngineInfo = builder.objectRef<{ models(): EngineModelStatus[] }>('EngineInfo').implement({
+  description: "This process's generation engine.",
+  fields: (t) => ({
+    onnxruntimeVersion: t.string({ description: 'The version of onnxruntime-node it runs on.', resolve: () => ORT_VERSION }),
+    executionProviders: t.stringList({ description: 'SDQL_EXECUTION_PROVIDERS: the providers submodels run on unless SDQL_SUBMODEL_PROVIDERS places them elsewhere.', resolve: (_e, _a, ctx) => ctx.config.executionProviders }),
+    models: t.field({ type: [LoadedModel], description: 'The models loaded and loading now (SDQL_PRELOAD, or generations), and loads that failed.', resolve: (engine) => engine.models() }),
+  }),
+});
+
 const System = builder.objectRef<object>('System').implement({
   description: 'This server.',
   fields: (t) => ({
@@ -36,6 +79,12 @@ const System = builder.objectRef<object>('System').implement({
     lorasDir: t.string({ description: 'SDQL_LORAS_DIR on the server: where LoRA files go.', resolve: (_s, _a, ctx) => ctx.config.lorasDir }),
     embeddingsDir: t.string({ description: 'SDQL_EMBEDDINGS_DIR on the server: where textual-inversion embeddings go.', resolve: (_s, _a, ctx) => ctx.config.embeddingsDir }),
     limits: t.field({ type: GenerationLimits, description: 'What a generation request may ask for (sizes, steps, images, uploads).', resolve: () => LIMITS }),
+    engine: t.field({
+      type: EngineInfo,
+      nullable: true,
+      description: "This process's engine: its providers and the models it holds. Null on a server that runs no generations (SDQL_WORKER=false); `sdql worker` processes report in their logs.",
+      resolve: (_s, _a, ctx) => ctx.engine,
+    }),
   }),
 });
 

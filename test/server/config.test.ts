@@ -28,6 +28,10 @@ test('defaults: loopback, port 4000, ./data, ./models, embedded database', () =>
     auth: 'off',
     maxQueued: 100,
     imageUrlTtlSeconds: 86400,
+    executionProviders: ['cpu'],
+    submodelProviders: {},
+    optimizedCache: true,
+    preload: [],
   });
 });
 
@@ -51,6 +55,10 @@ test('the environment sets values and flags override it', () => {
     SDQL_PUBLIC_URL: 'https://sdql.example/',
     SDQL_MAX_QUEUED: '20',
     SDQL_IMAGE_URL_TTL: '3600',
+    SDQL_EXECUTION_PROVIDERS: 'CUDA, cpu',
+    SDQL_SUBMODEL_PROVIDERS: 'vae=cpu; text_encoder = webgpu,cpu;',
+    SDQL_OPTIMIZED_CACHE: 'false',
+    SDQL_PRELOAD: 'sd15, tiny,sd15',
   };
   const config = loadConfig({ port: '5001', 'loras-dir': '/srv/loras' }, env);
   assert.deepEqual(config, {
@@ -76,6 +84,10 @@ test('the environment sets values and flags override it', () => {
     auth: 'tokens',
     maxQueued: 20,
     imageUrlTtlSeconds: 3600,
+    executionProviders: ['cuda', 'cpu'],
+    submodelProviders: { vae_decoder: ['cpu'], vae_encoder: ['cpu'], text_encoder: ['webgpu', 'cpu'] },
+    optimizedCache: false,
+    preload: ['sd15', 'tiny'],
   });
   assert.equal(loadConfig({}, { DATABASE_URL: '' }).databaseUrl, null);
   assert.equal(loadConfig({}, { SDQL_MODELS_DIR: '/m' }).lorasDir, join('/m', 'loras'));
@@ -114,6 +126,14 @@ test('invalid values fail with a message naming the setting and the expected for
     [{}, { SDQL_AUTH: 'yes' }, /^SDQL_AUTH must be auto, off or tokens, got "yes"$/],
     [{}, { SDQL_MAX_QUEUED: '0' }, /^SDQL_MAX_QUEUED must be a positive whole number/],
     [{ 'image-url-ttl': '1.5' }, {}, /^--image-url-ttl must be a positive whole number/],
+    [{}, { SDQL_EXECUTION_PROVIDERS: 'gpu' }, /^SDQL_EXECUTION_PROVIDERS: unknown execution provider "gpu"; onnxruntime-node has cpu, cuda, tensorrt, webgpu, dml, coreml$/],
+    [{}, { SDQL_EXECUTION_PROVIDERS: ' , ' }, /^SDQL_EXECUTION_PROVIDERS must name at least one execution provider/],
+    [{ 'execution-providers': 'cuda,cpu,cuda' }, {}, /^--execution-providers names a provider twice/],
+    [{}, { SDQL_SUBMODEL_PROVIDERS: 'decoder=cpu' }, /^SDQL_SUBMODEL_PROVIDERS must be entries like vae=cpu .*got "decoder=cpu"$/],
+    [{}, { SDQL_SUBMODEL_PROVIDERS: 'vae:cpu' }, /^SDQL_SUBMODEL_PROVIDERS must be entries like vae=cpu/],
+    [{}, { SDQL_SUBMODEL_PROVIDERS: 'unet=cuda,cpu,vae=cpu' }, /^SDQL_SUBMODEL_PROVIDERS must be entries like vae=cpu/],
+    [{}, { SDQL_SUBMODEL_PROVIDERS: 'vae=tpu' }, /^SDQL_SUBMODEL_PROVIDERS \(vae\): unknown execution provider "tpu"/],
+    [{}, { SDQL_OPTIMIZED_CACHE: 'sometimes' }, /^SDQL_OPTIMIZED_CACHE must be true or false/],
   ];
   for (const [flags, env, expected] of cases) {
     assert.throws(() => loadConfig(flags, env), (error: Error) => error instanceof ConfigError && expected.test(error.message));
