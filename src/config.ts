@@ -33,6 +33,8 @@ export interface Config {
   modelCacheBytes: number;
   /** Bytes a UNet call's activations may take: larger batches run in sub-batches. */
   batchMemoryBytes: number;
+  /** Images of more pixels than this run through the VAE in tiles. */
+  vaeTilePixels: number;
   /** Origins (scheme://host[:port]) whose pages may call the API from a browser; empty: none but this server's own. */
   corsOrigins: string[];
   /** Host names accepted in the Host header besides loopback ones, when listening on a loopback address. */
@@ -199,6 +201,14 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     defaultLabel: 'a quarter of the memory',
     description: 'Megabytes the UNet\'s activations may take in one call: a batch that needs more runs in sub-batches, of one image at least. Each image takes about 2.1 × 8 × (width/8 × height/8)² × 4 bytes per guidance pass: 1 GiB at 512×512, 5.3 GiB at 768×768.',
     parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : Math.floor(totalmem() / 4)),
+  }),
+  option({
+    key: 'vaeTilePixels',
+    env: 'SDQL_VAE_TILE_PIXELS',
+    flag: 'vae-tile-pixels',
+    default: String(768 * 768),
+    description: 'Images of more pixels (width × height) than this go through the VAE decoder and encoder in tiles of 512 × 512 pixels with 128 pixels of context each side, bounding their memory. Exact for local layers; SD\'s VAE has group norms and one attention over the whole image, so tiles differ from the whole image by a fraction of a level on average (bench `memory`).',
+    parse: (raw, name) => positiveNumber(raw, name),
   }),
   option({
     key: 'corsOrigins',

@@ -14,6 +14,7 @@ import type { GenerateRequest } from './request.ts';
 import { StableDiffusionModel } from './stable-diffusion.ts';
 import { OnnxUpscaler } from './upscalers.ts';
 import { TaesdDecoder, TaesdPreviews, taesdWarning } from './taesd.ts';
+import { DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_PIXELS } from './vae-tiles.ts';
 
 export interface EngineOptions {
   runtime?: RuntimeOptions;
@@ -23,6 +24,8 @@ export interface EngineOptions {
   /** Bytes a UNet call's activations may take; larger batches run in sub-batches (sub-batch.ts). A
    * quarter of the machine's memory by default, beside the models' sixth; Infinity: whole batches. */
   batchMemoryBytes?: number;
+  /** Images of more pixels than this go through the VAE in tiles (vae-tiles.ts); Infinity: never. */
+  vaeTilePixels?: number;
 }
 
 /** Which steps want a preview, and what decodes them. */
@@ -83,6 +86,7 @@ export class Engine implements GenerationEngine {
             ...callbacks,
             upscaler,
             memoryBudgetBytes: this.options.batchMemoryBytes ?? totalmem() / 4,
+            vaeTiling: { thresholdPixels: this.options.vaeTilePixels ?? DEFAULT_TILE_PIXELS, tile: DEFAULT_TILE, margin: DEFAULT_MARGIN },
             onStep: onStep && (async (progress) => onStep({ ...progress, previewRgb: await taesd.decode(progress) })),
           }));
           if (!decoder && !warnings.length) return result;
