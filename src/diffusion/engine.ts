@@ -11,6 +11,7 @@ import type { RuntimeOptions } from './onnx-model.ts';
 import { generate, type GenerateCallbacks, type GenerateResult, type StepProgress } from './pipeline.ts';
 import type { RgbPixels } from './preview.ts';
 import type { GenerateRequest } from './request.ts';
+import { SessionPool } from './session-pool.ts';
 import { StableDiffusionModel } from './stable-diffusion.ts';
 import { OnnxUpscaler } from './upscalers.ts';
 import { TaesdDecoder, TaesdPreviews, taesdWarning } from './taesd.ts';
@@ -65,6 +66,8 @@ export class Engine implements GenerationEngine {
   private readonly cache: ModelCache<StableDiffusionModel>;
   private readonly decoders = new ModelCache<TaesdDecoder>(DECODER_CACHE_BYTES);
   private readonly upscalers = new ModelCache<OnnxUpscaler>(UPSCALER_CACHE_BYTES);
+  /** Sessions the cached pipelines share (a LoRA set's unchanged submodels are the bare model's). */
+  private readonly sessions = new SessionPool();
 
   constructor(private readonly options: EngineOptions = {}) {
     this.cache = new ModelCache(options.cacheBudgetBytes ?? totalmem() / 6);
@@ -78,7 +81,7 @@ export class Engine implements GenerationEngine {
     return this.cache.use(
       adapters ? `${model.dir}\n${await adaptersKey(adapters)}` : model.dir,
       model.sizeBytes,
-      () => StableDiffusionModel.load(model, this.options.runtime, adapters),
+      () => StableDiffusionModel.load(model, this.options.runtime, adapters, this.sessions),
       (loaded) =>
         this.withDecoder(onStep && every > 0 ? previews?.decoder : undefined, async (decoder, warnings) => {
           const taesd = new TaesdPreviews(decoder, every, warnings);

@@ -7,6 +7,7 @@ import { Adaptation, type Adapters } from './lora/adapt.ts';
 import { ModelEditor } from './lora/model-editor.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import { OnnxModel, type ModelBuffer, type RuntimeOptions } from './onnx-model.ts';
+import type { SessionPool } from './session-pool.ts';
 import { ClipTokenizer } from './tokenizer.ts';
 
 /** The hidden states of a text encoder, once exposed, or why they cannot be. */
@@ -27,6 +28,8 @@ export class StableDiffusionModel {
     readonly warnings: readonly string[] = [],
     private readonly embeddingTokens: ReadonlyMap<string, readonly string[]> = new Map(),
     private readonly runtime: RuntimeOptions = {},
+    /** Where the sessions of unchanged files come from and go back to; without one, this model owns them all. */
+    private readonly pool?: SessionPool,
   ) {}
 
   get textEncoder(): OnnxModel {
@@ -34,13 +37,14 @@ export class StableDiffusionModel {
   }
 
   /** Loads the folder's models; `adapters` (LoRAs, textual-inversion embeddings) are merged into the
-   * text encoder and the UNet on the way, in memory. */
-  static async load(info: ModelFolderInfo, runtime: RuntimeOptions = {}, adapters?: Adapters): Promise<StableDiffusionModel> {
+   * text encoder and the UNet on the way, in memory. Submodels loaded from their files unchanged come
+   * from `pool`, shared with the other models that use them. */
+  static async load(info: ModelFolderInfo, runtime: RuntimeOptions = {}, adapters?: Adapters, pool?: SessionPool): Promise<StableDiffusionModel> {
     if (info.error) throw invalidModel(`model ${info.id}: ${info.error}`);
     const { paths } = info;
     const loaded: OnnxModel[] = [];
     const load = async (path: string, buffer?: ModelBuffer) => {
-      const model = buffer ? await OnnxModel.fromBuffer(path, buffer, runtime) : await OnnxModel.load(path, runtime);
+      const model = buffer ? await OnnxModel.fromBuffer(path, buffer, runtime) : pool ? await pool.acquire(path, runtime) : await OnnxModel.load(path, runtime);
       loaded.push(model);
       return model;
     };
@@ -61,12 +65,13 @@ export class StableDiffusionModel {
         adaptation?.warnings,
         adaptation?.expansions,
         runtime,
+        pool,
       );
       if (hiddenStates) model.hiddenStates = Promise.resolve(hiddenStates);
       model.check();
       return model;
     } catch (error) {
-      await Promise.all(loaded.map((m) => m.release()));
+      await Promise.all(loaded.map((m) => (pool ? pool.release(m) : m.release())));
       throw error;
     }
   }
@@ -105,7 +110,7 @@ export class StableDiffusionModel {
         const previous = this.textEncoderSession;
         this.textEncoderSession = session;
         // Nothing else runs it now: the engine thread runs one request at a time.
-        await previous.release();
+        await this.releaseSession(previous);
       }
       return { states };
     } catch (error) {
@@ -157,6 +162,10 @@ export class StableDiffusionModel {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.textEncoder, this.unet, this.vaeDecoder, this.vaeEncoder].map((m) => m?.release()));
+    await Promise.all([this.textEncoder, this.unet, this.vaeDecoder, this.vaeEncoder].map((m) => m && this.releaseSession(m)));
+  }
+
+  private releaseSession(model: OnnxModel): Promise<void> {
+    return this.pool ? this.pool.release(model) : model.release();
   }
 }
