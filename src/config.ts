@@ -31,8 +31,8 @@ export interface Config {
   workerLeaseSeconds: number;
   /** Bytes of model files the engine keeps loaded between requests. */
   modelCacheBytes: number;
-  /** Bytes a UNet call's activations may take: larger batches run in sub-batches. */
-  batchMemoryBytes: number;
+  /** Bytes a UNet call's activations may take: larger batches run in sub-batches. Null: from the memory free at each request. */
+  batchMemoryBytes: number | null;
   /** Images of more pixels than this run through the VAE in tiles. */
   vaeTilePixels: number;
   /** Origins (scheme://host[:port]) whose pages may call the API from a browser; empty: none but this server's own. */
@@ -198,9 +198,9 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     env: 'SDQL_BATCH_MEMORY_MB',
     flag: 'batch-memory-mb',
     default: '',
-    defaultLabel: 'a quarter of the memory',
-    description: 'Megabytes the UNet\'s activations may take in one call: a batch that needs more runs in sub-batches, of one image at least. Each image takes about 2.1 × 8 × (width/8 × height/8)² × 4 bytes per guidance pass: 1 GiB at 512×512, 5.3 GiB at 768×768.',
-    parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : Math.floor(totalmem() / 4)),
+    defaultLabel: 'three quarters of the free memory',
+    description: 'Megabytes the UNet\'s activations may take in one call: a batch that needs more runs in sub-batches, of one image at least. Each image takes about 2.1 × 8 × (width/8 × height/8)² × 4 bytes per guidance pass: 1 GiB at 512×512, 5.3 GiB at 768×768. Unset: three quarters of the memory free when a request starts, its model loaded.',
+    parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : null),
   }),
   option({
     key: 'vaeTilePixels',

@@ -3,7 +3,7 @@
 // `Engine` runs on the calling thread; `EngineThread` (engine-thread.ts) runs the same engine on
 // a worker thread, because onnxruntime-node's session.run blocks the thread it is called on.
 import { stat } from 'node:fs/promises';
-import { totalmem } from 'node:os';
+import { freemem, totalmem } from 'node:os';
 import { adaptersKey, normalizeAdapters } from './lora/adapt.ts';
 import { ModelCache } from './model-cache.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
@@ -22,8 +22,9 @@ export interface EngineOptions {
   /** Bytes of model files kept loaded between requests; a sixth of the machine's memory by default,
    * since a loaded model takes about three times its files (weights plus onnxruntime's arena). */
   cacheBudgetBytes?: number;
-  /** Bytes a UNet call's activations may take; larger batches run in sub-batches (sub-batch.ts). A
-   * quarter of the machine's memory by default, beside the models' sixth; Infinity: whole batches. */
+  /** Bytes a UNet call's activations may take; larger batches run in sub-batches (sub-batch.ts). By
+   * default three quarters of the memory free when a request starts, its model loaded (the rest for
+   * the VAE, the scheduler's arrays and other processes); Infinity: whole batches. */
   batchMemoryBytes?: number;
   /** Images of more pixels than this go through the VAE in tiles (vae-tiles.ts); Infinity: never. */
   vaeTilePixels?: number;
@@ -88,7 +89,7 @@ export class Engine implements GenerationEngine {
           const result = await this.withUpscaler(request.upscalerPath, (upscaler) => generate(loaded, request, {
             ...callbacks,
             upscaler,
-            memoryBudgetBytes: this.options.batchMemoryBytes ?? totalmem() / 4,
+            memoryBudgetBytes: this.options.batchMemoryBytes ?? 0.75 * freemem(),
             vaeTiling: { thresholdPixels: this.options.vaeTilePixels ?? DEFAULT_TILE_PIXELS, tile: DEFAULT_TILE, margin: DEFAULT_MARGIN },
             onStep: onStep && (async (progress) => onStep({ ...progress, previewRgb: await taesd.decode(progress) })),
           }));

@@ -11,6 +11,8 @@ export interface RuntimeOptions {
   executionProviders?: string[];
   /** Threads for one operator; defaults to the machine's available parallelism. */
   intraOpNumThreads?: number;
+  /** onnxruntime's memory pattern (one block planned for all of a run's activations); on by default. */
+  memPattern?: boolean;
 }
 
 export interface TensorData {
@@ -47,7 +49,7 @@ export function sessionOptions(options: RuntimeOptions = {}): ort.InferenceSessi
     intraOpNumThreads: options.intraOpNumThreads ?? availableParallelism(),
     interOpNumThreads: 1,
     enableCpuMemArena: true,
-    enableMemPattern: true,
+    enableMemPattern: options.memPattern ?? true,
     logSeverityLevel: 3,
   };
 }

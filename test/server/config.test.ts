@@ -21,7 +21,7 @@ test('defaults: loopback, port 4000, ./data, ./models, embedded database', () =>
     a1111Api: true,
     workerLeaseSeconds: 30,
     modelCacheBytes: Math.floor(totalmem() / 6),
-    batchMemoryBytes: Math.floor(totalmem() / 4),
+    batchMemoryBytes: null,
     vaeTilePixels: 768 * 768,
     corsOrigins: [],
     allowedHosts: [],
