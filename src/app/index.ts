@@ -65,7 +65,7 @@ export async function startJobs({ config, db, registry, lifecycle, jobs }: App):
   await jobs.startRecovery(config.workerLeaseSeconds * 1000, { exclusive: db.kind === 'pglite' });
   lifecycle.onShutdown('recovery', () => jobs.stopRecovery());
   if (!config.worker) return;
-  const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes, batchMemoryBytes: config.batchMemoryBytes ?? undefined, vaeTilePixels: config.vaeTilePixels });
+  const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes ?? undefined, batchMemoryBytes: config.batchMemoryBytes ?? undefined, vaeTilePixels: config.vaeTilePixels });
   lifecycle.onShutdown('engine', () => engine.close());
   await jobs.startWorker({
     engine,

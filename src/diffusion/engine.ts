@@ -19,8 +19,10 @@ import { DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_PIXELS } from './vae-tiles.t
 
 export interface EngineOptions {
   runtime?: RuntimeOptions;
-  /** Bytes of model files kept loaded between requests; a sixth of the machine's memory by default,
-   * since a loaded model takes about three times its files (weights plus onnxruntime's arena). */
+  /** Bytes of resident memory the loaded models may hold between requests, each counted as the RSS
+   * growth of its load (model-cache.ts). 40 % of the machine's memory by default: on 24 GB that holds
+   * SD 1.5 (its UNet session alone holds 3.5 GB after load, issue 11) and a LoRA set's merged UNet
+   * and text encoder, whose VAE is the model's (session-pool.ts). */
   cacheBudgetBytes?: number;
   /** Bytes a UNet call's activations may take; larger batches run in sub-batches (sub-batch.ts). By
    * default three quarters of the memory free when a request starts, its model loaded (the rest for
@@ -58,6 +60,13 @@ export interface GenerationEngine {
   close(): Promise<void>;
 }
 
+/**
+ * Resident bytes a model's load is taken to add per byte of its files, until its load measures it:
+ * 2.2× for an SD-width fixture UNet (bench `memory`; onnxruntime prepacks weights beside its copy),
+ * about 1× for SD 1.5's UNet (issue 11). The larger, so that room is made before a load, not after.
+ */
+const LOADED_PER_FILE_BYTE = 2.2;
+
 /** Room for a few TAESD decoders (about 5 MB each in fp32). */
 const DECODER_CACHE_BYTES = 64 * 2 ** 20;
 /** Room for a Real-ESRGAN x4plus (about 67 MB in fp32) and another. */
@@ -71,7 +80,7 @@ export class Engine implements GenerationEngine {
   private readonly sessions = new SessionPool();
 
   constructor(private readonly options: EngineOptions = {}) {
-    this.cache = new ModelCache(options.cacheBudgetBytes ?? totalmem() / 6);
+    this.cache = new ModelCache(options.cacheBudgetBytes ?? 0.4 * totalmem(), true);
   }
 
   /** Runs a request on the model with its LoRAs and embeddings; each such set is loaded (merged) once and
@@ -81,7 +90,7 @@ export class Engine implements GenerationEngine {
     const every = previews?.every ?? 0;
     return this.cache.use(
       adapters ? `${model.dir}\n${await adaptersKey(adapters)}` : model.dir,
-      model.sizeBytes,
+      LOADED_PER_FILE_BYTE * model.sizeBytes,
       () => StableDiffusionModel.load(model, this.options.runtime, adapters, this.sessions),
       (loaded) =>
         this.withDecoder(onStep && every > 0 ? previews?.decoder : undefined, async (decoder, warnings) => {

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { CONFIG_OPTIONS, ConfigError, loadConfig, redactUrl } from '../../src/config.ts';
@@ -20,7 +19,7 @@ test('defaults: loopback, port 4000, ./data, ./models, embedded database', () =>
     worker: true,
     a1111Api: true,
     workerLeaseSeconds: 30,
-    modelCacheBytes: Math.floor(totalmem() / 6),
+    modelCacheBytes: null,
     batchMemoryBytes: null,
     vaeTilePixels: 768 * 768,
     corsOrigins: [],
