@@ -16,7 +16,7 @@ import { ClipTokenizer } from './tokenizer.ts';
  * 0.79× for the encoder, and did not move for the text encoder (bench `memory`); step time showed no
  * slowdown there, nor in issue 11's SD 1.5 measurement (8.37–8.62 s off, 8.52–8.86 s on).
  */
-const MEM_PATTERN = { textEncoder: true, unet: false, vaeDecoder: false, vaeEncoder: false } as const;
+export const MEM_PATTERN = { textEncoder: true, unet: false, vaeDecoder: false, vaeEncoder: false } as const;
 
 /** The hidden states of a text encoder, once exposed, or why they cannot be. */
 type HiddenStatesState = { states: HiddenStates } | { error: unknown };
