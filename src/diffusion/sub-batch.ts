@@ -5,7 +5,7 @@
 // batch's outputs.
 import type { OnnxModel, OutputTensor, TensorData } from './onnx-model.ts';
 
-/** Heads of SD 1.x's self-attention (SD 2.x has 5 at full resolution, so it is over-estimated there). */
+/** Heads of SD 1.x's full-resolution self-attention, for a model whose config does not tell (SD 2.x has 5). */
 const ATTENTION_HEADS = 8;
 /**
  * Peak memory of a UNet call over its attention scores alone: the scores and their softmax are alive
@@ -15,16 +15,16 @@ const ATTENTION_HEADS = 8;
  */
 const SCORE_COPIES = 2.1;
 
-/** Bytes of activations one sample of a UNet call takes at this latent size (see SCORE_COPIES). */
-export function unetSampleBytes(latentHeight: number, latentWidth: number): number {
+/** Bytes of activations one sample of a UNet call takes at this latent size (see SCORE_COPIES), with `heads` at full resolution. */
+export function unetSampleBytes(latentHeight: number, latentWidth: number, heads = ATTENTION_HEADS): number {
   const tokens = latentHeight * latentWidth;
-  return SCORE_COPIES * ATTENTION_HEADS * tokens * tokens * 4;
+  return SCORE_COPIES * heads * tokens * tokens * 4;
 }
 
 /** How many of `batch` samples one UNet call takes within `budgetBytes` (at least one); the whole batch without a budget. */
-export function unetSamplesPerCall(batch: number, latentHeight: number, latentWidth: number, budgetBytes: number | undefined): number {
+export function unetSamplesPerCall(batch: number, latentHeight: number, latentWidth: number, budgetBytes: number | undefined, heads?: number): number {
   if (budgetBytes === undefined) return batch;
-  return Math.max(1, Math.min(batch, Math.floor(budgetBytes / unetSampleBytes(latentHeight, latentWidth))));
+  return Math.max(1, Math.min(batch, Math.floor(budgetBytes / unetSampleBytes(latentHeight, latentWidth, heads))));
 }
 
 /**
