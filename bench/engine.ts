@@ -20,7 +20,7 @@ import { inspectModelFolder } from '../src/diffusion/model-folder.ts';
 import { sessionOptions, type TensorData } from '../src/diffusion/onnx-model.ts';
 import { generate, type GenerateCallbacks, type GenerateResult } from '../src/diffusion/pipeline.ts';
 import { resolveRequest, type GenerateParams } from '../src/diffusion/request.ts';
-import { StableDiffusionModel } from '../src/diffusion/stable-diffusion.ts';
+import { MEM_PATTERN, StableDiffusionModel } from '../src/diffusion/stable-diffusion.ts';
 import type { BenchRow } from './index.ts';
 import { cachedFixture, median } from './lib/common.ts';
 
@@ -105,7 +105,7 @@ export async function benchEngine(): Promise<BenchRow[]> {
 
   process.stderr.write('  loading and warming up…\n');
   const model = await StableDiffusionModel.load(info);
-  const bare = await ort.InferenceSession.create(info.paths.unet, sessionOptions());
+  const bare = await ort.InferenceSession.create(info.paths.unet, sessionOptions({ memPattern: MEM_PATTERN.unet }));
   const thread = new EngineThread();
   try {
     // The warm-up request records its UNet feeds; every call to the engine's UNet adapter is timed.

@@ -1,7 +1,6 @@
 // Configuration from the environment and command-line flags (flags win), validated once at start-up
 // with messages that say what to change. Each setting is one entry of CONFIG_OPTIONS: add new ones
 // there (and to the README's table, which test/server/config.test.ts checks).
-import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LOG_LEVELS, type LogLevel } from './log.ts';
 
@@ -29,10 +28,12 @@ export interface Config {
   a1111Api: boolean;
   /** Seconds without a heartbeat after which a running generation counts as abandoned by a dead worker. */
   workerLeaseSeconds: number;
-  /** Bytes of model files the engine keeps loaded between requests. */
-  modelCacheBytes: number;
-  /** Bytes a UNet call's activations may take: larger batches run in sub-batches. */
-  batchMemoryBytes: number;
+  /** Bytes of resident memory the models the engine keeps loaded between requests may hold; null: the engine's default. */
+  modelCacheBytes: number | null;
+  /** Bytes a UNet call's activations may take: larger batches run in sub-batches. Null: from the memory free at each request. */
+  batchMemoryBytes: number | null;
+  /** Images of more pixels than this run through the VAE in tiles. */
+  vaeTilePixels: number;
   /** Origins (scheme://host[:port]) whose pages may call the API from a browser; empty: none but this server's own. */
   corsOrigins: string[];
   /** Host names accepted in the Host header besides loopback ones, when listening on a loopback address. */
@@ -201,18 +202,26 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     env: 'SDQL_MODEL_CACHE_MB',
     flag: 'model-cache-mb',
     default: '',
-    defaultLabel: 'a sixth of the memory',
-    description: 'Megabytes of model files kept loaded between requests (the least recently used are released). A loaded model takes about 3× its files in memory.',
-    parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : Math.floor(totalmem() / 6)),
+    defaultLabel: '40 % of the memory',
+    description: 'Megabytes of memory the models kept loaded between requests may hold (the least recently used are released), counted as the growth of resident memory each load caused. The default holds SD 1.5 and a LoRA set on a 24 GB machine.',
+    parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : null),
   }),
   option({
     key: 'batchMemoryBytes',
     env: 'SDQL_BATCH_MEMORY_MB',
     flag: 'batch-memory-mb',
     default: '',
-    defaultLabel: 'a quarter of the memory',
-    description: 'Megabytes the UNet\'s activations may take in one call: a batch that needs more runs in sub-batches, of one image at least. Each image takes about 2.1 × 8 × (width/8 × height/8)² × 4 bytes per guidance pass: 1 GiB at 512×512, 5.3 GiB at 768×768.',
-    parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : Math.floor(totalmem() / 4)),
+    defaultLabel: 'three quarters of the free memory',
+    description: 'Megabytes the UNet\'s activations may take in one call: a batch that needs more runs in sub-batches, of one image at least. Each image takes about 2.1 × 8 × (width/8 × height/8)² × 4 bytes per guidance pass: 1 GiB at 512×512, 5.3 GiB at 768×768. Unset: three quarters of the memory free when a request starts, its model loaded.',
+    parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : null),
+  }),
+  option({
+    key: 'vaeTilePixels',
+    env: 'SDQL_VAE_TILE_PIXELS',
+    flag: 'vae-tile-pixels',
+    default: String(768 * 768),
+    description: 'Images of more pixels (width × height) than this go through the VAE decoder and encoder in tiles of 512 × 512 pixels with 128 pixels of context each side, bounding their memory. Exact for local layers; SD\'s VAE has group norms and one attention over the whole image, so tiles differ from the whole image by a fraction of a level on average (bench `memory`).',
+    parse: (raw, name) => positiveNumber(raw, name),
   }),
   option({
     key: 'corsOrigins',

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createAuth, type Auth } from '../auth/index.ts';
 import type { Config } from '../config.ts';
 import { databaseTarget, holdProcessLock, openDatabase, type Database, type DatabaseTarget } from '../db/index.ts';
-import { EngineThread, adapterSource, checkProviders, findTaesdDecoder, upscalerFiles, type GenerationEngine, type RuntimeOptions } from '../diffusion/index.ts';
+import { EngineThread, adapterSource, checkProviders, findTaesdDecoder, upscalerFiles, type EngineOptions, type GenerationEngine, type RuntimeOptions } from '../diffusion/index.ts';
 import { createEventBus, EventBusError, type EventBus } from '../events/bus.ts';
 import type { Topics } from '../graphql/context.ts';
 import { Jobs } from '../jobs/index.ts';
@@ -63,9 +63,19 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   }
 }
 
-/** The engine's providers and optimised-model cache from the config, once every provider asked for has
- * created a session here: one that cannot is a StartError saying what to install, never a CPU fallback. */
-export async function engineRuntime(config: Config): Promise<RuntimeOptions> {
+/** The engine's options from the config, for the server's engine thread and `sdql generate` alike, once
+ * every provider asked for has created a session here: one that cannot is a StartError saying what to
+ * install, never a CPU fallback. */
+export async function engineOptions(config: Config): Promise<EngineOptions> {
+  return {
+    cacheBudgetBytes: config.modelCacheBytes ?? undefined,
+    batchMemoryBytes: config.batchMemoryBytes ?? undefined,
+    vaeTilePixels: config.vaeTilePixels,
+    runtime: await engineRuntime(config),
+  };
+}
+
+async function engineRuntime(config: Config): Promise<RuntimeOptions> {
   await checkProviders([...config.executionProviders, ...Object.values(config.submodelProviders).flat()]).catch((error: Error) => {
     throw new StartError(error.message, { cause: error });
   });
@@ -88,7 +98,7 @@ export async function startJobs(app: App): Promise<void> {
     if (!model) throw new StartError(`SDQL_PRELOAD names model "${id}", which is not a model folder of ${config.modelsDir} (a model's id is its folder's name)`);
     return model;
   });
-  const engine = new EngineThread({ cacheBudgetBytes: config.modelCacheBytes, batchMemoryBytes: config.batchMemoryBytes, runtime: await engineRuntime(config) });
+  const engine = new EngineThread(await engineOptions(config));
   lifecycle.onShutdown('engine', () => engine.close());
   app.engine = engine;
   // In the background: the server answers meanwhile, and system { engine } shows the loads.

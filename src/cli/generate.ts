@@ -4,7 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
-import { engineRuntime } from '../app/index.ts';
+import { engineOptions } from '../app/index.ts';
 import {
   DEFAULTS,
   DiffusionError,
@@ -100,11 +100,11 @@ export async function generateCommand(argv: string[]): Promise<number> {
   }
 
   const config = loadConfig({}, process.env);
-  const runtime = await engineRuntime(config).catch((error: Error) => {
+  const options = await engineOptions(config).catch((error: Error) => {
     process.stderr.write(`sdql generate: ${error.message}\n`);
   });
-  if (!runtime) return 1;
-  const engine = new Engine({ runtime });
+  if (!options) return 1;
+  const engine = new Engine(options);
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);

@@ -3,7 +3,7 @@
 // `Engine` runs on the calling thread; `EngineThread` (engine-thread.ts) runs the same engine on
 // a worker thread, because onnxruntime-node's session.run blocks the thread it is called on.
 import { stat } from 'node:fs/promises';
-import { totalmem } from 'node:os';
+import { freemem, totalmem } from 'node:os';
 import { adaptersKey, normalizeAdapters } from './lora/adapt.ts';
 import { ModelCache } from './model-cache.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
@@ -12,18 +12,25 @@ import type { Submodel } from './providers.ts';
 import { generate, type GenerateCallbacks, type GenerateResult, type StepProgress } from './pipeline.ts';
 import type { RgbPixels } from './preview.ts';
 import type { GenerateRequest } from './request.ts';
+import { SessionPool } from './session-pool.ts';
 import { StableDiffusionModel } from './stable-diffusion.ts';
 import { OnnxUpscaler } from './upscalers.ts';
 import { TaesdDecoder, TaesdPreviews, taesdWarning } from './taesd.ts';
+import { DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_PIXELS } from './vae-tiles.ts';
 
 export interface EngineOptions {
   runtime?: RuntimeOptions;
-  /** Bytes of model files kept loaded between requests; a sixth of the machine's memory by default,
-   * since a loaded model takes about three times its files (weights plus onnxruntime's arena). */
+  /** Bytes of resident memory the loaded models may hold between requests, each counted as the RSS
+   * growth of its load (model-cache.ts). 40 % of the machine's memory by default: on 24 GB that holds
+   * SD 1.5 (its UNet session alone holds 3.5 GB after load, issue 11) and a LoRA set's merged UNet
+   * and text encoder, whose VAE is the model's (session-pool.ts). */
   cacheBudgetBytes?: number;
-  /** Bytes a UNet call's activations may take; larger batches run in sub-batches (sub-batch.ts). A
-   * quarter of the machine's memory by default, beside the models' sixth; Infinity: whole batches. */
+  /** Bytes a UNet call's activations may take; larger batches run in sub-batches (sub-batch.ts). By
+   * default three quarters of the memory free when a request starts, its model loaded (the rest for
+   * the VAE, the scheduler's arrays and other processes); Infinity: whole batches. */
   batchMemoryBytes?: number;
+  /** Images of more pixels than this go through the VAE in tiles (vae-tiles.ts); Infinity: never. */
+  vaeTilePixels?: number;
 }
 
 /** Which steps want a preview, and what decodes them. */
@@ -72,6 +79,13 @@ export interface GenerationEngine {
   close(): Promise<void>;
 }
 
+/**
+ * Resident bytes a model's load is taken to add per byte of its files, until its load measures it:
+ * 2.2× for an SD-width fixture UNet (bench `memory`; onnxruntime prepacks weights beside its copy),
+ * about 1× for SD 1.5's UNet (issue 11). The larger, so that room is made before a load, not after.
+ */
+const LOADED_PER_FILE_BYTE = 2.2;
+
 /** Room for a few TAESD decoders (about 5 MB each in fp32). */
 const DECODER_CACHE_BYTES = 64 * 2 ** 20;
 /** Room for a Real-ESRGAN x4plus (about 67 MB in fp32) and another. */
@@ -85,13 +99,15 @@ export class Engine implements GenerationEngine {
   private readonly statuses = new Map<string, EngineModelStatus>();
   /** Called when a load starts or ends, and after each run (evictions happen during runs). */
   onModelsChanged?: () => void;
+  /** Sessions the cached pipelines share (a LoRA set's unchanged submodels are the bare model's). */
+  private readonly sessions = new SessionPool();
 
   constructor(private readonly options: EngineOptions = {}) {
-    this.cache = new ModelCache(options.cacheBudgetBytes ?? totalmem() / 6);
+    this.cache = new ModelCache(options.cacheBudgetBytes ?? 0.4 * totalmem(), true);
   }
 
   async preload(model: ModelFolderInfo): Promise<void> {
-    await this.cache.use(model.dir, model.sizeBytes, () => this.load(model.dir, model), async () => {});
+    await this.cache.use(model.dir, LOADED_PER_FILE_BYTE * model.sizeBytes, () => this.load(model.dir, model), async () => {});
     this.onModelsChanged?.();
   }
 
@@ -108,7 +124,7 @@ export class Engine implements GenerationEngine {
     this.onModelsChanged?.();
     const started = performance.now();
     try {
-      const loaded = await StableDiffusionModel.load(model, this.options.runtime, adapters);
+      const loaded = await StableDiffusionModel.load(model, this.options.runtime, adapters, this.sessions);
       status.state = 'READY';
       status.loadMs = Math.round(performance.now() - started);
       status.submodels = loaded.submodels.map(({ name, model: m }) => ({ name, providers: [...m.providers], fromOptimizedCache: m.loadedFrom === 'optimized-cache' }));
@@ -130,7 +146,7 @@ export class Engine implements GenerationEngine {
     const key = adapters ? `${model.dir}\n${await adaptersKey(adapters)}` : model.dir;
     return this.cache.use(
       key,
-      model.sizeBytes,
+      LOADED_PER_FILE_BYTE * model.sizeBytes,
       () => this.load(key, model, adapters),
       (loaded) =>
         this.withDecoder(onStep && every > 0 ? previews?.decoder : undefined, async (decoder, warnings) => {
@@ -138,7 +154,8 @@ export class Engine implements GenerationEngine {
           const result = await this.withUpscaler(request.upscalerPath, (upscaler) => generate(loaded, request, {
             ...callbacks,
             upscaler,
-            memoryBudgetBytes: this.options.batchMemoryBytes ?? totalmem() / 4,
+            memoryBudgetBytes: this.options.batchMemoryBytes ?? 0.75 * freemem(),
+            vaeTiling: { thresholdPixels: this.options.vaeTilePixels ?? DEFAULT_TILE_PIXELS, tile: DEFAULT_TILE, margin: DEFAULT_MARGIN },
             onStep: onStep && (async (progress) => onStep({ ...progress, previewRgb: await taesd.decode(progress) })),
           }));
           if (!decoder && !warnings.length) return result;

@@ -1,6 +1,9 @@
 // Loaded pipelines kept between requests: building onnxruntime sessions costs seconds and
 // gigabytes, so each model (and later each LoRA set on it) is loaded once and reused, within a
-// memory budget, evicting the least recently used entries that no request is using.
+// memory budget, evicting the least recently used entries that no request is using. An entry
+// counts an estimate while it loads and, in a measuring cache, the growth of the process's resident
+// memory over its load once loaded: what its sessions really hold (onnxruntime's copies of the
+// weights and prepacked kernels), and nothing for sessions it shares with entries loaded before it.
 
 export interface Releasable {
   release(): Promise<void>;
@@ -17,7 +20,11 @@ export class ModelCache<T extends Releasable> {
   private readonly entries = new Map<string, Entry<T>>();
   private clock = 0;
 
-  constructor(readonly budgetBytes: number) {}
+  constructor(
+    readonly budgetBytes: number,
+    /** Count each entry's RSS growth over its load instead of the estimate given to `use`. */
+    private readonly measure = false,
+  ) {}
 
   /** Runs `fn` with the cached value for `key`, loading it first if needed; the value stays cached while `fn` runs. */
   async use<R>(key: string, bytes: number, load: () => Promise<T>, fn: (value: T) => Promise<R>): Promise<R> {
@@ -25,7 +32,8 @@ export class ModelCache<T extends Releasable> {
     if (!entry) {
       // Room is made before the load starts (a microtask later, once this entry counts as in use),
       // so that the budget bounds memory while a model loads too.
-      entry = { value: Promise.resolve().then(() => this.evictOverBudget()).then(load), bytes, users: 0, lastUsed: 0 };
+      const loading: Entry<T> = { value: Promise.resolve().then(() => this.evictOverBudget()).then(() => this.load(loading, load)), bytes, users: 0, lastUsed: 0 };
+      entry = loading;
       this.entries.set(key, entry);
       entry.value.catch(() => this.entries.delete(key));
     }
@@ -38,6 +46,13 @@ export class ModelCache<T extends Releasable> {
     } finally {
       entry.users--;
     }
+  }
+
+  private async load(entry: Entry<T>, load: () => Promise<T>): Promise<T> {
+    const before = process.memoryUsage.rss();
+    const value = await load();
+    if (this.measure) entry.bytes = Math.max(0, process.memoryUsage.rss() - before);
+    return value;
   }
 
   get keys(): string[] {

@@ -47,6 +47,8 @@ export interface ModelFolderInfo {
   unetInChannels: number;
   /** Width of the text embeddings the UNet attends to, when the folder tells. */
   crossAttentionDim?: number;
+  /** Heads of the UNet's full-resolution attention (diffusers' attention_head_dim, which counts heads for SD 1.x and 2.x), when its config tells: its scores are a UNet call's peak memory. */
+  attentionHeads?: number;
   /** Transformer layers of the text encoder (text_encoder/config.json), when the folder tells: clip skip reaches back as far as its embeddings. */
   textEncoderLayers?: number;
   paths: ModelPaths;
@@ -183,6 +185,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
   const latentWidth = positive(sampleSize[1]) ?? positive(sample?.shape[3]);
 
   const textEncoderLayers = positive(textEncoderConfig.num_hidden_layers);
+  const attentionHeads = positive(Array.isArray(unetConfig.attention_head_dim) ? unetConfig.attention_head_dim[0] : unetConfig.attention_head_dim);
   const family = familyOf(crossAttentionDim, Array.isArray(modelIndex?.text_encoder_2) && modelIndex.text_encoder_2[0] !== null);
   const error = problems.length ? problems.join('; ') : undefined;
   const id = basename(dir);
@@ -203,6 +206,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
     sizeBytes: await folderSize(dir),
     unetInChannels,
     crossAttentionDim,
+    ...(attentionHeads !== undefined && { attentionHeads }),
     ...(textEncoderLayers !== undefined && { textEncoderLayers }),
     paths,
     schedulerConfig,

@@ -17,6 +17,8 @@ export interface RuntimeOptions {
   intraOpNumThreads?: number;
   /** Where optimised graphs are kept (optimized-cache.ts); unset: every load optimises. */
   optimizedCacheDir?: string;
+  /** onnxruntime's memory pattern (one block planned for all of a run's activations); on by default. */
+  memPattern?: boolean;
 }
 
 /** Where a session's graph came from: the model as given, or the optimised-model cache. */
@@ -56,7 +58,7 @@ export function sessionOptions(options: RuntimeOptions = {}): ort.InferenceSessi
     intraOpNumThreads: options.intraOpNumThreads ?? availableParallelism(),
     interOpNumThreads: 1,
     enableCpuMemArena: true,
-    enableMemPattern: true,
+    enableMemPattern: options.memPattern ?? true,
     logSeverityLevel: 3,
   };
 }

@@ -5,6 +5,7 @@
 import { DiffusionError, badInput, invalidModel } from './errors.ts';
 import type { EmbeddingRequest } from './embeddings.ts';
 import { decodeInitImage, dequantize, encodeImage, vaeOutputToImage, type DecodedInitImage, type RgbImage } from './image.ts';
+import type { OnnxModel, TensorData } from './onnx-model.ts';
 import type { OnnxUpscaler } from './upscalers.ts';
 import { prepareInpaint, type InpaintRun } from './inpaint.ts';
 import { BUILTIN_UPSCALERS, interpolateLatents, latentMode, type HiresRequest } from './hires.ts';
@@ -19,6 +20,7 @@ import { createScheduler, type Scheduler } from './schedulers/index.ts';
 import type { StableDiffusionModel } from './stable-diffusion.ts';
 import { varyNoise } from './variation.ts';
 import { runInSubBatches, unetSamplesPerCall } from './sub-batch.ts';
+import { runTiled, type VaeTiling } from './vae-tiles.ts';
 
 export interface StepProgress {
   /** 1-based count of UNet calls done, out of totalSteps (second-order samplers make two per step). */
@@ -37,6 +39,8 @@ export interface GenerateCallbacks {
   upscaler?: OnnxUpscaler;
   /** Bytes a UNet call's activations may take: the batch runs in sub-batches that fit (sub-batch.ts). Unset: all at once. */
   memoryBudgetBytes?: number;
+  /** When the VAE runs in tiles (vae-tiles.ts). Unset: whole images. */
+  vaeTiling?: VaeTiling;
 }
 
 export interface GeneratedImage {
@@ -76,7 +80,7 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
       // Through the 8-bit image and img2img's own init-image path, so that the result is a txt2img
       // followed by an img2img of its image. A model upscaler enlarges the 8-bit image first, then
       // Lanczos gives the hires size, as AUTOMATIC1111 does.
-      const images = await decodeLatents(model, request, pass, timings);
+      const images = await decodeLatents(model, request, pass, timings, callbacks.vaeTiling);
       upscaled = { images: [] };
       for (const { image } of images) {
         const enlarged = callbacks.upscaler ? await callbacks.upscaler.upscale(dequantize(image), undefined, () => throwIfAborted(callbacks.signal)) : image;
@@ -85,7 +89,7 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
     }
     pass = await denoise(model, hires, second, upscaled, progress, timings);
   }
-  const images = await decodeLatents(model, hires ?? request, pass, timings);
+  const images = await decodeLatents(model, hires ?? request, pass, timings, callbacks.vaeTiling);
   const warnings = [
     ...model.warnings,
     ...(pass.inpaint?.warnings ?? []),
@@ -178,13 +182,13 @@ async function denoise(
   let latents: Float32Array;
   let inpaint: InpaintRun | undefined;
   if (request.inpaint) {
-    const encode = (pixels: Float32Array, from: TorchGenerator[]) => encodeLatents(model, [{ pixels, width: request.width, height: request.height }], from, perImage);
+    const encode = (pixels: Float32Array, from: TorchGenerator[]) => encodeLatents(model, [{ pixels, width: request.width, height: request.height }], from, perImage, progress.callbacks.vaeTiling);
     const { seed, width, height, strength } = request;
     const initialNoise = variation ? () => varyNoise(randn(), variation, latentShape) : randn;
     inpaint = await prepareInpaint(model, request.inpaint, request.initImage!, { generators, initialNoise, scheduler, timesteps, strength: strength!, seed, width, height, encode });
     latents = inpaint.latents;
   } else if (init) {
-    const initLatents = 'latents' in init ? init.latents : await encodeLatents(model, init.images, generators, perImage);
+    const initLatents = 'latents' in init ? init.latents : await encodeLatents(model, init.images, generators, perImage, progress.callbacks.vaeTiling);
     latents = scheduler.addNoise(initLatents, variation ? varyNoise(randn(), variation, latentShape) : randn(), timesteps[0]);
   } else {
     const sigma = scheduler.initNoiseSigma;
@@ -197,7 +201,7 @@ async function denoise(
   const timestepRank = model.unet.inputShape('timestep').length;
   const batch = doGuidance ? 2 * n : n;
   const timestepCond = timeCondDim === undefined ? undefined : { data: guidanceScaleEmbedding(request.guidanceScale, timeCondDim, batch), dims: [batch, timeCondDim] };
-  const perCall = unetSamplesPerCall(batch, latentShape[2], latentShape[3], progress.callbacks.memoryBudgetBytes);
+  const perCall = unetSamplesPerCall(batch, latentShape[2], latentShape[3], progress.callbacks.memoryBudgetBytes, info.attentionHeads);
   for (let i = 0; i < timesteps.length; i++) {
     throwIfAborted(signal);
     const t = timesteps[i];
@@ -220,20 +224,42 @@ async function denoise(
 }
 
 /** Each image's latents through the VAE decoder. */
-async function decodeLatents(model: StableDiffusionModel, request: GenerateRequest, { latents, shape, inpaint }: PassResult, timings: { vaeMs: number }): Promise<GeneratedImage[]> {
+async function decodeLatents(model: StableDiffusionModel, request: GenerateRequest, { latents, shape, inpaint }: PassResult, timings: { vaeMs: number }, tiling: VaeTiling | undefined): Promise<GeneratedImage[]> {
   const started = performance.now();
   const { info } = model;
   const perImage = shape[1] * shape[2] * shape[3];
   const images: GeneratedImage[] = [];
   for (let i = 0; i < shape[0]; i++) {
     const scaled = latents.subarray(i * perImage, (i + 1) * perImage).map((v) => v / info.vaeScalingFactor);
-    const { sample } = await model.vaeDecoder.run({ latent_sample: { data: scaled, dims: [1, ...shape.slice(1)] } });
-    if (!sample) throw invalidModel(`model ${info.id}: the VAE decoder has no sample output`);
-    const image = vaeOutputToImage(sample.data, request.width, request.height);
+    const sample = await runVae(model.vaeDecoder, { input: 'latent_sample', output: 'sample' }, { data: scaled, dims: [1, ...shape.slice(1)] }, { inCell: 1, outCell: info.vaeScaleFactor }, tiling);
+    const image = vaeOutputToImage(sample, request.width, request.height);
     images.push({ seed: request.seed + i, image: inpaint ? await inpaint.finish(image) : image });
   }
   timings.vaeMs += performance.now() - started;
   return images;
+}
+
+/**
+ * One image [1, C, H, W] through a VAE half, in tiles when the image has more pixels than the tiling
+ * threshold; `cells` is a latent cell's side in the input's and the output's pixels (decoder: 1 and
+ * the scale factor; encoder: the reverse).
+ */
+async function runVae(
+  vae: OnnxModel,
+  names: { input: string; output: string },
+  image: TensorData & { data: Float32Array },
+  cells: { inCell: number; outCell: number },
+  tiling: VaeTiling | undefined,
+): Promise<Float32Array> {
+  const run = async (tile: TensorData) => {
+    const result = (await vae.run({ [names.input]: tile }))[names.output];
+    if (!result) throw invalidModel(`${vae.path}: the VAE has no ${names.output} output`);
+    return result;
+  };
+  const side = Math.max(cells.inCell, cells.outCell);
+  const pixels = (image.dims[2] / cells.inCell) * (image.dims[3] / cells.inCell) * side * side;
+  if (!tiling || pixels <= tiling.thresholdPixels) return (await run(image)).data;
+  return (await runTiled(run, image, cells, tiling)).data;
 }
 
 /** Texts × chunks of conditioning a request may hold (about 120 MB of float32 with SD 1.x's 768-wide
@@ -362,14 +388,20 @@ function embeddingFinder(tokenizer: PromptTokenizer, embeddings: readonly Embedd
  * Latents of images (1 × 3 × height × width in [-1, 1] each): image i (or the only one) through the
  * VAE encoder, sampled from the latent distribution with generator i, times the VAE scaling factor.
  */
-async function encodeLatents(model: StableDiffusionModel, images: Pick<DecodedInitImage, 'pixels' | 'width' | 'height'>[], generators: TorchGenerator[], perImage: number): Promise<Float32Array> {
+async function encodeLatents(
+  model: StableDiffusionModel,
+  images: Pick<DecodedInitImage, 'pixels' | 'width' | 'height'>[],
+  generators: TorchGenerator[],
+  perImage: number,
+  tiling: VaeTiling | undefined,
+): Promise<Float32Array> {
   const output = model.vaeEncoderOutput!;
   const scaling = model.info.vaeScalingFactor;
   const encoded = new Map<(typeof images)[number], Float32Array>();
   const encode = async (image: (typeof images)[number]) => {
     let data = encoded.get(image);
     if (!data) {
-      data = (await model.vaeEncoder!.run({ sample: { data: image.pixels, dims: [1, 3, image.height, image.width] } }))[output].data;
+      data = await runVae(model.vaeEncoder!, { input: 'sample', output }, { data: image.pixels, dims: [1, 3, image.height, image.width] }, { inCell: model.info.vaeScaleFactor, outCell: 1 }, tiling);
       encoded.set(image, data);
     }
     return data;

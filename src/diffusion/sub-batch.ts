@@ -5,26 +5,28 @@
 // batch's outputs.
 import type { OnnxModel, OutputTensor, TensorData } from './onnx-model.ts';
 
-/** Heads of SD 1.x's self-attention (SD 2.x has 5 at full resolution, so it is over-estimated there). */
+/** Heads of SD 1.x's full-resolution self-attention, for a model whose config does not tell (SD 2.x has 5). */
 const ATTENTION_HEADS = 8;
 /**
  * Peak memory of a UNet call over its attention scores alone: the scores and their softmax are alive
  * at once. Measured on the fixture UNet (8 heads at full latent resolution, as SD 1.x) as the growth of
  * the peak resident memory for one call: 2.09× at 32×32 latents, 2.11× at 48×48, 2.08× at 64×64, for
- * one sample and for two.
+ * one sample and for two. One sample at 768×768 peaked at 5,577 MiB with onnxruntime's memory pattern
+ * and 5,570 MiB without (5.3 GiB here plus a 120 MiB process): turning the pattern off, which lowers
+ * the rest of a UNet call's peak, leaves the scores as they are.
  */
 const SCORE_COPIES = 2.1;
 
-/** Bytes of activations one sample of a UNet call takes at this latent size (see SCORE_COPIES). */
-export function unetSampleBytes(latentHeight: number, latentWidth: number): number {
+/** Bytes of activations one sample of a UNet call takes at this latent size (see SCORE_COPIES), with `heads` at full resolution. */
+export function unetSampleBytes(latentHeight: number, latentWidth: number, heads = ATTENTION_HEADS): number {
   const tokens = latentHeight * latentWidth;
-  return SCORE_COPIES * ATTENTION_HEADS * tokens * tokens * 4;
+  return SCORE_COPIES * heads * tokens * tokens * 4;
 }
 
 /** How many of `batch` samples one UNet call takes within `budgetBytes` (at least one); the whole batch without a budget. */
-export function unetSamplesPerCall(batch: number, latentHeight: number, latentWidth: number, budgetBytes: number | undefined): number {
+export function unetSamplesPerCall(batch: number, latentHeight: number, latentWidth: number, budgetBytes: number | undefined, heads?: number): number {
   if (budgetBytes === undefined) return batch;
-  return Math.max(1, Math.min(batch, Math.floor(budgetBytes / unetSampleBytes(latentHeight, latentWidth))));
+  return Math.max(1, Math.min(batch, Math.floor(budgetBytes / unetSampleBytes(latentHeight, latentWidth, heads))));
 }
 
 /**

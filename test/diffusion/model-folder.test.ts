@@ -61,6 +61,7 @@ test('describes the reference tiny-sd folder', async () => {
       sizeBytes: sizeOf(dir),
       unetInChannels: 4,
       crossAttentionDim: 32,
+      attentionHeads: 8,
       paths: {
         textEncoder: join(dir, 'text_encoder', 'model.onnx'),
         unet: join(dir, 'unet', 'model.onnx'),
@@ -134,6 +135,19 @@ test('the family comes from the text embedding width or a second text encoder, n
   assert.equal(fromGraph.family, 'UNKNOWN');
   const xl = copyOf('xl', (dir) => editJson(join(dir, 'model_index.json'), (c) => (c.text_encoder_2 = ['transformers', 'CLIPTextModelWithProjection'])));
   assert.deepEqual(await family(xl), ['SDXL', false]);
+});
+
+test('the full-resolution attention heads come from attention_head_dim: a number, or the first of a list (SD 2.x)', async () => {
+  const heads = (value: unknown) =>
+    copyOf(`heads-${JSON.stringify(value)}`, (dir) =>
+      editJson(join(dir, 'unet', 'config.json'), (c) => {
+        if (value === undefined) delete c.attention_head_dim;
+        else c.attention_head_dim = value;
+      }),
+    );
+  assert.equal((await inspectModelFolder(heads([5, 10, 20, 20]))).attentionHeads, 5);
+  assert.equal((await inspectModelFolder(heads(8))).attentionHeads, 8);
+  assert.equal((await inspectModelFolder(heads(undefined))).attentionHeads, undefined);
 });
 
 test('a broken folder is described with what is wrong, never thrown', async () => {

@@ -120,4 +120,15 @@ describe('ModelCache', () => {
     assert.equal(b.model.releases, 0);
     await b.done();
   });
+
+  test('a measuring cache counts what a load made resident, not the estimate', async () => {
+    const cache = new ModelCache<FakeModel & { memory?: Buffer }>(1024 * 2 ** 20, true);
+    const mib = 2 ** 20;
+    // Filled with ones, so that every page is touched (a zero-filled buffer may stay unmapped).
+    await cache.use('big', 1, async () => Object.assign(new FakeModel('big'), { memory: Buffer.alloc(96 * mib, 1) }), async () => undefined);
+    const big = cache.usedBytes;
+    assert.ok(big >= 90 * mib, `counted ${big / mib} MiB for 96 MiB made resident`);
+    await cache.use('small', 500 * mib, async () => new FakeModel('small'), async () => undefined);
+    assert.ok(cache.usedBytes - big < 16 * mib, `counted ${(cache.usedBytes - big) / mib} MiB for a load that allocates nothing`);
+  });
 });

@@ -48,6 +48,9 @@ describe('sub-batches', () => {
     assert.equal(unetSamplesPerCall(6, 8, 12, 1), 1);
     // SD 1.x at 1024×1024: 17 GiB a sample, which is why 16 images with guidance cannot run in one call.
     assert.ok(unetSampleBytes(128, 128) > 16 * 2 ** 30);
+    // A model of 5 full-resolution heads (SD 2.x) takes 5/8 of SD 1.x's 8, and more samples per call.
+    assert.ok(Math.abs(unetSampleBytes(8, 12, 5) - (5 / 8) * SAMPLE_BYTES) < 1);
+    assert.equal(unetSamplesPerCall(6, 8, 12, 4 * SAMPLE_BYTES, 5), 6);
   });
 
   for (const [name, budget] of [

@@ -5,11 +5,13 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Engine } from '../../src/diffusion/engine.ts';
+import { normalizeAdapters } from '../../src/diffusion/lora/adapt.ts';
 import { WeightIndex } from '../../src/diffusion/lora/weights.ts';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { decodeModel } from '../../src/diffusion/onnx/proto.ts';
 import { type GenerateResult } from '../../src/diffusion/pipeline.ts';
 import { resolveRequest, type GenerateParams } from '../../src/diffusion/request.ts';
+import { SessionPool } from '../../src/diffusion/session-pool.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
 import { FixtureDir, assertImage, diffusionError } from '../engine/helpers.ts';
 import { maxAbsDiff } from '../helpers/numeric.ts';
@@ -128,9 +130,9 @@ describe('LoRAs in the engine', () => {
   test('merges each LoRA set once: switching back uses the cached sessions', async () => {
     const load = StableDiffusionModel.load;
     const loads: string[] = [];
-    StableDiffusionModel.load = (info, runtime, adapters) => {
+    StableDiffusionModel.load = (info, runtime, adapters, pool) => {
       loads.push(adapters ? adapters.loras.map((l) => `${l.name}@${l.weight}`).join('+') : 'bare');
-      return load.call(StableDiffusionModel, info, runtime, adapters);
+      return load.call(StableDiffusionModel, info, runtime, adapters, pool);
     };
     try {
       const a = { loras: [{ name: 'unet', path: unetLora, weight: 0.7 }] };
@@ -146,6 +148,45 @@ describe('LoRAs in the engine', () => {
     } finally {
       StableDiffusionModel.load = load;
     }
+  });
+
+  test('LoRA sets share the sessions their merge leaves unchanged', async () => {
+    const load = StableDiffusionModel.load;
+    const loaded = new Map<string, StableDiffusionModel>();
+    StableDiffusionModel.load = async (info, runtime, adapters, pool) => {
+      const result = await load.call(StableDiffusionModel, info, runtime, adapters, pool);
+      loaded.set(adapters ? adapters.loras.map((l) => l.name).join('+') : 'bare', result);
+      return result;
+    };
+    const own = new Engine({ runtime: { intraOpNumThreads: 1 } });
+    try {
+      for (const loras of [[], [{ name: 'unet', path: unetLora, weight: 1 }], [{ name: 'text', path: textLora, weight: 1 }]]) {
+        await own.run(model, await resolveRequest(model, { ...PARAMS, loras }));
+      }
+    } finally {
+      StableDiffusionModel.load = load;
+      await own.close();
+    }
+    const [bare, unet, text] = ['bare', 'unet', 'text'].map((k) => loaded.get(k)!);
+    assert.equal(unet.vaeDecoder, bare.vaeDecoder);
+    assert.equal(unet.vaeEncoder, bare.vaeEncoder);
+    assert.equal(unet.textEncoder, bare.textEncoder);
+    assert.notEqual(unet.unet, bare.unet);
+    assert.equal(text.vaeDecoder, bare.vaeDecoder);
+    assert.equal(text.unet, bare.unet);
+    assert.notEqual(text.textEncoder, bare.textEncoder);
+  });
+
+  test('a shared session is released with the last model that holds it', async () => {
+    const pool = new SessionPool();
+    const bare = await StableDiffusionModel.load(model, {}, undefined, pool);
+    const adapted = await StableDiffusionModel.load(model, {}, normalizeAdapters([{ name: 'unet', path: unetLora, weight: 1 }]), pool);
+    assert.equal(adapted.vaeDecoder, bare.vaeDecoder);
+    const latents = { latent_sample: { data: new Float32Array(4 * 8 * 8), dims: [1, 4, 8, 8] } };
+    await bare.release();
+    await adapted.vaeDecoder.run(latents);
+    await adapted.release();
+    await assert.rejects(adapted.vaeDecoder.run(latents));
   });
 
   test('an fp16 model with external data takes LoRAs too', async () => {

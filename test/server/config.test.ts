@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { CONFIG_OPTIONS, ConfigError, loadConfig, redactUrl } from '../../src/config.ts';
@@ -20,8 +19,9 @@ test('defaults: loopback, port 4000, ./data, ./models, embedded database', () =>
     worker: true,
     a1111Api: true,
     workerLeaseSeconds: 30,
-    modelCacheBytes: Math.floor(totalmem() / 6),
-    batchMemoryBytes: Math.floor(totalmem() / 4),
+    modelCacheBytes: null,
+    batchMemoryBytes: null,
+    vaeTilePixels: 768 * 768,
     corsOrigins: [],
     allowedHosts: [],
     publicUrl: null,
@@ -50,6 +50,7 @@ test('the environment sets values and flags override it', () => {
     SDQL_WORKER_LEASE: '12.5',
     SDQL_MODEL_CACHE_MB: '2048',
     SDQL_BATCH_MEMORY_MB: '512',
+    SDQL_VAE_TILE_PIXELS: '1048576',
     SDQL_CORS_ORIGINS: 'https://studio.example, http://localhost:3000/',
     SDQL_ALLOWED_HOSTS: 'SDQL.lan,gpu-box',
     SDQL_PUBLIC_URL: 'https://sdql.example/',
@@ -77,6 +78,7 @@ test('the environment sets values and flags override it', () => {
     workerLeaseSeconds: 12.5,
     modelCacheBytes: 2048 * 1024 * 1024,
     batchMemoryBytes: 512 * 1024 * 1024,
+    vaeTilePixels: 1024 * 1024,
     corsOrigins: ['https://studio.example', 'http://localhost:3000'],
     allowedHosts: ['sdql.lan', 'gpu-box'],
     publicUrl: 'https://sdql.example',
