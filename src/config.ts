@@ -45,6 +45,10 @@ export interface Config {
   maxQueued: number;
   /** Seconds an image URL is valid for at least, when URLs are signed (auth = tokens). */
   imageUrlTtlSeconds: number;
+  /** The Hugging Face Hub that `pullModel` and `sdql models pull` download from (no trailing slash). */
+  hubUrl: string;
+  /** A Hugging Face token, for private and gated repositories; null: none. */
+  hfToken: string | null;
 }
 
 export class ConfigError extends Error {
@@ -268,6 +272,26 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     default: '86400',
     description: 'With tokens, image URLs are signed: seconds for which one stays valid at least (it is valid up to a tenth longer, so that it stays the same for a while and caches well).',
     parse: (raw, name) => positiveInteger(raw, name),
+  }),
+  option({
+    key: 'hubUrl',
+    env: 'HF_ENDPOINT',
+    flag: 'hf-endpoint',
+    default: 'https://huggingface.co',
+    description: 'The Hugging Face Hub that `pullModel` and `sdql models pull` download from (a mirror, or a private Hub).',
+    parse: (raw, name) => {
+      const value = raw.trim().replace(/\/+$/, '');
+      if (!/^https?:\/\/[^/]/.test(value)) throw new ConfigError(`${name} must be an http(s) URL like https://huggingface.co, got "${redactUrl(value)}"`);
+      return value;
+    },
+  }),
+  option({
+    key: 'hfToken',
+    env: 'HF_TOKEN',
+    flag: 'hf-token',
+    default: '',
+    description: 'A Hugging Face access token (read scope) for private and gated repositories; prefer the variable to the flag, which other users can see.',
+    parse: (raw) => raw.trim() || null,
   }),
   option({
     key: 'logLevel',

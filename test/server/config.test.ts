@@ -28,6 +28,8 @@ test('defaults: loopback, port 4000, ./data, ./models, embedded database', () =>
     auth: 'off',
     maxQueued: 100,
     imageUrlTtlSeconds: 86400,
+    hubUrl: 'https://huggingface.co',
+    hfToken: null,
   });
 });
 
@@ -51,6 +53,8 @@ test('the environment sets values and flags override it', () => {
     SDQL_PUBLIC_URL: 'https://sdql.example/',
     SDQL_MAX_QUEUED: '20',
     SDQL_IMAGE_URL_TTL: '3600',
+    HF_ENDPOINT: 'https://hf-mirror.example/',
+    HF_TOKEN: 'hf_abc',
   };
   const config = loadConfig({ port: '5001', 'loras-dir': '/srv/loras' }, env);
   assert.deepEqual(config, {
@@ -76,6 +80,8 @@ test('the environment sets values and flags override it', () => {
     auth: 'tokens',
     maxQueued: 20,
     imageUrlTtlSeconds: 3600,
+    hubUrl: 'https://hf-mirror.example',
+    hfToken: 'hf_abc',
   });
   assert.equal(loadConfig({}, { DATABASE_URL: '' }).databaseUrl, null);
   assert.equal(loadConfig({}, { SDQL_MODELS_DIR: '/m' }).lorasDir, join('/m', 'loras'));
@@ -104,6 +110,7 @@ test('invalid values fail with a message naming the setting and the expected for
     [{ 'database-url': 'mysql://u:hunter2@h/db' }, {}, /^--database-url must be a Postgres URL .*got "mysql:\/\/u:\*\*\*\*@h\/db"$/],
     [{}, { REDIS_URL: 'localhost:6379' }, /^REDIS_URL must look like redis:\/\/host:6379/],
     [{}, { SDQL_REDIS_PREFIX: 'a b' }, /^SDQL_REDIS_PREFIX must be 1 to 64 letters/],
+    [{}, { HF_ENDPOINT: 'huggingface.co' }, /^HF_ENDPOINT must be an http\(s\) URL like https:\/\/huggingface.co, got "huggingface.co"$/],
     [{}, { SDQL_WORKER: 'maybe' }, /^SDQL_WORKER must be true or false/],
     [{}, { SDQL_WORKER_LEASE: '0' }, /^SDQL_WORKER_LEASE must be a positive number/],
     [{ 'model-cache-mb': 'lots' }, {}, /^--model-cache-mb must be a positive number/],
