@@ -11,12 +11,14 @@ import type { Topics } from '../graphql/context.ts';
 import { Jobs } from '../jobs/index.ts';
 import { heartbeatInterval } from '../jobs/queue.ts';
 import { Lifecycle, StartError } from '../lifecycle.ts';
-import { Registry } from '../registry/index.ts';
+import { ModelPulls, Registry } from '../registry/index.ts';
 
 export interface App {
   config: Config;
   db: Database;
   registry: Registry;
+  /** Downloads from the Hugging Face Hub that this process runs. */
+  pulls: ModelPulls;
   events: EventBus<Topics>;
   jobs: Jobs;
   auth: Auth;
@@ -50,9 +52,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       throw error instanceof EventBusError ? new StartError(error.message, { cause: error }) : error;
     });
     lifecycle.onShutdown('events', () => events.close());
+    const hub = { hubUrl: config.hubUrl, accessToken: config.hfToken ?? undefined };
+    const pulls = new ModelPulls(registry, hub, (scannedAt) => events.publish('modelsChanged', { scannedAt: scannedAt.toISOString() }));
+    lifecycle.onShutdown('model pulls', () => pulls.close());
     const jobs = new Jobs(db.prisma, events, config.dataDir);
     const auth = await createAuth(db.prisma, config);
-    return { config, db, registry, events, jobs, auth, lifecycle };
+    return { config, db, registry, pulls, events, jobs, auth, lifecycle };
   } catch (error) {
     await lifecycle.shutdown();
     throw error;
