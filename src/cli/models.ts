@@ -147,6 +147,7 @@ async function pull(argv: string[]): Promise<number> {
   } catch (error) {
     if (!(error instanceof PullError)) throw error;
     process.stderr.write(`\nsdql models pull: ${error.message}\n`);
+    if (controller.signal.aborted) return 130;
     return error.code === 'BAD_USER_INPUT' ? 2 : 1;
   } finally {
     process.off('SIGINT', onSigint);

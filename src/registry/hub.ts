@@ -276,7 +276,9 @@ export async function runPull(plan: PullPlan, modelsDir: string, access: HubAcce
     progress.bytesDone += start;
     options.onProgress?.({ ...progress });
     try {
-      const blob = await downloadFile({ repo: plan.repo, revision: plan.revision, path: file.path, hubUrl: access.hubUrl, accessToken: access.accessToken });
+      // xet: false keeps to the resolve URL, which the Hub redirects to its CDN for every file
+      // (Xet-stored ones too) with Range support: one download path, the one the tests run.
+      const blob = await downloadFile({ repo: plan.repo, revision: plan.revision, path: file.path, hubUrl: access.hubUrl, accessToken: access.accessToken, xet: false });
       if (!blob) throw new PullError('NOT_FOUND', `${plan.repo} (revision ${plan.revision}) no longer has ${file.path}: run the pull again`);
       // The library's Blob fetches a slice with a Range request (over the Hub's redirect): that is
       // the resume. Hashing runs as the bytes stream through, so nothing is read twice.
