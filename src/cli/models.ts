@@ -26,7 +26,8 @@ Subcommands:
         --subfolder), or one .safetensors checkpoint (--file, or the only one at the top of the
         repository) with its .yaml when there is one. Files are checked against the Hub's SHA-256
         ids; an interrupted pull resumes when run again. --name sets the model's id (default: the
-        repository's, or the checkpoint's file name). HF_TOKEN reads private and gated repositories.
+        repository's, or the checkpoint's file name). HF_TOKEN (--hf-token) reads private and gated
+        repositories; HF_ENDPOINT (--hf-endpoint) names another Hub.
 `;
 
 const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;

@@ -97,6 +97,8 @@ const REVISION = /^[\w.][\w./-]*$/;
 const REPO_PATH = /^[\w.-]+(?:\/[\w.-]+)*$/;
 const MODEL_NAME = /^[A-Za-z0-9][\w.-]*$/;
 
+/** SDQL_MODELS_DIR's own folders (LoRAs, embeddings, upscalers and VAEs by default), never models. */
+const RESERVED = new Set(['loras', 'embeddings', 'upscalers', 'vae']);
 /** The folders of an ONNX pipeline that sdql reads (SDXL's second encoder too). */
 const PIPELINE_PARTS = new Set(['text_encoder', 'text_encoder_2', 'unet', 'vae_decoder', 'vae_encoder', 'tokenizer', 'tokenizer_2', 'scheduler']);
 /** Weights for other runtimes: a diffusers repository often holds PyTorch/Flax/TF copies beside the ONNX export. */
@@ -130,8 +132,9 @@ export function checkPullRequest(request: PullRequest, modelsDir: string): Check
   const fallback = file ? basename(file).replace(/\.safetensors$/i, '') : basename(subfolder || repo);
   const name = request.name?.trim() || fallback;
   if (!MODEL_NAME.test(name) || name.length > 100) {
-    throw bad(`"${name}" cannot name a model: use letters, digits, "_", "-" and "." (not first), at most 100${request.name ? '' : '; give one with name'}`);
+    throw bad(`"${name}" cannot name a model: use letters, digits, "_", "-" and "." (not first), at most 100${request.name ? '' : '; give one with --name (pullModel: name)'}`);
   }
+  if (RESERVED.has(name.toLowerCase())) throw bad(`"${name}" is the name of a folder sdql reads inside SDQL_MODELS_DIR: choose another name`);
   const taken = [name, `${name}.safetensors`].find((entry) => existsSync(join(modelsDir, entry)));
   if (taken) throw bad(`a model named "${name}" is in ${modelsDir} already (${taken}): choose another name or remove it`);
   return { repo, revision, subfolder, file, name };
@@ -211,11 +214,11 @@ export async function planPull(pull: CheckedPull, access: HubAccess): Promise<Pu
   const checkpoints = [...byPath.keys()].filter((rel) => !rel.includes('/') && rel.toLowerCase().endsWith('.safetensors'));
   if (checkpoints.length === 1) return checkpoint(checkpoints[0]);
   if (checkpoints.length > 1) {
-    throw new PullError('NO_MODEL', `${where} holds several checkpoints (${checkpoints.join(', ')}): choose one with file`);
+    throw new PullError('NO_MODEL', `${where} holds several checkpoints (${checkpoints.join(', ')}): choose one with --file (pullModel: file)`);
   }
   const hint = byPath.has('model_index.json')
     ? 'it is a diffusers pipeline without ONNX files (PyTorch weights): look for an ONNX export of it, or an `onnx` branch (revision)'
-    : 'it has neither a diffusers/Optimum ONNX pipeline (model_index.json and unet/model.onnx) nor a .safetensors checkpoint at its top; give subfolder or file';
+    : 'it has neither a diffusers/Optimum ONNX pipeline (model_index.json and unet/model.onnx) nor a .safetensors checkpoint at its top; give --subfolder or --file (pullModel: subfolder, file)';
   throw new PullError('NO_MODEL', `${where} holds no model sdql can use: ${hint}`);
 }
 

@@ -212,6 +212,7 @@ function sendRange(req: IncomingMessage, res: ServerResponse, content: Buffer, h
  * - `org/multi`: the pipeline in a subfolder, on an `onnx` branch only;
  * - `org/single-ckpt`: one `.safetensors` checkpoint with its LDM yaml;
  * - `org/pytorch-only`: a diffusers pipeline without ONNX files;
+ * - `org/two-ckpts`: two checkpoints, neither chosen;
  * - `org/gated`: a checkpoint that only the token `hf_gated_token` may read.
  */
 export async function writeHubRepos(root: string): Promise<Record<string, HubRepo>> {
@@ -232,7 +233,12 @@ export async function writeHubRepos(root: string): Promise<Record<string, HubRep
   await mkdir(join(pytorch, 'unet'), { recursive: true });
   await writeFile(join(pytorch, 'model_index.json'), '{"_class_name": "StableDiffusionPipeline"}');
   await writeFile(join(pytorch, 'unet', 'diffusion_pytorch_model.safetensors'), checkpointBytes(3));
+  const two = join(root, 'two-ckpts');
+  await mkdir(two);
+  await writeFile(join(two, 'a.safetensors'), checkpointBytes(4));
+  await writeFile(join(two, 'b.safetensors'), checkpointBytes(5));
   return {
+    'org/two-ckpts': { revisions: { main: two } },
     'org/tiny-sd-onnx': { revisions: { main: onnx } },
     'org/multi': { revisions: { onnx: multi } },
     'org/single-ckpt': { revisions: { main: single } },

@@ -158,6 +158,12 @@ describe('sdql models pull', () => {
     const pytorch = await pull(['org/pytorch-only']);
     assert.equal(pytorch.code, 1);
     assert.match(pytorch.stderr, /holds no model sdql can use: it is a diffusers pipeline without ONNX files/);
+    const two = await pull(['org/two-ckpts']);
+    assert.equal(two.code, 1);
+    assert.match(two.stderr, /holds several checkpoints \(a\.safetensors, b\.safetensors\): choose one with --file \(pullModel: file\)/);
+    const reserved = await pull(['org/single-ckpt', '--name', 'loras']);
+    assert.equal(reserved.code, 2);
+    assert.match(reserved.stderr, /"loras" is the name of a folder sdql reads/);
     const badId = await pull(['not a repo']);
     assert.equal(badId.code, 2);
     assert.match(badId.stderr, /"not a repo" is not a Hugging Face repository id/);
