@@ -278,29 +278,32 @@ export async function runPull(plan: PullPlan, modelsDir: string, access: HubAcce
     const base = progress.bytesDone;
     progress.bytesDone += start;
     options.onProgress?.({ ...progress });
-    try {
-      // xet: false keeps to the resolve URL, which the Hub redirects to its CDN for every file
-      // (Xet-stored ones too) with Range support: one download path, the one the tests run.
-      const blob = await downloadFile({ repo: plan.repo, revision: plan.revision, path: file.path, hubUrl: access.hubUrl, accessToken: access.accessToken, xet: false });
-      if (!blob) throw new PullError('NOT_FOUND', `${plan.repo} (revision ${plan.revision}) no longer has ${file.path}: run the pull again`);
-      // The library's Blob fetches a slice with a Range request (over the Hub's redirect): that is
-      // the resume. Hashing runs as the bytes stream through, so nothing is read twice.
-      const body = Readable.fromWeb(blob.slice(start).stream() as Parameters<typeof Readable.fromWeb>[0]);
-      const tap = new Transform({
-        transform(chunk: Buffer, _enc, done) {
-          hash.update(chunk);
-          written += chunk.length;
-          progress.bytesDone = base + written;
-          options.onProgress?.({ ...progress });
-          done(null, chunk);
-        },
-      });
-      await pipeline(body, tap, createWriteStream(incomplete, { flags: start > 0 ? 'a' : 'w' }), { signal: options.signal });
-    } catch (error) {
-      if (error instanceof PullError) throw error;
-      if (options.signal?.aborted) throw new PullError('DOWNLOAD_FAILED', `canceled during ${file.path}; run the pull again to resume`);
-      const why = error instanceof HubApiError ? hubError(error, plan, access).message : String((error as Error)?.message ?? error);
-      throw new PullError('DOWNLOAD_FAILED', `download of ${file.path} stopped at ${written} of ${file.size} bytes (${why}): run the same pull again to resume`);
+    // A download that got all its bytes before it stopped needs only its check.
+    if (start < file.size) {
+      try {
+        // xet: false keeps to the resolve URL, which the Hub redirects to its CDN for every file
+        // (Xet-stored ones too) with Range support: one download path, the one the tests run.
+        const blob = await downloadFile({ repo: plan.repo, revision: plan.revision, path: file.path, hubUrl: access.hubUrl, accessToken: access.accessToken, xet: false });
+        if (!blob) throw new PullError('NOT_FOUND', `${plan.repo} (revision ${plan.revision}) no longer has ${file.path}: run the pull again`);
+        // The library's Blob fetches a slice with a Range request (over the Hub's redirect): that is
+        // the resume. Hashing runs as the bytes stream through, so nothing is read twice.
+        const body = Readable.fromWeb(blob.slice(start).stream() as Parameters<typeof Readable.fromWeb>[0]);
+        const tap = new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            hash.update(chunk);
+            written += chunk.length;
+            progress.bytesDone = base + written;
+            options.onProgress?.({ ...progress });
+            done(null, chunk);
+          },
+        });
+        await pipeline(body, tap, createWriteStream(incomplete, { flags: start > 0 ? 'a' : 'w' }), { signal: options.signal });
+      } catch (error) {
+        if (error instanceof PullError) throw error;
+        if (options.signal?.aborted) throw new PullError('DOWNLOAD_FAILED', `canceled during ${file.path}; run the pull again to resume`);
+        const why = error instanceof HubApiError ? hubError(error, plan, access).message : String((error as Error)?.message ?? error);
+        throw new PullError('DOWNLOAD_FAILED', `download of ${file.path} stopped at ${written} of ${file.size} bytes (${why}): run the same pull again to resume`);
+      }
     }
     if (written < file.size) {
       throw new PullError('DOWNLOAD_FAILED', `download of ${file.path} ended early at ${written} of ${file.size} bytes: run the same pull again to resume`);
