@@ -17,7 +17,7 @@ const COMMANDS: Record<string, Command> = {
     run: async (argv) => (await import('./cli/worker.ts')).workerCommand(argv),
   },
   models: {
-    summary: 'list the models and LoRAs, or create a demo model (`sdql models --help`)',
+    summary: 'list the models and LoRAs, create a demo model, or pull one from the Hugging Face Hub (`sdql models --help`)',
     run: async (argv) => (await import('./cli/models.ts')).modelsCommand(argv),
   },
   tokens: {

@@ -54,6 +54,10 @@ export interface Config {
   optimizedCache: boolean;
   /** Model ids loaded at start-up, in the background. */
   preload: string[];
+  /** The Hugging Face Hub that `pullModel` and `sdql models pull` download from (no trailing slash). */
+  hubUrl: string;
+  /** A Hugging Face token, for private and gated repositories; null: none. */
+  hfToken: string | null;
 }
 
 /** onnxruntime-node's execution providers (which of them this build and machine have is checked at start-up). */
@@ -334,6 +338,26 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     default: '',
     description: 'Comma-separated model ids loaded at start-up, in the background, so that the first generation does not wait for the load; `system { engine { models } }` shows their progress.',
     parse: (raw) => [...new Set(list(raw))],
+  }),
+  option({
+    key: 'hubUrl',
+    env: 'HF_ENDPOINT',
+    flag: 'hf-endpoint',
+    default: 'https://huggingface.co',
+    description: 'The Hugging Face Hub that `pullModel` and `sdql models pull` download from (a mirror, or a private Hub).',
+    parse: (raw, name) => {
+      const value = raw.trim().replace(/\/+$/, '');
+      if (!/^https?:\/\/[^/]/.test(value)) throw new ConfigError(`${name} must be an http(s) URL like https://huggingface.co, got "${redactUrl(value)}"`);
+      return value;
+    },
+  }),
+  option({
+    key: 'hfToken',
+    env: 'HF_TOKEN',
+    flag: 'hf-token',
+    default: '',
+    description: 'A Hugging Face access token (read scope) for private and gated repositories; prefer the variable to the flag, which other users can see.',
+    parse: (raw) => raw.trim() || null,
   }),
   option({
     key: 'logLevel',

@@ -13,12 +13,14 @@ import { Jobs } from '../jobs/index.ts';
 import { heartbeatInterval } from '../jobs/queue.ts';
 import { Lifecycle, StartError } from '../lifecycle.ts';
 import { log } from '../log.ts';
-import { Registry } from '../registry/index.ts';
+import { ModelPulls, Registry } from '../registry/index.ts';
 
 export interface App {
   config: Config;
   db: Database;
   registry: Registry;
+  /** Downloads from the Hugging Face Hub that this process runs. */
+  pulls: ModelPulls;
   events: EventBus<Topics>;
   jobs: Jobs;
   auth: Auth;
@@ -54,9 +56,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       throw error instanceof EventBusError ? new StartError(error.message, { cause: error }) : error;
     });
     lifecycle.onShutdown('events', () => events.close());
+    const hub = { hubUrl: config.hubUrl, accessToken: config.hfToken ?? undefined };
+    const pulls = new ModelPulls(registry, hub, (scannedAt) => events.publish('modelsChanged', { scannedAt: scannedAt.toISOString() }));
+    lifecycle.onShutdown('model pulls', () => pulls.close());
     const jobs = new Jobs(db.prisma, events, config.dataDir);
     const auth = await createAuth(db.prisma, config);
-    return { config, db, registry, events, jobs, auth, engine: null, lifecycle };
+    return { config, db, registry, pulls, events, jobs, auth, engine: null, lifecycle };
   } catch (error) {
     await lifecycle.shutdown();
     throw error;

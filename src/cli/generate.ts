@@ -21,8 +21,8 @@ import {
   sha256File,
   type ImageFormat,
   type PromptSyntax,
-  type StepProgress,
 } from '../diffusion/index.ts';
+import { ProgressBar } from './progress.ts';
 
 export const GENERATE_HELP = `Usage: sdql generate --model <folder or id> --prompt <text> [options]
 
@@ -137,9 +137,9 @@ export async function generateCommand(argv: string[]): Promise<number> {
       () => undefined,
     );
     for (const warning of adapters.warnings) process.stderr.write(`warning: ${warning}\n`);
-    const bar = new ProgressBar(process.stderr);
+    const bar = new ProgressBar(process.stderr, (step, totalSteps, rate) => `${step}/${totalSteps} steps  ${rate.toFixed(2)} it/s  ETA ${((totalSteps - step) / rate).toFixed(0)} s`);
     process.stderr.write(`${model.id}: ${request.width}x${request.height}, ${request.scheduler}, ${request.steps} steps, seed ${request.seed}\n`);
-    const result = await engine.run(model, request, { signal: controller.signal, onStep: (p) => bar.update(p) });
+    const result = await engine.run(model, request, { signal: controller.signal, onStep: (p) => bar.update(p.step, p.totalSteps) });
     bar.done();
     for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
     // The server's metadata: its infotext, and in a PNG its "sdql" chunk, without a generation id.
@@ -171,32 +171,4 @@ function resolveModelDir(model: string, modelsDir: string): string {
   const byId = join(modelsDir, model);
   if (existsSync(join(byId, 'model_index.json'))) return byId;
   throw new DiffusionError('BAD_USER_INPUT', `no model "${model}": give a folder with a model_index.json or the id of one in ${modelsDir}`);
-}
-
-/** A one-line progress bar on a terminal; a line per tenth of the work elsewhere (logs stay readable). */
-class ProgressBar {
-  private readonly started = performance.now();
-  private lastTenth = -1;
-
-  constructor(private readonly stream: NodeJS.WriteStream) {}
-
-  update({ step, totalSteps }: StepProgress): void {
-    const elapsed = (performance.now() - this.started) / 1000;
-    const rate = step / elapsed;
-    const eta = (totalSteps - step) / rate;
-    const stats = `${step}/${totalSteps} steps  ${rate.toFixed(2)} it/s  ETA ${eta.toFixed(0)} s`;
-    if (this.stream.isTTY) {
-      const width = 30;
-      const filled = Math.round((step / totalSteps) * width);
-      this.stream.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${stats}  `);
-    } else {
-      const tenth = Math.floor((step / totalSteps) * 10);
-      if (tenth !== this.lastTenth) this.stream.write(`${stats}\n`);
-      this.lastTenth = tenth;
-    }
-  }
-
-  done(): void {
-    if (this.stream.isTTY) this.stream.write('\n');
-  }
 }

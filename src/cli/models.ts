@@ -1,9 +1,11 @@
-// `sdql models list` and `sdql models create-demo <dir>`: no server or database needed.
+// `sdql models list`, `sdql models create-demo <dir>` and `sdql models pull <repo>`: no server or database needed.
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
 import { createDemoAdapters, createFixturePipeline, listLoras, scanModelsDir } from '../diffusion/index.ts';
+import { checkPullRequest, planPull, PullError, runPull } from '../registry/hub.ts';
+import { ProgressBar } from './progress.ts';
 
 export const MODELS_HELP = `Usage: sdql models <subcommand>
 
@@ -18,6 +20,14 @@ Subcommands:
         default loras/ and embeddings/ beside <dir>). Their images
         are noise: they are for trying the API, not for pictures. Put the model inside
         SDQL_MODELS_DIR (e.g. models/demo) to use it.
+  pull <repo-id> [--revision <rev>] [--subfolder <dir>] [--file <path>] [--name <id>] [--models-dir <dir>]
+        Downloads a model from the Hugging Face Hub (HF_ENDPOINT) into SDQL_MODELS_DIR: a
+        diffusers/Optimum ONNX pipeline (model_index.json and unet/model.onnx, at the top or in
+        --subfolder), or one .safetensors checkpoint (--file, or the only one at the top of the
+        repository) with its .yaml when there is one. Files are checked against the Hub's SHA-256
+        ids; an interrupted pull resumes when run again. --name sets the model's id (default: the
+        repository's, or the checkpoint's file name). HF_TOKEN (--hf-token) reads private and gated
+        repositories; HF_ENDPOINT (--hf-endpoint) names another Hub.
 `;
 
 const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
@@ -102,8 +112,52 @@ async function createDemo(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function pull(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      revision: { type: 'string' },
+      subfolder: { type: 'string' },
+      file: { type: 'string' },
+      name: { type: 'string' },
+      'models-dir': { type: 'string' },
+      'hf-endpoint': { type: 'string' },
+      'hf-token': { type: 'string' },
+    },
+  });
+  if (positionals.length !== 1) {
+    process.stderr.write(`sdql models pull: give one repository id (owner/name)\n\n${MODELS_HELP}`);
+    return 2;
+  }
+  const { modelsDir, hubUrl, hfToken } = loadConfig(values);
+  const access = { hubUrl, accessToken: hfToken ?? undefined };
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    const request = checkPullRequest({ repo: positionals[0], revision: values.revision, subfolder: values.subfolder, file: values.file, name: values.name }, modelsDir);
+    const plan = await planPull(request, access);
+    process.stderr.write(`${plan.repo} (${plan.revision}): ${plan.kind === 'ONNX' ? 'ONNX pipeline' : 'checkpoint'}, ${plan.files.length} files, ${megabytes(plan.totalBytes)} → ${plan.name}\n`);
+    if (plan.skipped.length) process.stderr.write(`skipping ${plan.skipped.length} files sdql does not use (${plan.skipped.slice(0, 3).map((f) => f.path).join(', ')}${plan.skipped.length > 3 ? ', …' : ''})\n`);
+    const bar = new ProgressBar(process.stderr, (done, total, rate) => `${megabytes(done)}/${megabytes(total)}  ${megabytes(rate)}/s`);
+    const path = await runPull(plan, modelsDir, access, { signal: controller.signal, onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal) });
+    bar.done();
+    process.stderr.write(`pulled ${plan.name} into ${path}\nA running server lists it after the rescanModels mutation.\n`);
+    return 0;
+  } catch (error) {
+    if (!(error instanceof PullError)) throw error;
+    process.stderr.write(`\nsdql models pull: ${error.message}\n`);
+    if (controller.signal.aborted) return 130;
+    return error.code === 'BAD_USER_INPUT' ? 2 : 1;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
 export async function modelsCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === 'pull') return pull(rest);
   if (sub === 'list') return list(rest);
   if (sub === 'create-demo') return createDemo(rest);
   if (sub === '--help' || sub === '-h' || sub === 'help') {

@@ -225,6 +225,8 @@ export async function scanModelsDir(modelsDir: string): Promise<ModelFolderInfo[
   }
   const folders: string[] = [];
   for (const entry of entries) {
+    // Hidden folders are not models: an unfinished Hub pull (`.partial-<name>`) is one.
+    if (entry.name.startsWith('.')) continue;
     const dir = join(modelsDir, entry.name);
     if ((entry.isDirectory() || entry.isSymbolicLink()) && (await exists(join(dir, 'model_index.json')))) folders.push(dir);
   }

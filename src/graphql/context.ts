@@ -6,7 +6,7 @@ import type { Database } from '../db/index.ts';
 import type { EngineModelStatus } from '../diffusion/index.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { Jobs, JobTopics } from '../jobs/index.ts';
-import type { Registry } from '../registry/index.ts';
+import type { ModelPulls, Registry } from '../registry/index.ts';
 
 /** The bus's topics: the jobs' and the schema's own. */
 export type Topics = JobTopics & {
@@ -17,6 +17,8 @@ export interface Services {
   config: Config;
   db: Database;
   registry: Registry;
+  /** Pulls from the Hugging Face Hub, run by this process. */
+  pulls: ModelPulls;
   events: EventBus<Topics>;
   jobs: Jobs;
   /** Tokens, and what image URLs carry. */

@@ -4,6 +4,7 @@ import './root.ts';
 import './scalars.ts';
 import './system.ts';
 import './models.ts';
+import './model-pulls.ts';
 import './loras.ts';
 import './scheduler.ts';
 import './prompts.ts';

@@ -8,6 +8,8 @@ import { log } from '../log.ts';
 import { fileStamp } from './hash.ts';
 
 export { shortHash } from './hash.ts';
+export { PullError, type PullErrorCode } from './hub.ts';
+export { ModelPulls, type ModelPullJob, type PullStatus } from './pulls.ts';
 export type { LoraFileInfo } from '../diffusion/index.ts';
 
 export interface ScanResult {

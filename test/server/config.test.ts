@@ -32,6 +32,8 @@ test('defaults: loopback, port 4000, ./data, ./models, embedded database', () =>
     submodelProviders: {},
     optimizedCache: true,
     preload: [],
+    hubUrl: 'https://huggingface.co',
+    hfToken: null,
   });
 });
 
@@ -60,6 +62,8 @@ test('the environment sets values and flags override it', () => {
     SDQL_SUBMODEL_PROVIDERS: 'vae=cpu; text_encoder = webgpu,cpu;',
     SDQL_OPTIMIZED_CACHE: 'false',
     SDQL_PRELOAD: 'sd15, tiny,sd15',
+    HF_ENDPOINT: 'https://hf-mirror.example/',
+    HF_TOKEN: 'hf_abc',
   };
   const config = loadConfig({ port: '5001', 'loras-dir': '/srv/loras' }, env);
   assert.deepEqual(config, {
@@ -90,6 +94,8 @@ test('the environment sets values and flags override it', () => {
     submodelProviders: { vae_decoder: ['cpu'], vae_encoder: ['cpu'], text_encoder: ['webgpu', 'cpu'] },
     optimizedCache: false,
     preload: ['sd15', 'tiny'],
+    hubUrl: 'https://hf-mirror.example',
+    hfToken: 'hf_abc',
   });
   assert.equal(loadConfig({}, { DATABASE_URL: '' }).databaseUrl, null);
   assert.equal(loadConfig({}, { SDQL_MODELS_DIR: '/m' }).lorasDir, join('/m', 'loras'));
@@ -118,6 +124,7 @@ test('invalid values fail with a message naming the setting and the expected for
     [{ 'database-url': 'mysql://u:hunter2@h/db' }, {}, /^--database-url must be a Postgres URL .*got "mysql:\/\/u:\*\*\*\*@h\/db"$/],
     [{}, { REDIS_URL: 'localhost:6379' }, /^REDIS_URL must look like redis:\/\/host:6379/],
     [{}, { SDQL_REDIS_PREFIX: 'a b' }, /^SDQL_REDIS_PREFIX must be 1 to 64 letters/],
+    [{}, { HF_ENDPOINT: 'huggingface.co' }, /^HF_ENDPOINT must be an http\(s\) URL like https:\/\/huggingface.co, got "huggingface.co"$/],
     [{}, { SDQL_WORKER: 'maybe' }, /^SDQL_WORKER must be true or false/],
     [{}, { SDQL_WORKER_LEASE: '0' }, /^SDQL_WORKER_LEASE must be a positive number/],
     [{ 'model-cache-mb': 'lots' }, {}, /^--model-cache-mb must be a positive number/],
