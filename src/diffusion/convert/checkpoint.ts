@@ -265,18 +265,22 @@ export class CheckpointSource implements ParamSource {
 }
 
 /** [rows, cols] → [cols, rows]. */
-function transpose(values: Float32Array, rows: number, cols: number): Float32Array {
+export function transpose(values: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(values.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
   return out;
 }
 
-/** Locators of each submodel's parameters in a checkpoint. */
-export function ldmLocators(info: CheckpointInfo): Record<'unet' | 'vae' | 'textEncoder', (name: string) => LdmRef> {
-  const { unet, vae } = info.arch;
+/** Where each submodel's parameters are in a checkpoint of architecture `arch` with its text encoder in `textLayout`. */
+export function ldmLocators(
+  arch: PipelineArch,
+  textLayout: TextLayout,
+  textModelScope = true,
+): Record<'unet' | 'vae' | 'textEncoder', (name: string) => LdmRef> {
+  const { unet, vae } = arch;
   return {
     unet: (name) => ({ key: unetLdmKey(name, unet.layersPerBlock, unet.attention) }),
     vae: (name) => ({ key: vaeLdmKey(name, vae.blockOutChannels.length) }),
-    textEncoder: (name) => (info.textLayout === 'open-clip' ? openClipLdmRef(name) : { key: clipLdmKey(name, info.textModelScope) }),
+    textEncoder: (name) => (textLayout === 'open-clip' ? openClipLdmRef(name) : { key: clipLdmKey(name, textModelScope) }),
   };
 }

@@ -167,7 +167,7 @@ function storedBytes(info: CheckpointInfo, prefixes: string[]): number {
 export async function convertCheckpoint(checkpointPath: string, yamlPath: string, outDir: string, options: ConvertOptions): Promise<CheckpointInfo> {
   const info = await inspectCheckpoint(checkpointPath, await readLdmConfig(yamlPath));
   const { arch } = info;
-  const locate = ldmLocators(info);
+  const locate = ldmLocators(arch, info.textLayout, info.textModelScope);
   const totalBytes = storedBytes(info, ['model.diffusion_model.', 'first_stage_model.', 'cond_stage_model.']);
   // Weights are widened to float32: a graph goes external when its float32 weights pass the limit.
   const widening = info.storedPrecision === 'fp32' ? 1 : 2;
