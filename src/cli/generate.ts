@@ -4,6 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
+import { ProgressBar } from './progress-bar.ts';
 import {
   DEFAULTS,
   DiffusionError,
@@ -134,7 +135,11 @@ export async function generateCommand(argv: string[]): Promise<number> {
     for (const warning of adapters.warnings) process.stderr.write(`warning: ${warning}\n`);
     const bar = new ProgressBar(process.stderr);
     process.stderr.write(`${model.id}: ${request.width}x${request.height}, ${request.scheduler}, ${request.steps} steps, seed ${request.seed}\n`);
-    const result = await engine.run(model, request, { signal: controller.signal, onStep: (p) => bar.update(p) });
+    const onStep = ({ step, totalSteps }: StepProgress) => {
+      const rate = step / bar.elapsed;
+      bar.update(step, totalSteps, `${step}/${totalSteps} steps  ${rate.toFixed(2)} it/s  ETA ${((totalSteps - step) / rate).toFixed(0)} s`);
+    };
+    const result = await engine.run(model, request, { signal: controller.signal, onStep });
     bar.done();
     for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
     // The server's metadata: its infotext, and in a PNG its "sdql" chunk, without a generation id.
@@ -168,30 +173,3 @@ function resolveModelDir(model: string, modelsDir: string): string {
   throw new DiffusionError('BAD_USER_INPUT', `no model "${model}": give a folder with a model_index.json or the id of one in ${modelsDir}`);
 }
 
-/** A one-line progress bar on a terminal; a line per tenth of the work elsewhere (logs stay readable). */
-class ProgressBar {
-  private readonly started = performance.now();
-  private lastTenth = -1;
-
-  constructor(private readonly stream: NodeJS.WriteStream) {}
-
-  update({ step, totalSteps }: StepProgress): void {
-    const elapsed = (performance.now() - this.started) / 1000;
-    const rate = step / elapsed;
-    const eta = (totalSteps - step) / rate;
-    const stats = `${step}/${totalSteps} steps  ${rate.toFixed(2)} it/s  ETA ${eta.toFixed(0)} s`;
-    if (this.stream.isTTY) {
-      const width = 30;
-      const filled = Math.round((step / totalSteps) * width);
-      this.stream.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${stats}  `);
-    } else {
-      const tenth = Math.floor((step / totalSteps) * 10);
-      if (tenth !== this.lastTenth) this.stream.write(`${stats}\n`);
-      this.lastTenth = tenth;
-    }
-  }
-
-  done(): void {
-    if (this.stream.isTTY) this.stream.write('\n');
-  }
-}

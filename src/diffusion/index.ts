@@ -28,7 +28,7 @@ export { listLoras } from './lora/lora-info.ts';
 export type { LoraFileInfo } from './lora/lora-info.ts';
 export { inspectModelFolder } from './model-folder.ts';
 export { scanModelsDir } from './models-dir.ts';
-export { MODELS_CACHE_FOLDER, convertedModel } from './convert/checkpoint-model.ts';
+export { CHECKPOINT_EXTENSION, MODELS_CACHE_FOLDER, convertedModel, findClipVocab, inspectCheckpointModel } from './convert/checkpoint-model.ts';
 export type { ConversionProgress } from './convert/convert.ts';
 export type { ModelFamily, ModelFolderInfo } from './model-folder.ts';
 export { countUnetCalls } from './pipeline.ts';

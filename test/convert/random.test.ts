@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import type { PipelineArch } from '../../src/diffusion/convert/architecture.ts';
 import { inspectCheckpoint, readLdmConfig } from '../../src/diffusion/convert/checkpoint.ts';
 import { convertCheckpoint } from '../../src/diffusion/convert/convert.ts';
-import { buildRandomPipeline, writeRandomCheckpoint } from '../../src/diffusion/convert/random.ts';
+import { buildRandomPipeline, buildRandomUNet, writeRandomCheckpoint } from '../../src/diffusion/convert/random.ts';
 import { inspectModelFolder } from '../../src/diffusion/model-folder.ts';
 import { OnnxModel } from '../../src/diffusion/onnx-model.ts';
 import { loadTensorBytes } from '../../src/diffusion/onnx/external-data.ts';
@@ -114,6 +114,30 @@ describe('random-weight models and checkpoints', () => {
     const folder = await inspectModelFolder(join(work, 'inpaint'));
     assert.equal(folder.unetInChannels, 9);
     assert.equal(folder.error, undefined);
+  });
+
+  test("a UNet with SDXL's text_time addition embedding takes text_embeds and time_ids, and they change its output", async () => {
+    const dir = join(work, 'xl-unet');
+    await buildRandomUNet(dir, { ...tinySd2.unet, addition: { timeEmbedDim: 8, projectionInputDim: 16 + 6 * 8 } }, 3);
+    const unet = await OnnxModel.load(join(dir, 'model.onnx'));
+    try {
+      const run = async (timeIds: number[]) =>
+        (
+          await unet.run({
+            sample: { data: new Float32Array(4 * 8 * 8).fill(0.1), dims: [1, 4, 8, 8] },
+            timestep: { data: Float32Array.of(10), dims: [1] },
+            encoder_hidden_states: { data: new Float32Array(77 * 32).fill(0.2), dims: [1, 77, 32] },
+            text_embeds: { data: new Float32Array(16).fill(0.3), dims: [1, 16] },
+            time_ids: { data: Float32Array.from(timeIds), dims: [1, 6] },
+          })
+        ).out_sample.data;
+      const a = await run([64, 64, 0, 0, 64, 64]);
+      const b = await run([32, 32, 0, 0, 64, 64]);
+      assert.ok(a.every(Number.isFinite));
+      assert.ok(a.some((v, i) => v !== b[i]), 'time_ids reach the output');
+    } finally {
+      await unet.release();
+    }
   });
 
   test('a text encoder of no standard width needs its head count in __metadata__ or the yaml', async () => {
