@@ -5,7 +5,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { ExternalDataSink, Net, RandomSource, type Init, type ParamSource } from '../fixtures/net.ts';
+import { ExternalDataSink, Net, type Init, type ParamSource } from '../fixtures/net.ts';
 import { writeFixtureTokenizer } from '../fixtures/index.ts';
 import type { ModelProto } from '../onnx/proto.ts';
 import { float32ToFloat16 } from '../onnx/float16.ts';
@@ -16,6 +16,35 @@ import { OPEN_CLIP_PREFIX, type LdmRef } from './ldm-keys.ts';
 import { buildClipTextModel } from './text-encoder.ts';
 import { buildUNet2DCondition } from './unet.ts';
 import { buildVaeDecoder, buildVaeEncoder } from './vae.ts';
+
+/**
+ * Seeded weights of each parameter's variance, uniformly distributed: torch's normal generator
+ * (RandomSource) costs near a microsecond a value in JavaScript, too slow for a billion weights;
+ * timing and memory do not depend on the distribution.
+ */
+export class UniformSource implements ParamSource {
+  private state: number;
+
+  constructor(seed: number) {
+    this.state = (seed * 2654435761 + 1) >>> 0 || 1;
+  }
+
+  get(_name: string, shape: number[], init: Init): Float32Array {
+    const out = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    const scale = init.std * Math.sqrt(3) * 2 ** -31;
+    const mean = init.mean ?? 0;
+    let x = this.state;
+    for (let i = 0; i < out.length; i++) {
+      // xorshift32
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      out[i] = mean + scale * (x | 0);
+    }
+    this.state = x >>> 0;
+    return out;
+  }
+}
 
 type Builders = Record<'text_encoder' | 'unet' | 'vae_encoder' | 'vae_decoder', (net: Net) => ModelProto>;
 
@@ -39,7 +68,7 @@ const submodelSeed = (seed: number, index: number) => seed * 16 + index + 1;
 export async function buildRandomPipeline(dir: string, arch: PipelineArch, options: { seed?: number; vocabDir?: string } = {}): Promise<void> {
   const seed = options.seed ?? 0;
   for (const [i, [submodel, build]] of Object.entries(builders(arch)).entries()) {
-    await writeGraph(join(dir, submodel), new RandomSource(submodelSeed(seed, i)), true, build);
+    await writeGraph(join(dir, submodel), new UniformSource(submodelSeed(seed, i)), true, build);
   }
   await writePipelineConfigs(dir, arch);
   const { vocabDir } = options;
@@ -49,7 +78,7 @@ export async function buildRandomPipeline(dir: string, arch: PipelineArch, optio
 
 /** A UNet alone (e.g. SDXL_UNET): `dir/model.onnx` with its weights in `dir/model.onnx_data`. */
 export async function buildRandomUNet(dir: string, unet: UNetArch, seed = 0): Promise<void> {
-  await writeGraph(dir, new RandomSource(submodelSeed(seed, 1)), true, (net) => buildUNet2DCondition(net, unet));
+  await writeGraph(dir, new UniformSource(submodelSeed(seed, 1)), true, (net) => buildUNet2DCondition(net, unet));
 }
 
 /** Records the (LDM key, shape) of every parameter a build asks for, in order, and gives zeros. */
@@ -72,9 +101,9 @@ function ldmShape(key: string, shape: number[]): number[] {
   return /\.mid\.attn_1\.(q|k|v|proj_out)\.weight$/.test(key) ? [...shape, 1, 1] : shape;
 }
 
-/** Draws random values (as a RandomSource would for the same build) and writes them at their place in the checkpoint. */
+/** Draws random values (as buildRandomPipeline's source does for the same build) and writes them at their place in the checkpoint. */
 class CheckpointWriter implements ParamSource {
-  private readonly random: RandomSource;
+  private readonly random: UniformSource;
 
   constructor(
     seed: number,
@@ -83,7 +112,7 @@ class CheckpointWriter implements ParamSource {
     private readonly offsets: Map<string, number>,
     private readonly dtype: 'F32' | 'F16',
   ) {
-    this.random = new RandomSource(seed);
+    this.random = new UniformSource(seed);
   }
 
   get(name: string, shape: number[], init: Init, transposed = false): Float32Array {
