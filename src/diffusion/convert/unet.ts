@@ -52,43 +52,8 @@ export function buildUNet2DCondition(net: Net, arch: UNetArch): ModelProto {
   }
   const tembAct = net.silu('/nonlinearity', temb);
 
-  const resnet = (scope: string, x: string, inC: number, outC: number): string => {
-    let h = net.silu(`${scope}/nonlinearity`, net.groupNorm(`${scope}/norm1`, x, inC, GROUPS, EPS));
-    h = net.conv(`${scope}/conv1`, h, inC, outC, 3);
-    const proj = net.gemm(`${scope}/time_emb_proj`, tembAct, tembDim, outC);
-    h = g.op(scope, 'Add', [h, g.op(scope, 'Unsqueeze', [proj, g.int64s(scope, [2, 3])])]);
-    h = net.silu(`${scope}/nonlinearity`, net.groupNorm(`${scope}/norm2`, h, outC, GROUPS, EPS));
-    h = net.conv(`${scope}/conv2`, h, outC, outC, 3);
-    const shortcut = inC === outC ? x : net.conv(`${scope}/conv_shortcut`, x, inC, outC, 1);
-    return g.op(scope, 'Add', [shortcut, h]);
-  };
-
-  const basicBlock = (block: string, x: string, dim: number, heads: number): string => {
-    const names = { q: 'to_q', k: 'to_k', v: 'to_v', out: 'to_out.0' };
-    const selfIn = net.layerNorm(`${block}/norm1`, x, dim, EPS);
-    let h = g.op(block, 'Add', [net.attention(`${block}/attn1`, selfIn, selfIn, { dim, contextDim: dim, heads, names, qkvBias: false }), x]);
-    const crossIn = net.layerNorm(`${block}/norm2`, h, dim, EPS);
-    h = g.op(block, 'Add', [net.attention(`${block}/attn2`, crossIn, context, { dim, contextDim: arch.crossAttentionDim, heads, names, qkvBias: false }), h]);
-    // GEGLU feed-forward: one projection to twice the inner width, split into value and gate.
-    const inner = 4 * dim;
-    const ff = `${block}/ff`;
-    const proj = net.linear(`${ff}/net.0/proj`, net.layerNorm(`${block}/norm3`, h, dim, EPS), dim, 2 * inner);
-    const value = net.slice(`${ff}/net.0`, proj, 0, inner, -1);
-    const gate = net.slice(`${ff}/net.0`, proj, inner, 2 * inner, -1);
-    const geglu = g.op(`${ff}/net.0`, 'Mul', [value, net.gelu(`${ff}/net.0`, gate)]);
-    return g.op(block, 'Add', [net.linear(`${ff}/net.2`, geglu, inner, dim), h]);
-  };
-
-  // Transformer2DModel: GroupNorm, proj_in, blocks over the h·w tokens, proj_out, residual.
-  const transformer = (scope: string, x: string, dim: number, level: number): string => {
-    const normed = net.groupNorm(`${scope}/norm`, x, dim, GROUPS, 1e-6);
-    const tokens = (t: string) => g.op(scope, 'Transpose', [g.op(scope, 'Reshape', [t, g.int64s(scope, [0, dim, -1])], [attr.int('allowzero', 0)])], [attr.ints('perm', [0, 2, 1])]);
-    const spatial = (t: string) => g.op(scope, 'Reshape', [g.op(scope, 'Transpose', [t], [attr.ints('perm', [0, 2, 1])]), g.op(scope, 'Shape', [x])], [attr.int('allowzero', 0)]);
-    let h = arch.useLinearProjection ? net.linear(`${scope}/proj_in`, tokens(normed), dim, dim) : tokens(net.conv(`${scope}/proj_in`, normed, dim, dim, 1));
-    for (let d = 0; d < arch.transformerDepth[level]; d++) h = basicBlock(`${scope}/transformer_blocks.${d}`, h, dim, arch.heads[level]);
-    const out = arch.useLinearProjection ? spatial(net.linear(`${scope}/proj_out`, h, dim, dim)) : net.conv(`${scope}/proj_out`, spatial(h), dim, dim, 1);
-    return g.op(scope, 'Add', [out, x]);
-  };
+  const { resnet, transformer: spatialTransformer } = unetLayers(net, { groups: GROUPS, temb: tembAct, tembDim, context, crossAttentionDim: arch.crossAttentionDim, useLinearProjection: arch.useLinearProjection });
+  const transformer = (scope: string, x: string, dim: number, level: number) => spatialTransformer(scope, x, dim, arch.heads[level], arch.transformerDepth[level]);
 
   let h = net.conv('/conv_in', sample, arch.inChannels, channels[0], 3);
   const skips: { value: string; channels: number }[] = [{ value: h, channels: channels[0] }];
@@ -131,4 +96,58 @@ export function buildUNet2DCondition(net: Net, arch: UNetArch): ModelProto {
   net.conv('/conv_out', h, current, arch.outChannels, 3, { output: 'out_sample' });
   g.output('out_sample', net.float, ['batch', arch.outChannels, 'height', 'width']);
   return net.model();
+}
+
+export interface UNetLayerOptions {
+  groups: number;
+  /** The activated time embedding every resnet projects. */
+  temb: string;
+  tembDim: number;
+  /** The text embeddings cross-attention reads. */
+  context: string;
+  crossAttentionDim: number;
+  useLinearProjection: boolean;
+}
+
+/** The UNet's ResnetBlock2D and Transformer2DModel (with its BasicTransformerBlocks), as diffusers builds them. */
+export function unetLayers(net: Net, o: UNetLayerOptions) {
+  const g = net.g;
+  const resnet = (scope: string, x: string, inC: number, outC: number): string => {
+    let h = net.silu(`${scope}/nonlinearity`, net.groupNorm(`${scope}/norm1`, x, inC, o.groups, EPS));
+    h = net.conv(`${scope}/conv1`, h, inC, outC, 3);
+    const proj = net.gemm(`${scope}/time_emb_proj`, o.temb, o.tembDim, outC);
+    h = g.op(scope, 'Add', [h, g.op(scope, 'Unsqueeze', [proj, g.int64s(scope, [2, 3])])]);
+    h = net.silu(`${scope}/nonlinearity`, net.groupNorm(`${scope}/norm2`, h, outC, o.groups, EPS));
+    h = net.conv(`${scope}/conv2`, h, outC, outC, 3);
+    const shortcut = inC === outC ? x : net.conv(`${scope}/conv_shortcut`, x, inC, outC, 1);
+    return g.op(scope, 'Add', [shortcut, h]);
+  };
+
+  const basicBlock = (block: string, x: string, dim: number, heads: number): string => {
+    const names = { q: 'to_q', k: 'to_k', v: 'to_v', out: 'to_out.0' };
+    const selfIn = net.layerNorm(`${block}/norm1`, x, dim, EPS);
+    let h = g.op(block, 'Add', [net.attention(`${block}/attn1`, selfIn, selfIn, { dim, contextDim: dim, heads, names, qkvBias: false }), x]);
+    const crossIn = net.layerNorm(`${block}/norm2`, h, dim, EPS);
+    h = g.op(block, 'Add', [net.attention(`${block}/attn2`, crossIn, o.context, { dim, contextDim: o.crossAttentionDim, heads, names, qkvBias: false }), h]);
+    // GEGLU feed-forward: one projection to twice the inner width, split into value and gate.
+    const inner = 4 * dim;
+    const ff = `${block}/ff`;
+    const proj = net.linear(`${ff}/net.0/proj`, net.layerNorm(`${block}/norm3`, h, dim, EPS), dim, 2 * inner);
+    const value = net.slice(`${ff}/net.0`, proj, 0, inner, -1);
+    const gate = net.slice(`${ff}/net.0`, proj, inner, 2 * inner, -1);
+    const geglu = g.op(`${ff}/net.0`, 'Mul', [value, net.gelu(`${ff}/net.0`, gate)]);
+    return g.op(block, 'Add', [net.linear(`${ff}/net.2`, geglu, inner, dim), h]);
+  };
+
+  // Transformer2DModel: GroupNorm, proj_in, blocks over the h·w tokens, proj_out, residual.
+  const transformer = (scope: string, x: string, dim: number, heads: number, depth: number): string => {
+    const normed = net.groupNorm(`${scope}/norm`, x, dim, o.groups, 1e-6);
+    const tokens = (t: string) => g.op(scope, 'Transpose', [g.op(scope, 'Reshape', [t, g.int64s(scope, [0, dim, -1])], [attr.int('allowzero', 0)])], [attr.ints('perm', [0, 2, 1])]);
+    const spatial = (t: string) => g.op(scope, 'Reshape', [g.op(scope, 'Transpose', [t], [attr.ints('perm', [0, 2, 1])]), g.op(scope, 'Shape', [x])], [attr.int('allowzero', 0)]);
+    let h = o.useLinearProjection ? net.linear(`${scope}/proj_in`, tokens(normed), dim, dim) : tokens(net.conv(`${scope}/proj_in`, normed, dim, dim, 1));
+    for (let d = 0; d < depth; d++) h = basicBlock(`${scope}/transformer_blocks.${d}`, h, dim, heads);
+    const out = o.useLinearProjection ? spatial(net.linear(`${scope}/proj_out`, h, dim, dim)) : net.conv(`${scope}/proj_out`, spatial(h), dim, dim, 1);
+    return g.op(scope, 'Add', [out, x]);
+  };
+  return { resnet, transformer };
 }
