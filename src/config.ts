@@ -114,7 +114,7 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     env: 'SDQL_DATA_DIR',
     flag: 'data-dir',
     default: './data',
-    description: 'Embedded database (`db/`) and generated images. Created if missing.',
+    description: 'Embedded database (`db/`), generated images and converted checkpoints (`models-cache/`). Created if missing.',
     parse: (raw, name) => directory(raw, name),
   }),
   option({
@@ -122,7 +122,7 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     env: 'SDQL_MODELS_DIR',
     flag: 'models-dir',
     default: './models',
-    description: 'Model folders (diffusers ONNX layout), one per model. Created if missing.',
+    description: 'Model folders (diffusers ONNX layout), one per model, and single-file checkpoints (*.safetensors). Created if missing.',
     parse: (raw, name) => directory(raw, name),
   }),
   option({

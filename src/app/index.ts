@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createAuth, type Auth } from '../auth/index.ts';
 import type { Config } from '../config.ts';
 import { databaseTarget, holdProcessLock, openDatabase, type Database, type DatabaseTarget } from '../db/index.ts';
-import { EngineThread, adapterSource, checkProviders, findTaesdDecoder, upscalerFiles, type EngineOptions, type GenerationEngine, type RuntimeOptions } from '../diffusion/index.ts';
+import { DiffusionError, EngineThread, MODELS_CACHE_FOLDER, adapterSource, checkProviders, convertedModel, findTaesdDecoder, upscalerFiles, type EngineOptions, type GenerationEngine, type RuntimeOptions } from '../diffusion/index.ts';
 import { createEventBus, EventBusError, type EventBus } from '../events/bus.ts';
 import type { Topics } from '../graphql/context.ts';
 import { Jobs } from '../jobs/index.ts';
@@ -116,6 +116,12 @@ export async function startJobs(app: App): Promise<void> {
   await jobs.startWorker({
     engine,
     model: (id) => registry.model(id),
+    prepare: async (model, onProgress) => {
+      if (!model.checkpoint) return model;
+      const sha256 = await registry.modelSha256(model.id);
+      if (!sha256) throw new DiffusionError('MODEL_INVALID', `checkpoint ${model.id} cannot be read`);
+      return convertedModel(model, sha256, join(config.dataDir, MODELS_CACHE_FOLDER), onProgress);
+    },
     modelHash: (id) => registry.modelSha256(id),
     previewDecoder: (model) => findTaesdDecoder(model, config.modelsDir),
     upscalerPath: async (id) => (await upscalerFiles(config.modelsDir)).find((file) => file.id === id)?.path,

@@ -1,9 +1,20 @@
-// `sdql models list`, `sdql models create-demo <dir>` and `sdql models pull <repo>`: no server or database needed.
+// `sdql models list`, `sdql models convert <checkpoint>`, `sdql models create-demo <dir>` and `sdql models pull <repo>`: no server or database needed.
 import { existsSync, readdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
-import { createDemoAdapters, createFixturePipeline, listLoras, scanModelsDir } from '../diffusion/index.ts';
+import {
+  CHECKPOINT_EXTENSION,
+  MODELS_CACHE_FOLDER,
+  convertedModel,
+  createDemoAdapters,
+  createFixturePipeline,
+  findClipVocab,
+  inspectCheckpointModel,
+  listLoras,
+  scanModelsDir,
+  sha256File,
+} from '../diffusion/index.ts';
 import { checkPullRequest, planPull, PullError, runPull } from '../registry/hub.ts';
 import { ProgressBar } from './progress.ts';
 
@@ -13,6 +24,12 @@ Subcommands:
   list [--json] [--models-dir <dir>] [--loras-dir <dir>]
         Scans SDQL_MODELS_DIR (default ./models) and SDQL_LORAS_DIR (default <models dir>/loras) and
         prints what sdql finds there, including why a folder or file cannot be used.
+  convert <file or id> [--models-dir <dir>] [--data-dir <dir>] [--vocab <dir>]
+        Converts a single-file checkpoint (<id>.safetensors in the LDM layout, with <id>.yaml
+        beside it when there is one) to ONNX, with a progress bar, into
+        SDQL_DATA_DIR/models-cache/<sha256>/, where the server finds it: its first generation
+        then needs no conversion. CLIP's tokenizer files come from --vocab, else
+        SDQL_MODELS_DIR/clip-tokenizer/, else any SD 1.x/2.x ONNX folder in SDQL_MODELS_DIR.
   create-demo <dir> [--loras-dir <dir>] [--embeddings-dir <dir>]
         Writes a tiny randomly initialised Stable Diffusion pipeline (a few MB) to <dir>, which must
         not exist or be empty, with a LoRA for it (demo-lora.safetensors) in SDQL_LORAS_DIR and a
@@ -155,10 +172,47 @@ async function pull(argv: string[]): Promise<number> {
   }
 }
 
+async function convert(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { 'models-dir': { type: 'string' }, 'data-dir': { type: 'string' }, vocab: { type: 'string' } },
+  });
+  if (positionals.length !== 1) {
+    process.stderr.write(`sdql models convert: give one checkpoint file or id\n\n${MODELS_HELP}`);
+    return 2;
+  }
+  const { modelsDir, dataDir } = loadConfig({ 'models-dir': values['models-dir'], 'data-dir': values['data-dir'] });
+  const given = positionals[0];
+  const file = given.endsWith(CHECKPOINT_EXTENSION) ? resolve(given) : join(modelsDir, `${given}${CHECKPOINT_EXTENSION}`);
+  if (!existsSync(file)) {
+    process.stderr.write(`sdql models convert: no checkpoint ${file}\n`);
+    return 1;
+  }
+  const vocabDir = values.vocab ? resolve(values.vocab) : await findClipVocab(modelsDir, (await scanModelsDir(modelsDir)).filter((m) => m.format === 'ONNX'));
+  const model = await inspectCheckpointModel(file, vocabDir);
+  if (model.error) {
+    process.stderr.write(`sdql models convert: ${model.error}\n`);
+    return 1;
+  }
+  process.stderr.write(`Hashing ${file}...\n`);
+  const sha256 = await sha256File(file);
+  let current = '';
+  const bar = new ProgressBar(process.stderr, (done, total) => `${megabytes(done)} of ${megabytes(total)}  ${current}`);
+  const converted = await convertedModel(model, sha256, join(dataDir, MODELS_CACHE_FOLDER), ({ submodel, doneBytes, totalBytes }) => {
+    current = submodel;
+    bar.update(doneBytes, totalBytes);
+  });
+  bar.done();
+  process.stdout.write(`${model.id} (${model.family}, model hash ${sha256.slice(0, 10)}) is converted in ${converted.dir}\n`);
+  return 0;
+}
+
 export async function modelsCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'pull') return pull(rest);
   if (sub === 'list') return list(rest);
+  if (sub === 'convert') return convert(rest);
   if (sub === 'create-demo') return createDemo(rest);
   if (sub === '--help' || sub === '-h' || sub === 'help') {
     process.stdout.write(MODELS_HELP);

@@ -146,7 +146,7 @@ export class EngineThread implements GenerationEngine {
  * Starts a worker on a TypeScript module: workers do not inherit the tsx loader, so a one-line
  * bootstrap registers it in the new thread before importing the entry.
  */
-function startTsWorker(entry: URL, workerData: unknown): Worker {
+export function startTsWorker(entry: URL, workerData: unknown): Worker {
   const loader = import.meta.resolve('tsx/esm/api');
   const code = `import { register } from ${JSON.stringify(loader)}; register(); await import(${JSON.stringify(entry.href)});`;
   return new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`), { workerData });

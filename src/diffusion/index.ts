@@ -26,7 +26,10 @@ export { A1111_SAMPLERS, a1111Selection, formatInfotext, parseInfotext, schedule
 export { LIMITS } from './limits.ts';
 export { listLoras } from './lora/lora-info.ts';
 export type { LoraFileInfo } from './lora/lora-info.ts';
-export { inspectModelFolder, scanModelsDir } from './model-folder.ts';
+export { inspectModelFolder } from './model-folder.ts';
+export { scanModelsDir } from './models-dir.ts';
+export { CHECKPOINT_EXTENSION, MODELS_CACHE_FOLDER, convertedModel, findClipVocab, inspectCheckpointModel } from './convert/checkpoint-model.ts';
+export type { ConversionProgress } from './convert/convert.ts';
 export type { ModelFamily, ModelFolderInfo } from './model-folder.ts';
 export { countUnetCalls } from './pipeline.ts';
 export type { GenerateResult, StepProgress } from './pipeline.ts';

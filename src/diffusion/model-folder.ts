@@ -19,8 +19,12 @@ export interface ModelPaths {
 }
 
 export interface ModelFolderInfo {
-  /** The folder name. */
+  /** The folder name (a checkpoint's: its file name without `.safetensors`). */
   id: string;
+  /** ONNX: a diffusers/Optimum folder; CHECKPOINT: a single-file checkpoint, converted to one on first use. */
+  format: 'ONNX' | 'CHECKPOINT';
+  /** A checkpoint's file and the `<id>.yaml` beside it (which may be absent). */
+  checkpoint?: { file: string; yaml: string };
   name: string;
   /** Absolute path of the folder. */
   dir: string;
@@ -191,6 +195,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
   const id = basename(dir);
   return {
     id,
+    format: 'ONNX',
     name: id,
     dir,
     family,
@@ -215,7 +220,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
 }
 
 /** Every subfolder of `modelsDir` with a model_index.json, by id; none when the folder is absent. */
-export async function scanModelsDir(modelsDir: string): Promise<ModelFolderInfo[]> {
+export async function scanModelFolders(modelsDir: string): Promise<ModelFolderInfo[]> {
   let entries;
   try {
     entries = await readdir(modelsDir, { withFileTypes: true });

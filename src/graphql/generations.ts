@@ -1,6 +1,6 @@
 // Generations: the request a client submits, its place in the queue, its live progress and its
 // history. Resolvers are thin: validation and running live in src/jobs and src/diffusion.
-import { DEFAULTS, HIRES_DEFAULTS, INPAINT_DEFAULTS, INPAINT_LIMITS, LIMITS, MAX_HIRES_SCALE, adapterSource, inpaintDefaults, upscalerFiles, type InpaintRequest, type Outpaint, type SchedulerName } from '../diffusion/index.ts';
+import { DEFAULTS, HIRES_DEFAULTS, INPAINT_DEFAULTS, INPAINT_LIMITS, LIMITS, MAX_HIRES_SCALE, adapterSource, inpaintDefaults, upscalerFiles, type ConversionProgress, type InpaintRequest, type Outpaint, type SchedulerName } from '../diffusion/index.ts';
 import type { GenerationEvent } from '../jobs/events.ts';
 import { PRIORITY_RANGE, inputPathsOf, readStoredRequest, releaseInputs, submitGeneration, type StoredInput } from '../jobs/request.ts';
 import { ownedBy, type Viewer } from '../auth/index.ts';
@@ -254,6 +254,15 @@ const Preview = builder.objectRef<NonNullable<GenerationEvent['preview']>>('Prev
   }),
 });
 
+const ModelConversion = builder.objectRef<ConversionProgress>('ModelConversion').implement({
+  description: "How far the conversion of a generation's model, a single-file checkpoint, to ONNX has got (once per checkpoint, before its first generation).",
+  fields: (t) => ({
+    submodel: t.exposeString('submodel', { description: 'The graph being built: text_encoder, unet, vae_encoder or vae_decoder.' }),
+    doneBytes: t.field({ type: 'SafeInt', description: 'Bytes of checkpoint weights converted so far.', resolve: (c) => c.doneBytes }),
+    totalBytes: t.field({ type: 'SafeInt', description: 'Bytes of checkpoint weights in all.', resolve: (c) => c.totalBytes }),
+  }),
+});
+
 const GenerationProgress = builder.objectRef<GenerationEvent>('GenerationProgress').implement({
   description: 'A state of one generation: the first event is its state when subscribing, then one per step, then its final status.',
   fields: (t) => ({
@@ -265,6 +274,12 @@ const GenerationProgress = builder.objectRef<GenerationEvent>('GenerationProgres
     etaMs: t.exposeInt('etaMs', { nullable: true, description: 'Estimated milliseconds of denoising left, from the pace so far; null before the first step.' }),
     preview: t.field({ type: Preview, nullable: true, description: 'The image at this step, every `previewEvery` steps; null otherwise.', resolve: (e) => e.preview }),
     error: t.exposeString('error', { nullable: true, description: 'Why it FAILED; null otherwise.' }),
+    conversion: t.field({
+      type: ModelConversion,
+      nullable: true,
+      description: 'While RUNNING at step 0 with a checkpoint not yet converted: how far its conversion to ONNX has got; null otherwise.',
+      resolve: (e) => e.conversion ?? null,
+    }),
   }),
 });
 

@@ -14,20 +14,33 @@ const ModelFamily = builder.enumType('ModelFamily', {
 });
 
 const Precision = builder.enumType('Precision', {
-  description: "Floating-point type of the UNet's inputs.",
+  description: "Floating-point type of the UNet's inputs (of a checkpoint: of its stored weights; conversion computes in 32-bit floats).",
   values: { FP32: { description: '32-bit floats.' }, FP16: { description: '16-bit floats (half precision).' } },
 });
 
+const ModelFormat = builder.enumType('ModelFormat', {
+  description: 'How a model is stored in SDQL_MODELS_DIR.',
+  values: {
+    ONNX: { description: 'A folder in the diffusers/Optimum ONNX layout.' },
+    CHECKPOINT: { description: 'A single-file checkpoint (`<name>.safetensors`, LDM layout, with an optional `<name>.yaml`), converted to ONNX once, on first use, into SDQL_DATA_DIR/models-cache/.' },
+  },
+});
+
 builder.prismaNode('Model', {
-  description: 'A model folder of SDQL_MODELS_DIR (diffusers/Optimum ONNX layout).',
+  description: 'A model of SDQL_MODELS_DIR: a folder in the diffusers/Optimum ONNX layout, or a single-file checkpoint (see `format`).',
   id: { field: 'id', description: 'Global id of `Model:<name>`. Arguments that take a model (`modelId`, `model(id:)`) take this or the plain `name`.' },
   // node(id:) finds what model(id:) finds: folders present at the last scan. (Model has no relation
   // fields, so Pothos never refetches a loaded model, e.g. a generation's, through this.)
   findUnique: (id) => ({ id, present: true }),
   nullable: true,
   fields: (t) => ({
-    name: t.exposeString('name', { description: 'The folder name in SDQL_MODELS_DIR: unique, and what scripts type as `modelId` ("sd15").' }),
+    name: t.exposeString('name', { description: 'The folder name in SDQL_MODELS_DIR (a checkpoint\'s file name without `.safetensors`): unique, and what scripts type as `modelId` ("sd15").' }),
     family: t.expose('family', { type: ModelFamily, description: 'Its architecture.' }),
+    format: t.field({
+      type: ModelFormat,
+      description: 'A folder or a single-file checkpoint.',
+      resolve: (m, _a, ctx) => ctx.registry.model(m.id)?.format ?? 'ONNX',
+    }),
     supported: t.exposeBoolean('supported', { description: 'Whether sdql can generate with it: no `error`, and a supported family.' }),
     error: t.exposeString('error', { nullable: true, description: 'What is wrong with the folder, when something is.' }),
     predictionType: t.exposeString('predictionType', { nullable: true, description: 'What the UNet predicts: epsilon, v_prediction or sample.' }),
@@ -40,7 +53,7 @@ builder.prismaNode('Model', {
     sizeBytes: t.field({ type: 'SafeInt', description: 'Size of all its files.', resolve: (m) => m.sizeBytes }),
     sha256: t.string({
       nullable: true,
-      description: "SHA-256 of the UNet's model.onnx. Computed on first request (seconds for a large model), then stored.",
+      description: "SHA-256 of the UNet's model.onnx (of a checkpoint: of its whole file, as AUTOMATIC1111 hashes checkpoints). Computed on first request (seconds for a large model), then stored.",
       resolve: (m, _a, ctx) => m.unetSha256 ?? ctx.registry.modelSha256(m.id),
     }),
     shortHash: t.string({

@@ -2,6 +2,7 @@
 // same events cross processes through Redis when REDIS_URL is set.
 import type { GenerationStatus } from '../db/index.ts';
 import type { EventBus } from '../events/bus.ts';
+import type { ConversionProgress } from '../diffusion/index.ts';
 
 export type { GenerationStatus };
 export const TERMINAL_STATUSES: readonly GenerationStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELED'];
@@ -24,6 +25,8 @@ export interface GenerationEvent {
   etaMs: number | null;
   preview: PreviewImage | null;
   error: string | null;
+  /** While the model, a checkpoint, is converted before its first use. */
+  conversion?: ConversionProgress | null;
 }
 
 /** The queue changed: a generation was added, started, finished, canceled or deleted. */

@@ -7,13 +7,14 @@ import type { AdapterSource, GenerationEngine, ModelFolderInfo } from '../diffus
 import { TERMINAL_STATUSES, type GenerationEvent, type JobEvents, type QueueEvent } from './events.ts';
 import { ImageStore } from './image-store.ts';
 import { GenerationQueue } from './queue.ts';
-import { GenerationWorker } from './worker.ts';
+import { GenerationWorker, type WorkerDeps } from './worker.ts';
 
 export type { GenerationEvent, JobEvents, JobTopics, QueueEvent } from './events.ts';
 
 export interface WorkerOptions {
   engine: GenerationEngine;
   model(id: string): ModelFolderInfo | undefined;
+  prepare?: WorkerDeps['prepare'];
   modelHash(id: string): Promise<string | null>;
   previewDecoder?(model: ModelFolderInfo): Promise<string | undefined>;
   upscalerPath?(id: string): Promise<string | undefined>;

@@ -23,6 +23,7 @@ import {
   type RgbImage,
   type ModelFolderInfo,
   type SchedulerName,
+  type ConversionProgress,
 } from '../diffusion/index.ts';
 import { log } from '../log.ts';
 import type { JobEvents } from './events.ts';
@@ -38,6 +39,8 @@ export interface WorkerDeps {
   images: ImageStore;
   /** The model folder a generation names, as last scanned (undefined when it is gone). */
   model(id: string): ModelFolderInfo | undefined;
+  /** The model as the engine loads it: a checkpoint converted to ONNX first (reporting how far), a folder as it is. */
+  prepare?(model: ModelFolderInfo, onProgress: (progress: ConversionProgress) => void): Promise<ModelFolderInfo>;
   /** The model's short hash for infotext (AUTOMATIC1111's "Model hash"), when known. */
   modelHash(id: string): Promise<string | null>;
   /** The TAESD decoder file for the model's previews (see diffusion/taesd.ts), when there is one. */
@@ -131,8 +134,13 @@ export class GenerationWorker {
       const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
       await this.deps.prisma.generation.updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { ...progress } });
       events.publish('generation', generation.id, statusEvent(generation.id, 'RUNNING', null, progress.step, progress.totalSteps));
+      const runnable = this.deps.prepare
+        ? await this.deps.prepare(model, (conversion) =>
+            events.publish('generation', generation.id, { ...statusEvent(generation.id, 'RUNNING', null, progress.step, progress.totalSteps), conversion }),
+          )
+        : model;
       const stream = previews;
-      const result = await engine.run(model, request, {
+      const result = await engine.run(runnable, request, {
         signal: abort.signal,
         onStep: (p) => stream.push(p, started),
         previews: { every: previewEvery, decoder },

@@ -18,6 +18,9 @@ export interface ScanResult {
   scannedAt: Date;
 }
 
+/** What a model's hash is of: a folder's UNet graph, a checkpoint's whole file (as AUTOMATIC1111 hashes checkpoints). */
+const hashedFile = (m: ModelFolderInfo) => m.checkpoint?.file ?? m.paths.unet;
+
 export class Registry {
   private modelInfos = new Map<string, ModelFolderInfo>();
   private loraInfos = new Map<string, LoraFileInfo>();
@@ -72,7 +75,7 @@ export class Registry {
     const stored = new Map((await this.prisma.model.findMany({ select: { id: true, unetStamp: true } })).map((r) => [r.id, r.unetStamp]));
     const writes = [];
     for (const m of models) {
-      const unetStamp = m.error ? null : await fileStamp(m.paths.unet);
+      const unetStamp = m.error ? null : await fileStamp(hashedFile(m));
       // Facts of a broken folder may be defaults rather than the model's: store none of them.
       const ok = !m.error;
       const data = {
@@ -129,7 +132,7 @@ export class Registry {
     const info = this.modelInfos.get(id);
     if (!row || !info || row.unetStamp === null) return null;
     if (row.unetSha256) return row.unetSha256;
-    return this.hashOnce(`model:${id}`, info.paths.unet, async (sha256) => {
+    return this.hashOnce(`model:${id}`, hashedFile(info), async (sha256) => {
       await this.prisma.model.updateMany({ where: { id, unetStamp: row.unetStamp }, data: { unetSha256: sha256 } });
     });
   }

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
-import { inspectModelFolder, scanModelsDir } from '../../src/diffusion/model-folder.ts';
+import { inspectModelFolder } from '../../src/diffusion/model-folder.ts';
+import { scanModelsDir } from '../../src/diffusion/models-dir.ts';
 import { referenceDir } from '../helpers/reference.ts';
 
 let tmp: string;
@@ -48,6 +49,7 @@ test('describes the reference tiny-sd folder', async () => {
       name: 'tiny-sd',
       dir,
       // Its text embeddings are 32 wide: no known family, and it says so rather than guessing.
+      format: 'ONNX',
       family: 'UNKNOWN',
       supported: true,
       predictionType: 'epsilon',

@@ -106,7 +106,7 @@ describe('sdql models pull', () => {
     const incomplete = join(modelsDir, '.partial-tiny-sd-onnx', `${path}.incomplete`);
     const kept = statSync(incomplete).size;
     assert.ok(kept > 0 && kept <= cut, `kept ${kept} bytes of the ${cut} sent`);
-    const scanned = await import('../../src/diffusion/model-folder.ts').then((m) => m.scanModelsDir(modelsDir));
+    const scanned = await import('../../src/diffusion/models-dir.ts').then((m) => m.scanModelsDir(modelsDir));
     assert.deepEqual(scanned, [], 'the scan does not see an unfinished pull');
 
     const before = hub.requests.length;

@@ -31,7 +31,12 @@ export class GraphBuilder {
 
   /** An initializer the exporter created while folding, named after the op that consumes it. */
   anonymous(consumerOp: string, dataType: number, dims: number[], values: TensorValues): string {
-    return this.initializer(`onnx::${consumerOp}_${this.nextAnonymous++}`, dataType, dims, values);
+    return this.initializer(this.anonymousName(consumerOp), dataType, dims, values);
+  }
+
+  /** The next anonymous initializer name for `consumerOp`. */
+  anonymousName(consumerOp: string): string {
+    return `onnx::${consumerOp}_${this.nextAnonymous++}`;
   }
 
   private nodeName(scope: string, opType: string): string {
