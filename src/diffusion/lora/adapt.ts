@@ -176,13 +176,22 @@ export class Adaptation {
     const editor = await ModelEditor.open(path);
     await this.merge(editor, 'text_encoder');
     if (this.embeddings.length) {
-      const { expansions, warnings } = await addEmbeddings(editor, tokenizer, this.embeddings);
+      const { expansions, warnings } = await addEmbeddings(editor, tokenizer, this.embeddings, { sdxl: this.info.family === 'SDXL' });
       this.expansionMap = expansions;
       this.warningList.push(...warnings);
     }
     if (!editor.changed) return undefined;
     await finish?.(editor);
     return editor.toBuffer();
+  }
+
+  /** SDXL's second text encoder with the embeddings' `clip_g` vectors added (to it and to `tokenizer`), or
+   * undefined when none is. Its trigger words expand as on the first encoder: both get the same tokens. */
+  async textEncoder2(path: string, tokenizer: ClipTokenizer): Promise<ModelBuffer | undefined> {
+    if (!this.embeddings.some((e) => e.second)) return undefined;
+    const editor = await ModelEditor.open(path);
+    await addEmbeddings(editor, tokenizer, this.embeddings, { sdxl: true, second: true });
+    return editor.changed ? editor.toBuffer() : undefined;
   }
 
   async unet(path: string): Promise<ModelBuffer | undefined> {
