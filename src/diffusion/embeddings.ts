@@ -137,7 +137,9 @@ export async function addEmbeddings(
 ): Promise<{ expansions: Map<string, string[]>; warnings: string[] }> {
   const expansions = new Map<string, string[]>();
   const warnings: string[] = [];
-  const slot = editor.weights.get(TOKEN_EMBEDDING);
+  // Exports of a wrapping module name the table under a prefix (`te.text_model.…`): the one that ends so.
+  const matches = editor.weights.modules.filter((m) => m === TOKEN_EMBEDDING || m.endsWith(`.${TOKEN_EMBEDDING}`));
+  const slot = matches.length === 1 ? editor.weights.get(matches[0]) : undefined;
   if (!slot || slot.node.opType !== 'Gather') throw badInput(`the text encoder ${editor.path} has no token-embedding table (${TOKEN_EMBEDDING}) to add embeddings to`);
   const [rows, dim] = slot.initializer.dims;
   const added: { id: number; values: Float32Array }[] = [];

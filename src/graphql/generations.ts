@@ -77,6 +77,25 @@ const HiresInput = builder.inputType('HiresInput', {
   }),
 });
 
+const SizeInput = builder.inputType('SizeInput', {
+  description: 'A size in pixels.',
+  fields: (t) => ({
+    width: t.int({ required: true, description: 'Pixels across.' }),
+    height: t.int({ required: true, description: 'Pixels down.' }),
+  }),
+});
+
+const CropInput = builder.inputType('CropInput', {
+  description: 'The top-left corner of a crop, in pixels.',
+  fields: (t) => ({
+    top: t.int({ required: true, description: 'Pixels from the top.' }),
+    left: t.int({ required: true, description: 'Pixels from the left.' }),
+  }),
+});
+
+/** SDXL's fields: BAD_USER_INPUT on other models. */
+const SDXL_ONLY = 'SDXL models only (BAD_USER_INPUT on others).';
+
 const GenerateInput = builder.inputType('GenerateInput', {
   description: `A generation request. Limits: sides from ${LIMITS.minSide} to ${LIMITS.maxSide} px and multiples of the model's \`vaeScaleFactor\`, at most ${LIMITS.maxPixels} pixels; steps ${LIMITS.minSteps}–${LIMITS.maxSteps}; numImages 1–${LIMITS.maxImages}; prompts up to ${LIMITS.maxPromptChars} characters.`,
   fields: (t) => ({
@@ -84,6 +103,16 @@ const GenerateInput = builder.inputType('GenerateInput', {
     prompt: t.string({ required: true, description: 'Read as `promptSyntax` says; its `<lora:name:weight>` tags apply LoRAs, and the names of embeddings (see `embeddings`) apply them.' }),
     negativePrompt: t.string({ description: 'What to steer away from. Default: empty (diffusers\' unconditional prompt).' }),
     promptSyntax: t.field({ type: PromptSyntax, description: `Default ${DEFAULTS.promptSyntax}.` }),
+    prompt2: t.string({ description: `The prompt of SDXL's second text encoder (diffusers' \`prompt_2\`), read as \`promptSyntax\` says. Default: the prompt. ${SDXL_ONLY}` }),
+    negativePrompt2: t.string({
+      description: `The negative prompt of SDXL's second text encoder (diffusers' \`negative_prompt_2\`). Default: the negative prompt. With both negative prompts empty, SDXL models whose model_index.json has force_zeros_for_empty_prompt (the default) take zeros as the unconditional embeddings, as diffusers and AUTOMATIC1111 do. ${SDXL_ONLY}`,
+    }),
+    originalSize: t.field({ type: SizeInput, description: `SDXL's size conditioning (diffusers' \`original_size\`): the size the model is told the training image had, 1–4096 each side. Default: the image's size (each pass's, with hires). ${SDXL_ONLY}` }),
+    cropTopLeft: t.field({ type: CropInput, description: `SDXL's crop conditioning (diffusers' \`crops_coords_top_left\`), 0–4096 each. Default (0, 0): uncropped. ${SDXL_ONLY}` }),
+    targetSize: t.field({
+      type: SizeInput,
+      description: `SDXL's target size conditioning (diffusers' \`target_size\`), 1–4096 each side. Default: the image's size. Refiner-style models (5 time ids) take an aesthetic score instead: 6 for the prompt, 2.5 for the negative prompt (diffusers' defaults). ${SDXL_ONLY}`,
+    }),
     width: t.int({ description: "Default: the model's native width, or the init image's width rounded down to a multiple of the VAE scale factor." }),
     height: t.int({ description: "Default: the model's native height, or the init image's (as width)." }),
     steps: t.int({ description: `Denoising steps, ${LIMITS.minSteps}–${LIMITS.maxSteps}. Default ${DEFAULTS.steps}.` }),
@@ -366,6 +395,11 @@ builder.mutationFields((t) => ({
         prompt: input.prompt,
         negativePrompt: input.negativePrompt ?? undefined,
         promptSyntax: input.promptSyntax ?? undefined,
+        prompt2: input.prompt2 ?? undefined,
+        negativePrompt2: input.negativePrompt2 ?? undefined,
+        originalSize: input.originalSize ?? undefined,
+        cropTopLeft: input.cropTopLeft ?? undefined,
+        targetSize: input.targetSize ?? undefined,
         loras: input.loras?.map((l) => ({ id: localId('Lora', l.id), weight: l.weight ?? 1 })),
         width: input.width ?? undefined,
         height: input.height ?? undefined,

@@ -153,7 +153,7 @@ export class GenerationWorker {
   private async engineRequest(generation: Generation, stored: StoredRequest, model: ModelFolderInfo): Promise<{ request: GenerateRequest; warnings: string[] }> {
     const promptSyntax = stored.promptSyntax === 'PLAIN' ? 'PLAIN' : 'A1111';
     const adapters = this.deps.adapters
-      ? await resolveAdapters(this.deps.adapters, model, { prompt: generation.prompt, negativePrompt: generation.negativePrompt, promptSyntax, loras: stored.loras })
+      ? await resolveAdapters(this.deps.adapters, model, { ...stored, prompt: generation.prompt, negativePrompt: generation.negativePrompt, promptSyntax, loras: stored.loras })
       : stored.adapters;
     const request: GenerateRequest = {
       prompt: generation.prompt,
@@ -177,6 +177,11 @@ export class GenerationWorker {
       initImage: stored.initImage ? await this.deps.images.read(stored.initImage.path) : undefined,
       inpaint: stored.mask || stored.outpaint ? inpaintDefaults({ ...stored, mask: stored.mask && (await this.deps.images.read(stored.mask.path)) }) : undefined,
       promptSyntax,
+      prompt2: stored.prompt2,
+      negativePrompt2: stored.negativePrompt2,
+      originalSize: stored.originalSize,
+      cropTopLeft: stored.cropTopLeft,
+      targetSize: stored.targetSize,
       loras: adapters?.loras,
       embeddings: adapters?.embeddings,
     };

@@ -60,6 +60,8 @@ export interface ReferenceCase {
   /** `noise_npy`: the variation set's initial noise of the image (before init_noise_sigma). */
   images: { png: string; npy: string; seed: number; variation_seed?: number; noise_npy?: string }[];
   prompt_ids: number[];
+  /** sdxl/: the tokenizer_2 ids of the prompt. */
+  prompt_ids_2?: number[];
 }
 
 export interface ReferenceJson {
