@@ -121,7 +121,7 @@ const GenerateInput = builder.inputType('GenerateInput', {
     scheduler: t.field({ type: Scheduler, description: `Default ${DEFAULTS.scheduler}.` }),
     scheduleType: t.field({ type: ScheduleType, description: `How the scheduler spaces its noise levels (AUTOMATIC1111's "Schedule type"). Default ${DEFAULTS.scheduleType}; a type the scheduler does not take is BAD_USER_INPUT.` }),
     clipSkip: t.int({
-      description: `AUTOMATIC1111's "Clip skip", 1–${LIMITS.maxClipSkip}: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default ${DEFAULTS.clipSkip}, the last layer. SD 2.x models ignore it, as AUTOMATIC1111 does (their text encoder already stops at the penultimate layer), with a warning on the generation.`,
+      description: `AUTOMATIC1111's "Clip skip", 1–${LIMITS.maxClipSkip}: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default ${DEFAULTS.clipSkip}, the last layer. SD 2.x and SDXL models ignore it, as AUTOMATIC1111 does (their prompts already come from the penultimate layer), with a warning on the generation.`,
     }),
     seed: t.field({ type: 'SafeInt', description: `Integer 0–${LIMITS.maxSeed}; image i uses seed + i. Default: a random seed, recorded on the generation.` }),
     numImages: t.int({ description: `Images, 1–${LIMITS.maxImages}, denoised as one batch. Default 1.` }),
@@ -181,6 +181,22 @@ const InpaintSettings = builder.objectRef<InpaintRequest>('InpaintSettings').imp
   }),
 });
 
+const SizeSettings = builder.objectRef<{ width: number; height: number }>('Size').implement({
+  description: 'A size in pixels.',
+  fields: (t) => ({
+    width: t.exposeInt('width', { description: 'Pixels across.' }),
+    height: t.exposeInt('height', { description: 'Pixels down.' }),
+  }),
+});
+
+const CropSettings = builder.objectRef<{ top: number; left: number }>('Crop').implement({
+  description: 'The top-left corner of a crop, in pixels.',
+  fields: (t) => ({
+    top: t.exposeInt('top', { description: 'Pixels from the top.' }),
+    left: t.exposeInt('left', { description: 'Pixels from the left.' }),
+  }),
+});
+
 /** An input image of a generation's stored request, when it has one and the request can be read. */
 function storedInput(generation: { id: string; request: unknown }, field: 'initImage' | 'mask'): StoredInput | null {
   return readStoredRequest(generation)[field] ?? null;
@@ -211,6 +227,11 @@ builder.prismaNode('Generation', {
     modelHash: t.exposeString('modelHash', { nullable: true, description: "The model's short hash when it ran (AUTOMATIC1111's Model hash)." }),
     prompt: t.exposeString('prompt', { description: `The prompt as sent. ${HIDDEN}`, ...ownersOnly('') }),
     negativePrompt: t.exposeString('negativePrompt', { description: `The negative prompt as sent; empty for none. ${HIDDEN}`, ...ownersOnly('') }),
+    prompt2: t.string({ nullable: true, description: `SDXL: the second text encoder's prompt as sent; null when it took the prompt. ${HIDDEN}`, resolve: (g) => readStoredRequest(g).prompt2 || null, ...ownersOnly(null) }),
+    negativePrompt2: t.string({ nullable: true, description: `SDXL: the second text encoder's negative prompt as sent; null when it took the negative prompt. ${HIDDEN}`, resolve: (g) => readStoredRequest(g).negativePrompt2 || null, ...ownersOnly(null) }),
+    originalSize: t.field({ type: SizeSettings, nullable: true, description: "SDXL's original-size conditioning as sent; null: the image's size.", resolve: (g) => readStoredRequest(g).originalSize ?? null }),
+    cropTopLeft: t.field({ type: CropSettings, nullable: true, description: "SDXL's crop conditioning as sent; null: (0, 0).", resolve: (g) => readStoredRequest(g).cropTopLeft ?? null }),
+    targetSize: t.field({ type: SizeSettings, nullable: true, description: "SDXL's target-size conditioning as sent; null: the image's size.", resolve: (g) => readStoredRequest(g).targetSize ?? null }),
     scheduler: t.field({ type: Scheduler, description: 'The sampler.', resolve: (g) => g.scheduler as SchedulerName }),
     scheduleType: t.field({ type: ScheduleType, description: 'How the sampler spaced its noise levels.', resolve: (g) => readStoredRequest(g).scheduleType ?? 'DEFAULT' }),
     clipSkip: t.int({ description: 'Clip skip: 1 for the text encoder\'s last layer.', resolve: (g) => readStoredRequest(g).clipSkip ?? 1 }),

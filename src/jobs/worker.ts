@@ -21,6 +21,7 @@ import {
   type GenerationEngine,
   type InfotextAdapters,
   type RgbImage,
+  type ModelFamily,
   type ModelFolderInfo,
   type SchedulerName,
 } from '../diffusion/index.ts';
@@ -127,7 +128,7 @@ export class GenerationWorker {
       const adapters = infotextAdapters(request, stored.loras?.length ?? 0);
       const previewEvery = stored.previewEvery ?? 1;
       progress.totalSteps = countUnetCalls(model, request);
-      previews = new PreviewStream(this.deps, generation.id, request, previewEvery, progress);
+      previews = new PreviewStream(this.deps, generation.id, request, model.family, previewEvery, progress);
       const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
       await this.deps.prisma.generation.updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { ...progress } });
       events.publish('generation', generation.id, statusEvent(generation.id, 'RUNNING', null, progress.step, progress.totalSteps));
@@ -330,6 +331,8 @@ class PreviewStream {
     private readonly deps: Pick<WorkerDeps, 'events' | 'prisma'>,
     private readonly generationId: string,
     private readonly request: GenerateRequest,
+    /** Whose latent space the previews show. */
+    private readonly family: ModelFamily,
     private readonly every: number,
     /** Updated as each step's event goes out. */
     private readonly progress: Progress,
@@ -339,7 +342,7 @@ class PreviewStream {
     const elapsed = performance.now() - startedAt;
     const etaMs = Math.round((elapsed / p.step) * (p.totalSteps - p.step));
     const preview = wantsPreview(p.step, p.totalSteps, this.every)
-      ? (p.previewRgb ? encodePreview(p.previewRgb, this.request) : renderPreview(p.latents, p.latentShape, 0, this.request)).catch((error) => {
+      ? (p.previewRgb ? encodePreview(p.previewRgb, this.request) : renderPreview(p.latents, p.latentShape, 0, this.request, { family: this.family })).catch((error) => {
           log.warn('preview failed', { generationId: this.generationId, err: error });
           return null;
         })

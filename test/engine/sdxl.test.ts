@@ -11,6 +11,7 @@ import { Engine } from '../../src/diffusion/engine.ts';
 import { ModelEditor } from '../../src/diffusion/lora/model-editor.ts';
 import { inspectModelFolder, type ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { encodeConditioning, type Conditioning } from '../../src/diffusion/pipeline.ts';
+import { latentsToRgb } from '../../src/diffusion/preview.ts';
 import { applyEmphasis } from '../../src/diffusion/prompt/emphasis.ts';
 import { resolveRequest, type GenerateParams } from '../../src/diffusion/request.ts';
 import { timeIds } from '../../src/diffusion/sdxl.ts';
@@ -241,4 +242,12 @@ describe('size conditioning', () => {
       await assert.rejects(resolveRequest(info, { prompt: 'a', ...params }), diffusionError('BAD_USER_INPUT', message));
     }
   });
+});
+
+test("previews map SDXL's latents with SDXL's factors (ComfyUI's), not SD 1.x's", () => {
+  // One latent pixel, channel 1 only: its row of each family's factors, through (v + 1) / 2.
+  const latents = Float32Array.of(0, 1, 0, 0);
+  const rgb = (row: number[]) => Uint8Array.from(row, (v) => Math.round(((v + 1) / 2) * 255));
+  assert.deepEqual(latentsToRgb(latents, [1, 4, 1, 1], 0, 'SDXL'), rgb([-0.2634, -0.0196, 0.0653]));
+  assert.deepEqual(latentsToRgb(latents, [1, 4, 1, 1], 0), rgb([0.325, 0.4974, 0.235]));
 });
