@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
+import { createSdxlInpaintingPipeline } from '../../src/diffusion/fixtures/sdxl-inpainting.ts';
 import { collectSse, startTestServer, waitForStatus, type TestServer } from '../helpers/api.ts';
 import { loadReference } from '../helpers/reference.ts';
 import { writeSafetensors } from '../lora/helpers.ts';
@@ -22,6 +23,7 @@ let modelsDir: string;
 before(async () => {
   modelsDir = mkdtempSync(join(tmpdir(), 'sdql-sdxl-models-'));
   symlinkSync(loadReference('sdxl').modelDir('tiny-sdxl'), join(modelsDir, 'tiny-sdxl'), 'dir');
+  await createSdxlInpaintingPipeline(loadReference('sdxl').modelDir('tiny-sdxl'), join(modelsDir, 'tiny-sdxl-inpainting'));
   await createFixturePipeline(join(modelsDir, 'demo'));
   mkdirSync(join(modelsDir, 'embeddings'));
   // Random vectors of the two widths, as an SDXL embedding file holds them.
@@ -60,6 +62,10 @@ describe('SDXL models', () => {
   test('are listed as SDXL and supported', async () => {
     const { models } = await api.data<any>(`{ models { name family supported error } }`);
     assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl'), { name: 'tiny-sdxl', family: 'SDXL', supported: true, error: null });
+    assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl-inpainting'), { name: 'tiny-sdxl-inpainting', family: 'SDXL', supported: true, error: null });
+    // An inpainting model takes a mask, as on SD 1.x.
+    const refused = await api.gql(GENERATE, { input: { modelId: 'tiny-sdxl-inpainting', prompt: 'a cat', steps: 2 } });
+    assert.match(refused.errors?.[0].message ?? '', /model tiny-sdxl-inpainting is an inpainting model: it needs an initImage and a mask/);
   });
 
   test('bad SDXL fields get BAD_USER_INPUT and store nothing', async () => {
@@ -112,15 +118,16 @@ describe('generating on SDXL', () => {
     const inBox = (x: number, y: number) => x >= 16 && x < 48 && y >= 16 && y < 40;
     for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) if (inBox(x, y)) mask[y * width + x] = 255;
     const maskPng = await sharp(mask, { raw: { width, height, channels: 1 } }).png().toBuffer();
-    for (const inpaintArea of ['WHOLE_PICTURE', 'ONLY_MASKED']) {
-      const { pixels } = await run({ initImage: { dataUrl: dataUrl(initPng) }, mask: { dataUrl: dataUrl(maskPng) }, maskBlur: 0, inpaintArea });
+    // A 4-channel model by latent blending, and a 9-channel SDXL inpainting UNet.
+    for (const [modelId, inpaintArea] of [['tiny-sdxl', 'WHOLE_PICTURE'], ['tiny-sdxl', 'ONLY_MASKED'], ['tiny-sdxl-inpainting', 'WHOLE_PICTURE']]) {
+      const { pixels } = await run({ modelId, initImage: { dataUrl: dataUrl(initPng) }, mask: { dataUrl: dataUrl(maskPng) }, maskBlur: 0, inpaintArea });
       let changedInside = 0;
       for (let i = 0; i < width * height; i++) {
         const same = [0, 1, 2].every((c) => pixels[i * 3 + c] === init[i * 3 + c]);
         if (inBox(i % width, Math.floor(i / width))) changedInside += same ? 0 : 1;
-        else assert.ok(same, `${inpaintArea}: pixel ${i % width},${Math.floor(i / width)} outside the mask changed`);
+        else assert.ok(same, `${modelId} ${inpaintArea}: pixel ${i % width},${Math.floor(i / width)} outside the mask changed`);
       }
-      assert.ok(changedInside > 32 * 24 * 0.9, `${inpaintArea}: only ${changedInside} pixels inside the mask changed`);
+      assert.ok(changedInside > 32 * 24 * 0.9, `${modelId} ${inpaintArea}: only ${changedInside} pixels inside the mask changed`);
     }
   });
 

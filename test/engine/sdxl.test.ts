@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Engine } from '../../src/diffusion/engine.ts';
+import { encodeImage } from '../../src/diffusion/image.ts';
 import { ModelEditor } from '../../src/diffusion/lora/model-editor.ts';
 import { inspectModelFolder, type ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { encodeConditioning, type Conditioning } from '../../src/diffusion/pipeline.ts';
@@ -250,4 +251,27 @@ test("previews map SDXL's latents with SDXL's factors (ComfyUI's), not SD 1.x's"
   const rgb = (row: number[]) => Uint8Array.from(row, (v) => Math.round(((v + 1) / 2) * 255));
   assert.deepEqual(latentsToRgb(latents, [1, 4, 1, 1], 0, 'SDXL'), rgb([-0.2634, -0.0196, 0.0653]));
   assert.deepEqual(latentsToRgb(latents, [1, 4, 1, 1], 0), rgb([0.325, 0.4974, 0.235]));
+});
+
+describe('the hires fix and variation seeds on SDXL', () => {
+  const image = async (params: Partial<GenerateParams>) => {
+    const request = await resolveRequest(info, { prompt: 'a cat', steps: 2, scheduler: 'EULER', seed: 3, width: 64, height: 64, ...params });
+    return (await engine.run(info, request)).images[0].image;
+  };
+
+  test("the hires pass is an img2img at the hires size, conditioned on that size by default (lanczos: exactly a txt2img then an img2img of its image)", async () => {
+    const hires = await image({ hires: { scale: 2, upscaler: 'lanczos', steps: 2, strength: 0.5 } });
+    assert.deepEqual([hires.width, hires.height], [128, 128]);
+    const first = await encodeImage(await image({}), 'png');
+    const img2img = await image({ initImage: first, width: 128, height: 128, strength: 0.5 });
+    assert.deepEqual(hires.data, img2img.data);
+  });
+
+  test("variation strength 1 gives the variation seed's image", async () => {
+    const varied = await image({ seed: 3, variationSeed: 5, variationStrength: 1 });
+    const diff = maxAbsDiff(varied.data, (await image({ seed: 5 })).data);
+    assert.ok(diff < 1e-4, `off by ${diff}`);
+    const half = maxAbsDiff((await image({ seed: 3, variationSeed: 5, variationStrength: 0.5 })).data, varied.data);
+    assert.ok(half > 1e-3, `strength 0.5 is the same image (${half})`);
+  });
 });
