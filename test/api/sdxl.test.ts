@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
 import { createSdxlInpaintingPipeline } from '../../src/diffusion/fixtures/sdxl-inpainting.ts';
 import { collectSse, startTestServer, waitForStatus, type TestServer } from '../helpers/api.ts';
+import { noise } from '../engine/helpers.ts';
 import { loadReference } from '../helpers/reference.ts';
 import { writeSafetensors } from '../lora/helpers.ts';
 
@@ -36,16 +37,6 @@ after(async () => {
   rmSync(modelsDir, { recursive: true, force: true });
 });
 
-/** Deterministic noise, so that an unchanged pixel cannot be a coincidence of a flat colour. */
-function noise(width: number, height: number, seed: number): Buffer {
-  const data = Buffer.alloc(width * height * 3);
-  let state = seed;
-  for (let i = 0; i < data.length; i++) {
-    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-    data[i] = state >>> 24;
-  }
-  return data;
-}
 const dataUrl = (bytes: Buffer) => `data:image/png;base64,${bytes.toString('base64')}`;
 
 /** Runs a request on tiny-sdxl to the end: its first image's RGB pixels and the generation. */

@@ -221,9 +221,9 @@ export type CancelGenerationMutationVariables = Exact<{
 }>;
 
 
-export type CancelGenerationMutation = { cancelGeneration: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, owner: string, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null } };
+export type CancelGenerationMutation = { cancelGeneration: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, negativePrompt2: string | null, numImages: number, owner: string, priority: number, prompt: string, prompt2: string | null, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, cropTopLeft: { left: number, top: number } | null, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, originalSize: { height: number, width: number } | null, targetSize: { height: number, width: number } | null } };
 
-export type GenerationFieldsFragment = { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, owner: string, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null };
+export type GenerationFieldsFragment = { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, negativePrompt2: string | null, numImages: number, owner: string, priority: number, prompt: string, prompt2: string | null, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, cropTopLeft: { left: number, top: number } | null, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, originalSize: { height: number, width: number } | null, targetSize: { height: number, width: number } | null };
 
 export type ImageFieldsFragment = { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number };
 
@@ -234,7 +234,7 @@ export type GenerateMutationVariables = Exact<{
 }>;
 
 
-export type GenerateMutation = { generate: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, owner: string, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null } };
+export type GenerateMutation = { generate: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, negativePrompt2: string | null, numImages: number, owner: string, priority: number, prompt: string, prompt2: string | null, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, cropTopLeft: { left: number, top: number } | null, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, originalSize: { height: number, width: number } | null, targetSize: { height: number, width: number } | null } };
 
 export type GenerationProgressSubscriptionVariables = Exact<{
   id: string;
@@ -248,7 +248,7 @@ export type GenerationQueryVariables = Exact<{
 }>;
 
 
-export type GenerationQuery = { generation: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, owner: string, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null } | null };
+export type GenerationQuery = { generation: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, negativePrompt2: string | null, numImages: number, owner: string, priority: number, prompt: string, prompt2: string | null, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, cropTopLeft: { left: number, top: number } | null, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, originalSize: { height: number, width: number } | null, targetSize: { height: number, width: number } | null } | null };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String
@@ -309,6 +309,10 @@ export const GenerationFieldsFragmentDoc = new TypedDocumentString(`
     fragment GenerationFields on Generation {
   clipSkip
   createdAt
+  cropTopLeft {
+    left
+    top
+  }
   durationMs
   embeddings
   error
@@ -349,10 +353,16 @@ export const GenerationFieldsFragmentDoc = new TypedDocumentString(`
   modelHash
   modelId
   negativePrompt
+  negativePrompt2
   numImages
+  originalSize {
+    height
+    width
+  }
   owner
   priority
   prompt
+  prompt2
   promptSyntax
   queuePosition
   scheduleType
@@ -363,6 +373,10 @@ export const GenerationFieldsFragmentDoc = new TypedDocumentString(`
   step
   steps
   strength
+  targetSize {
+    height
+    width
+  }
   totalSteps
   warnings
   width
@@ -397,6 +411,10 @@ export const CancelGenerationDocument = new TypedDocumentString(`
     fragment GenerationFields on Generation {
   clipSkip
   createdAt
+  cropTopLeft {
+    left
+    top
+  }
   durationMs
   embeddings
   error
@@ -437,10 +455,16 @@ export const CancelGenerationDocument = new TypedDocumentString(`
   modelHash
   modelId
   negativePrompt
+  negativePrompt2
   numImages
+  originalSize {
+    height
+    width
+  }
   owner
   priority
   prompt
+  prompt2
   promptSyntax
   queuePosition
   scheduleType
@@ -451,6 +475,10 @@ export const CancelGenerationDocument = new TypedDocumentString(`
   step
   steps
   strength
+  targetSize {
+    height
+    width
+  }
   totalSteps
   warnings
   width
@@ -485,6 +513,10 @@ export const GenerateDocument = new TypedDocumentString(`
     fragment GenerationFields on Generation {
   clipSkip
   createdAt
+  cropTopLeft {
+    left
+    top
+  }
   durationMs
   embeddings
   error
@@ -525,10 +557,16 @@ export const GenerateDocument = new TypedDocumentString(`
   modelHash
   modelId
   negativePrompt
+  negativePrompt2
   numImages
+  originalSize {
+    height
+    width
+  }
   owner
   priority
   prompt
+  prompt2
   promptSyntax
   queuePosition
   scheduleType
@@ -539,6 +577,10 @@ export const GenerateDocument = new TypedDocumentString(`
   step
   steps
   strength
+  targetSize {
+    height
+    width
+  }
   totalSteps
   warnings
   width
@@ -591,6 +633,10 @@ export const GenerationDocument = new TypedDocumentString(`
     fragment GenerationFields on Generation {
   clipSkip
   createdAt
+  cropTopLeft {
+    left
+    top
+  }
   durationMs
   embeddings
   error
@@ -631,10 +677,16 @@ export const GenerationDocument = new TypedDocumentString(`
   modelHash
   modelId
   negativePrompt
+  negativePrompt2
   numImages
+  originalSize {
+    height
+    width
+  }
   owner
   priority
   prompt
+  prompt2
   promptSyntax
   queuePosition
   scheduleType
@@ -645,6 +697,10 @@ export const GenerationDocument = new TypedDocumentString(`
   step
   steps
   strength
+  targetSize {
+    height
+    width
+  }
   totalSteps
   warnings
   width

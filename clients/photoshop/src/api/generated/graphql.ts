@@ -14,7 +14,7 @@ export type CropInput = {
 
 /** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 589824 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
 export type GenerateInput = {
-  /** AUTOMATIC1111's "Clip skip", 1–12: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default 1, the last layer. SD 2.x models ignore it, as AUTOMATIC1111 does (their text encoder already stops at the penultimate layer), with a warning on the generation. */
+  /** AUTOMATIC1111's "Clip skip", 1–12: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default 1, the last layer. SD 2.x and SDXL models ignore it, as AUTOMATIC1111 does (their prompts already come from the penultimate layer), with a warning on the generation. */
   clipSkip?: number | null | undefined;
   /** SDXL's crop conditioning (diffusers' `crops_coords_top_left`), 0–4096 each. Default (0, 0): uncropped. SDXL models only (BAD_USER_INPUT on others). */
   cropTopLeft?: CropInput | null | undefined;
