@@ -51,7 +51,7 @@ export interface ResolvedAdapters {
 export async function resolveAdapters(
   source: AdapterSource,
   model: Pick<ModelFolderInfo, 'id' | 'family'>,
-  request: { prompt: string; negativePrompt?: string; promptSyntax: PromptSyntax; loras?: LoraChoice[] },
+  request: { prompt: string; negativePrompt?: string; prompt2?: string; negativePrompt2?: string; promptSyntax: PromptSyntax; loras?: LoraChoice[] },
 ): Promise<ResolvedAdapters> {
   const lookUp = (id: string) => {
     const info = source.lora(id);
@@ -64,7 +64,7 @@ export async function resolveAdapters(
     ...(request.loras ?? []).map(({ id, weight }) => ({ name: id, path: lookUp(id), weight })),
     ...promptLoraTags(request.prompt, request.promptSyntax).map((tag) => ({ name: tag.name, path: lookUp(tag.name), weight: tag.weight, unetWeight: tag.unetWeight })),
   ];
-  const texts = [request.promptSyntax === 'A1111' ? extractLoraTags(request.prompt).prompt : request.prompt, request.negativePrompt ?? ''];
+  const texts = [request.promptSyntax === 'A1111' ? extractLoraTags(request.prompt).prompt : request.prompt, request.negativePrompt ?? '', request.prompt2 ?? '', request.negativePrompt2 ?? ''];
   const available = await source.embeddings();
   const warnings = available
     .filter((e) => e.error && texts.some((text) => text.includes(e.name)))

@@ -16,6 +16,18 @@ export interface ModelPaths {
   /** The folder with vocab.json and merges.txt. */
   tokenizer: string;
   schedulerConfig: string;
+  /** SDXL's second text encoder (CLIPTextModelWithProjection) and its tokenizer. */
+  textEncoder2?: string;
+  tokenizer2?: string;
+}
+
+/** What SDXL's pipelines take from the model beyond SD's (diffusers' StableDiffusionXL*Pipeline configs). */
+export interface SdxlConfig {
+  /** model_index.json's force_zeros_for_empty_prompt (diffusers' default true): an empty negative prompt is zeros. */
+  forceZerosForEmptyPrompt: boolean;
+  /** The UNet's time_ids per image: 6 (original size, crop top-left, target size) or 5 for refiner-style
+   * models (original size, crop top-left, aesthetic score: diffusers' requires_aesthetics_score). */
+  timeIds: 5 | 6;
 }
 
 export interface ModelFolderInfo {
@@ -29,7 +41,7 @@ export interface ModelFolderInfo {
   /** Absolute path of the folder. */
   dir: string;
   family: ModelFamily;
-  /** False when the folder has an error or its family is not supported yet (SDXL). */
+  /** False when the folder has an error or its family is not one sdql runs. */
   supported: boolean;
   /** The scheduler config's prediction_type: 'epsilon', 'v_prediction' or 'sample'. */
   predictionType: string;
@@ -56,6 +68,8 @@ export interface ModelFolderInfo {
   /** Transformer layers of the text encoder (text_encoder/config.json), when the folder tells: clip skip reaches back as far as its embeddings. */
   textEncoderLayers?: number;
   paths: ModelPaths;
+  /** Set for SDXL models. */
+  sdxl?: SdxlConfig;
   schedulerConfig: Record<string, unknown>;
   /** What is wrong with the folder; absent when it is usable. */
   error?: string;
@@ -132,6 +146,19 @@ function familyOf(crossAttentionDim: number | undefined, hasTextEncoder2: boolea
   return 'UNKNOWN';
 }
 
+/** SDXL's extra conditioning as the folder's UNet and model_index.json tell it; problems for a UNet without it. */
+function sdxlConfig(modelIndex: Json, unetInputs: OnnxSummary['inputs'], unetMissing: boolean, problems: string[]): SdxlConfig {
+  const timeIds = unetInputs.find((i) => i.name === 'time_ids');
+  if (!unetMissing && (!timeIds || !unetInputs.some((i) => i.name === 'text_embeds'))) {
+    problems.push('unet/model.onnx has no text_embeds and time_ids inputs, which an SDXL UNet takes');
+  }
+  const declared = timeIds?.shape[1];
+  // The graph's width decides; a dynamic one leaves it to the config, as diffusers reads it.
+  const timeIdCount = typeof declared === 'number' ? declared : modelIndex.requires_aesthetics_score === true ? 5 : 6;
+  if (timeIdCount !== 5 && timeIdCount !== 6) problems.push(`unet/model.onnx takes ${timeIdCount} time ids; SDXL UNets take 6 (or 5 with an aesthetic score)`);
+  return { forceZerosForEmptyPrompt: modelIndex.force_zeros_for_empty_prompt !== false, timeIds: timeIdCount === 5 ? 5 : 6 };
+}
+
 /** Describes the model folder `dir`. Never throws for a broken folder: `error` says what is wrong. */
 export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> {
   dir = resolve(dir);
@@ -146,6 +173,8 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
 
   const modelIndex = await readJsonObject(join(dir, 'model_index.json'), problems, 'model_index.json');
   if (!(await exists(join(dir, 'model_index.json')))) problems.push('model_index.json is missing');
+  const hasTextEncoder2 = (Array.isArray(modelIndex?.text_encoder_2) && modelIndex.text_encoder_2[0] !== null) || (await exists(join(dir, 'text_encoder_2')));
+  if (hasTextEncoder2) Object.assign(paths, { textEncoder2: join(dir, 'text_encoder_2', 'model.onnx'), tokenizer2: join(dir, 'tokenizer_2') });
   const required = [
     'text_encoder/model.onnx',
     'unet/model.onnx',
@@ -153,6 +182,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
     'tokenizer/vocab.json',
     'tokenizer/merges.txt',
     'scheduler/scheduler_config.json',
+    ...(hasTextEncoder2 ? ['text_encoder_2/model.onnx', 'tokenizer_2/vocab.json', 'tokenizer_2/merges.txt'] : []),
   ];
   const present = await Promise.all(required.map((rel) => exists(join(dir, rel))));
   const missing = required.filter((_, i) => !present[i]);
@@ -167,7 +197,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
     {};
 
   const hasVaeEncoder = await exists(join(dir, 'vae_encoder', 'model.onnx'));
-  const submodels = ['text_encoder/model.onnx', 'unet/model.onnx', 'vae_decoder/model.onnx', ...(hasVaeEncoder ? ['vae_encoder/model.onnx'] : [])];
+  const submodels = ['text_encoder/model.onnx', ...(hasTextEncoder2 ? ['text_encoder_2/model.onnx'] : []), 'unet/model.onnx', 'vae_decoder/model.onnx', ...(hasVaeEncoder ? ['vae_encoder/model.onnx'] : [])];
   const summaries = new Map<string, OnnxSummary | undefined>();
   for (const rel of submodels) {
     if (!missing.includes(rel)) summaries.set(rel, await inspectSubmodel(dir, rel, problems));
@@ -190,7 +220,8 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
 
   const textEncoderLayers = positive(textEncoderConfig.num_hidden_layers);
   const attentionHeads = positive(Array.isArray(unetConfig.attention_head_dim) ? unetConfig.attention_head_dim[0] : unetConfig.attention_head_dim);
-  const family = familyOf(crossAttentionDim, Array.isArray(modelIndex?.text_encoder_2) && modelIndex.text_encoder_2[0] !== null);
+  const family = familyOf(crossAttentionDim, hasTextEncoder2);
+  const sdxl = family === 'SDXL' ? sdxlConfig(modelIndex ?? {}, unetInputs, missing.includes('unet/model.onnx'), problems) : undefined;
   const error = problems.length ? problems.join('; ') : undefined;
   const id = basename(dir);
   return {
@@ -199,7 +230,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
     name: id,
     dir,
     family,
-    supported: !error && family !== 'SDXL',
+    supported: !error,
     predictionType: typeof schedulerConfig.prediction_type === 'string' ? schedulerConfig.prediction_type : DEFAULT_PREDICTION_TYPE,
     vaeScaleFactor,
     vaeScalingFactor: positive(vaeConfig.scaling_factor) ?? DEFAULT_VAE_SCALING_FACTOR,
@@ -214,6 +245,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
     ...(attentionHeads !== undefined && { attentionHeads }),
     ...(textEncoderLayers !== undefined && { textEncoderLayers }),
     paths,
+    ...(sdxl && { sdxl }),
     schedulerConfig,
     ...(error ? { error } : {}),
   };

@@ -9,15 +9,17 @@ import type { OnnxModel, TensorData } from './onnx-model.ts';
 import type { OnnxUpscaler } from './upscalers.ts';
 import { prepareInpaint, type InpaintRun } from './inpaint.ts';
 import { BUILTIN_UPSCALERS, interpolateLatents, latentMode, type HiresRequest } from './hires.ts';
-import { CHUNK_LENGTH, isWeighted, type FindEmbedding, type PromptChunk, type PromptTokenizer } from './prompt/chunks.ts';
+import { CHUNK_LENGTH, emptyChunk, isWeighted, type FindEmbedding, type PromptChunk, type PromptTokenizer } from './prompt/chunks.ts';
 import { applyEmphasis } from './prompt/emphasis.ts';
-import { preparePrompts, type PreparedConditioning } from './prompt/prepare.ts';
+import { preparePrompts, type PreparedConditioning, type PreparedPrompts } from './prompt/prepare.ts';
 import { TorchGenerator } from './random.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import type { GenerateRequest } from './request.ts';
 import { guidanceScaleEmbedding } from './guidance-embedding.ts';
 import { createScheduler, type Scheduler } from './schedulers/index.ts';
 import type { StableDiffusionModel } from './stable-diffusion.ts';
+import type { ClipTokenizer } from './tokenizer.ts';
+import { sdxlUnetInputs } from './sdxl.ts';
 import { varyNoise } from './variation.ts';
 import { runInSubBatches, unetSamplesPerCall } from './sub-batch.ts';
 import { runTiled, type VaeTiling } from './vae-tiles.ts';
@@ -93,7 +95,9 @@ export async function generate(model: StableDiffusionModel, request: GenerateReq
   const warnings = [
     ...model.warnings,
     ...(pass.inpaint?.warnings ?? []),
-    ...(request.clipSkip > 1 && model.info.family === 'SD2' ? [`clipSkip ${request.clipSkip} was ignored: SD 2.x models take their prompt from the penultimate layer already, and AUTOMATIC1111 ignores Clip skip for them`] : []),
+    ...(request.clipSkip > 1 && (model.info.family === 'SD2' || model.info.family === 'SDXL')
+      ? [`clipSkip ${request.clipSkip} was ignored: ${model.info.family === 'SD2' ? 'SD 2.x' : 'SDXL'} models take their prompt from the penultimate layer already, and AUTOMATIC1111 ignores Clip skip for them`]
+      : []),
   ];
   return { request, images, warnings, timings: { ...timings, totalMs: performance.now() - started } };
 }
@@ -211,6 +215,7 @@ async function denoise(
       timestep: timestepRank === 0 ? { data: Float32Array.of(t), dims: [] } : { data: new Float32Array(batch).fill(t), dims: [batch] },
       encoder_hidden_states: { data: conditioning.at(i), dims: [batch, conditioning.sequenceLength, conditioning.hiddenSize] },
       ...(timestepCond && { timestep_cond: timestepCond }),
+      ...(info.sdxl && sdxlUnetInputs(info.sdxl, request, conditioning.pooledAt!(i), n, doGuidance)),
     }, batch, perCall);
     if (!out_sample) throw invalidModel(`model ${info.id}: the UNet has no out_sample output`);
     const noisePred = doGuidance ? guide(out_sample.data, request.guidanceScale, request.guidanceRescale, n) : out_sample.data;
@@ -266,7 +271,7 @@ async function runVae(
  * embeddings): a bound on what prompt editing and alternation over a very long prompt can ask for. */
 export const MAX_CONDITIONING_CHUNKS = 512;
 
-/** The UNet's encoder_hidden_states for each UNet call of a generation. */
+/** The UNet's encoder_hidden_states (and SDXL's pooled text_embeds) for each UNet call of a generation. */
 export interface Conditioning {
   /** Tokens per text: 77 × the chunk count. */
   sequenceLength: number;
@@ -276,6 +281,17 @@ export interface Conditioning {
   negative: Float32Array[];
   /** The batch of UNet call `i` (0-based): [negative × numImages, prompt × numImages], or the prompt × numImages without guidance. */
   at(i: number): Float32Array;
+  /** SDXL: the pooled embeddings (text_embeds) of UNet call `i`, batched as `at(i)`. */
+  pooledAt?(i: number): { data: Float32Array; size: number };
+}
+
+/** One text encoder's share of the conditioning: its prompts prepared with its tokenizer, and how a chunk is encoded. */
+interface EncoderPass {
+  prepared: PreparedPrompts;
+  /** Its tokenizer's empty chunk, which pads its texts to another encoder's chunk count. */
+  empty: PromptChunk;
+  /** Hidden states [77 × width] of a chunk's ids, and the pooled embedding where this encoder gives SDXL's. */
+  encode(ids: Int32Array): Promise<{ hidden: { data: Float32Array; dims: readonly number[] }; pooled?: Float32Array }>;
 }
 
 /**
@@ -285,93 +301,192 @@ export interface Conditioning {
  * through the text encoder once; a plain prompt of at most 75 tokens is diffusers' encoding exactly.
  * `planSteps` is what prompt editing counts in; call `i` takes the texts of schedule step `i`, also
  * in img2img, where sampling starts part-way (as A1111, which counts from 0 there too).
+ *
+ * SDXL: each text encoder reads its own prompt (`prompt2` for the second, else the prompt) with its
+ * own tokenizer, chunked and weighted on its own as AUTOMATIC1111's two embedders do; their states
+ * are concatenated per token, and the pooled embedding is the second encoder's of the first chunk.
  */
 export async function encodeConditioning(model: StableDiffusionModel, request: GenerateRequest, planSteps: number, doGuidance: boolean): Promise<Conditioning> {
-  const { tokenizer } = model;
-  const promptTokenizer: PromptTokenizer = {
-    // Multi-vector embeddings are written as all their tokens before tokenizing (diffusers' convention).
-    tokenize: (text) => tokenizer.tokenize(model.expandEmbeddingTokens(text)),
-    bosTokenId: tokenizer.bosTokenId,
-    eosTokenId: tokenizer.eosTokenId,
-    padTokenId: tokenizer.padTokenId,
-  };
   const syntax = request.promptSyntax;
-  const prepared = preparePrompts({
-    prompt: request.prompt,
-    // Without guidance the negative prompt is not used: it must not pad the prompt to its length.
-    negativePrompt: doGuidance ? request.negativePrompt : '',
-    steps: planSteps,
-    syntax,
-    tokenizer: promptTokenizer,
-    findEmbedding: syntax === 'A1111' ? embeddingFinder(promptTokenizer, request.embeddings ?? []) : undefined,
-  });
-  const sides = doGuidance ? [prepared.positive, prepared.negative] : [prepared.positive];
-  const chunkTexts = sides.reduce((sum, side) => sum + side.texts.length, 0) * prepared.chunkCount;
+  const prepare = (tokenizer: ClipTokenizer, prompt: string, negativePrompt: string): Omit<EncoderPass, 'encode'> => {
+    const promptTokenizer: PromptTokenizer = {
+      // Multi-vector embeddings are written as all their tokens before tokenizing (diffusers' convention).
+      tokenize: (text) => tokenizer.tokenize(model.expandEmbeddingTokens(text)),
+      bosTokenId: tokenizer.bosTokenId,
+      eosTokenId: tokenizer.eosTokenId,
+      padTokenId: tokenizer.padTokenId,
+    };
+    const prepared = preparePrompts({
+      prompt,
+      // Without guidance the negative prompt is not used: it must not pad the prompt to its length.
+      negativePrompt: doGuidance ? negativePrompt : '',
+      steps: planSteps,
+      syntax,
+      tokenizer: promptTokenizer,
+      findEmbedding: syntax === 'A1111' ? embeddingFinder(promptTokenizer, request.embeddings ?? []) : undefined,
+    });
+    return { prepared, empty: emptyChunk(promptTokenizer) };
+  };
+  let passes: EncoderPass[];
+  const { sdxl } = model.info;
+  if (sdxl && model.second) {
+    const second = model.second;
+    passes = [
+      { ...prepare(model.tokenizer, request.prompt, request.negativePrompt), encode: (ids) => model.encodeTokensXL(0, ids) },
+      { ...prepare(second.tokenizer, request.prompt2 || request.prompt, request.negativePrompt2 || request.negativePrompt), encode: (ids) => model.encodeTokensXL(1, ids) },
+    ];
+  } else {
+    // AUTOMATIC1111 leaves SD 2.x's text encoder as it is: it already ends at the penultimate layer.
+    const clipSkip = model.info.family === 'SD2' ? 1 : request.clipSkip;
+    passes = [{ ...prepare(model.tokenizer, request.prompt, request.negativePrompt), encode: async (ids) => ({ hidden: await model.encodeTokens(ids, clipSkip) }) }];
+  }
+  const chunkCount = Math.max(...passes.map((pass) => pass.prepared.chunkCount));
+  const sideCount = doGuidance ? 2 : 1;
+  const chunkTexts = passes.reduce((sum, { prepared }) => sum + [prepared.positive, prepared.negative].slice(0, sideCount).reduce((n, side) => n + side.texts.length, 0), 0) * chunkCount;
   if (chunkTexts > MAX_CONDITIONING_CHUNKS) {
     throw badInput(`the prompts need ${chunkTexts} encoded chunks (texts of their edits × 75-token chunks); the limit is ${MAX_CONDITIONING_CHUNKS}: shorten them or use fewer edits`);
   }
-  const sequenceLength = prepared.chunkCount * (CHUNK_LENGTH + 2);
+  const sequenceLength = chunkCount * (CHUNK_LENGTH + 2);
   const unetSequence = model.unet.inputShape('encoder_hidden_states')[1];
   if (typeof unetSequence === 'number' && unetSequence !== sequenceLength) {
-    throw badInput(`model ${model.info.id}'s UNet takes exactly ${unetSequence} tokens, and this prompt needs ${prepared.chunkCount} chunks of 77: shorten it to 75 tokens or use promptSyntax PLAIN`);
+    throw badInput(`model ${model.info.id}'s UNet takes exactly ${unetSequence} tokens, and this prompt needs ${chunkCount} chunks of 77: shorten it to 75 tokens or use promptSyntax PLAIN`);
   }
 
-  // AUTOMATIC1111 leaves SD 2.x's text encoder as it is: it already ends at the penultimate layer.
-  const clipSkip = model.info.family === 'SD2' ? 1 : request.clipSkip;
-  const encoded = new Map<string, Float32Array>();
-  let hiddenSize = 0;
-  const encodeChunk = async (chunk: PromptChunk): Promise<Float32Array> => {
-    const key = chunk.tokenIds.join(',');
-    let hidden = encoded.get(key);
-    if (!hidden) {
-      const ids = Int32Array.from(chunk.tokenIds);
-      const out = await model.encodeTokens(ids, clipSkip);
-      hiddenSize = out.dims[2];
-      const context = model.unet.inputShape('encoder_hidden_states')[2];
-      if (typeof context === 'number' && context !== hiddenSize) {
-        throw invalidModel(`model ${model.info.id}: the text encoder gives ${hiddenSize}-wide embeddings but the UNet expects ${context}`);
+  /** Each side's texts through one encoder: [sequenceLength × width] each, and the pooled embedding of each. */
+  const encodePass = async ({ prepared, empty, encode }: EncoderPass) => {
+    const encoded = new Map<string, { hidden: Float32Array; pooled?: Float32Array }>();
+    let width = 0;
+    const encodeChunk = async (chunk: PromptChunk) => {
+      const key = chunk.tokenIds.join(',');
+      let out = encoded.get(key);
+      if (!out) {
+        const { hidden, pooled } = await encode(Int32Array.from(chunk.tokenIds));
+        width = hidden.dims[2];
+        out = { hidden: hidden.data, pooled };
+        encoded.set(key, out);
       }
-      hidden = out.data;
-      encoded.set(key, hidden);
-    }
-    return hidden;
-  };
-  const encodeSide = async (side: PreparedConditioning): Promise<Float32Array[]> => {
-    const parts = side.texts.map((): Float32Array[] => []);
-    for (let c = 0; c < prepared.chunkCount; c++) {
-      const chunks = side.texts.map((text) => text.chunks[c]);
-      const hidden: Float32Array[] = [];
-      for (const chunk of chunks) hidden.push(await encodeChunk(chunk));
-      if (chunks.some(isWeighted)) {
-        // A1111 encodes a prompt's scheduled texts as one batch, so the emphasis mean spans all of them.
-        const emphasized = applyEmphasis(concat(hidden), chunks.flatMap((chunk) => chunk.weights), hiddenSize);
-        hidden.forEach((h, t) => (hidden[t] = emphasized.subarray(t * h.length, (t + 1) * h.length)));
+      return out;
+    };
+    // A prompt shorter than another encoder's is padded with empty chunks, as A1111 pads within one.
+    const encodeSide = async (side: PreparedConditioning) => {
+      const parts = side.texts.map((): Float32Array[] => []);
+      const pooled: (Float32Array | undefined)[] = [];
+      for (let c = 0; c < chunkCount; c++) {
+        const chunks = side.texts.map((text) => text.chunks[c] ?? empty);
+        const hidden: Float32Array[] = [];
+        for (const [t, chunk] of chunks.entries()) {
+          const out = await encodeChunk(chunk);
+          hidden.push(out.hidden);
+          if (c === 0) pooled[t] = out.pooled;
+        }
+        if (chunks.some(isWeighted)) {
+          // A1111 encodes a prompt's scheduled texts as one batch, so the emphasis mean spans all of them.
+          const emphasized = applyEmphasis(concat(hidden), chunks.flatMap((chunk) => chunk.weights), width);
+          hidden.forEach((h, t) => (hidden[t] = emphasized.subarray(t * h.length, (t + 1) * h.length)));
+        }
+        hidden.forEach((h, t) => parts[t].push(h));
       }
-      hidden.forEach((h, t) => parts[t].push(h));
-    }
-    return parts.map(concat);
+      return { hidden: parts.map(concat), pooled, textIndexAtStep: side.textIndexAtStep };
+    };
+    const positive = await encodeSide(prepared.positive);
+    const negative = doGuidance ? await encodeSide(prepared.negative) : undefined;
+    return { width, positive, negative };
   };
-  const positive = await encodeSide(prepared.positive);
-  const negative = doGuidance ? await encodeSide(prepared.negative) : [];
+  const encodedPasses: Awaited<ReturnType<typeof encodePass>>[] = [];
+  for (const pass of passes) encodedPasses.push(await encodePass(pass));
+  const hiddenSize = encodedPasses.reduce((sum, p) => sum + p.width, 0);
+  const context = model.unet.inputShape('encoder_hidden_states')[2];
+  if (typeof context === 'number' && context !== hiddenSize) {
+    throw invalidModel(`model ${model.info.id}: the text encoder gives ${hiddenSize}-wide embeddings but the UNet expects ${context}`);
+  }
+  // diffusers' force_zeros_for_empty_prompt (A1111 zeroes an empty negative prompt on SDXL too).
+  const zeroNegative = sdxl?.forceZerosForEmptyPrompt === true && request.negativePrompt === '' && !request.negativePrompt2;
+  const side = (which: 'positive' | 'negative') => joinEncoders(encodedPasses.map((p) => p[which]!), sequenceLength, planSteps, which === 'negative' && zeroNegative);
+  const positive = side('positive');
+  const negative = doGuidance ? side('negative') : undefined;
 
   const n = request.numImages;
-  const last = (indexes: number[], i: number) => indexes[Math.min(i, indexes.length - 1)];
-  let built: { key: string; batch: Float32Array } | undefined;
-  return {
+  const cached = (build: (p: number, q: number) => Float32Array) => {
+    let built: { key: string; batch: Float32Array } | undefined;
+    return (i: number) => {
+      const p = positive.indexAtStep(i);
+      const q = negative ? negative.indexAtStep(i) : -1;
+      const key = `${p}:${q}`;
+      if (built?.key !== key) built = { key, batch: build(p, q) };
+      return built.batch;
+    };
+  };
+  const repeat = (pick: (side: JoinedSide, index: number) => Float32Array) => (p: number, q: number) =>
+    concat([...(negative ? Array<Float32Array>(n).fill(pick(negative, q)) : []), ...Array<Float32Array>(n).fill(pick(positive, p))]);
+  const conditioning: Conditioning = {
     sequenceLength,
     hiddenSize,
-    positive,
-    negative,
-    at(i) {
-      const p = last(prepared.positive.textIndexAtStep, i);
-      const q = doGuidance ? last(prepared.negative.textIndexAtStep, i) : -1;
-      const key = `${p}:${q}`;
-      if (built?.key !== key) {
-        built = { key, batch: concat([...(doGuidance ? Array<Float32Array>(n).fill(negative[q]) : []), ...Array<Float32Array>(n).fill(positive[p])]) };
-      }
-      return built.batch;
-    },
+    positive: positive.hidden,
+    negative: negative?.hidden ?? [],
+    at: cached(repeat((s, k) => s.hidden[k])),
   };
+  if (sdxl) {
+    const pooledAt = cached(repeat((s, k) => s.pooled[k]));
+    conditioning.pooledAt = (i) => ({ data: pooledAt(i), size: positive.pooled[0].length });
+  }
+  return conditioning;
+}
+
+/** One side's encoded texts through one encoder, by the text indexes of its schedule. */
+interface EncodedSide {
+  hidden: Float32Array[];
+  pooled: (Float32Array | undefined)[];
+  textIndexAtStep: number[];
+}
+
+/** One side's conditioning over all encoders: the distinct combinations of their texts, and which one each step takes. */
+interface JoinedSide {
+  hidden: Float32Array[];
+  pooled: Float32Array[];
+  indexAtStep(i: number): number;
+}
+
+/**
+ * Joins the encoders' states of one side token by token ([tokens × (width₁ + width₂)], SDXL's
+ * concatenation on the last axis) for each combination of their texts that a step uses (prompt
+ * editing may differ between `prompt` and `prompt2`); `zero` gives diffusers' zeros instead.
+ */
+function joinEncoders(sides: EncodedSide[], sequenceLength: number, planSteps: number, zero: boolean): JoinedSide {
+  const last = (indexes: number[], i: number) => indexes[Math.min(i, indexes.length - 1)];
+  if (sides.length === 1 && !zero) {
+    const [only] = sides;
+    return { hidden: only.hidden, pooled: only.pooled.filter((p) => p !== undefined), indexAtStep: (i) => last(only.textIndexAtStep, i) };
+  }
+  const widths = sides.map((side) => side.hidden[0].length / sequenceLength);
+  const width = widths.reduce((a, b) => a + b, 0);
+  const pooledOf = (texts: number[]) => sides.map((side, e) => side.pooled[texts[e]]).find((p) => p !== undefined)!;
+  if (zero) {
+    return { hidden: [new Float32Array(sequenceLength * width)], pooled: [new Float32Array(pooledOf(sides.map(() => 0)).length)], indexAtStep: () => 0 };
+  }
+  const combos = new Map<string, number>();
+  const atStep: number[] = [];
+  const joined: JoinedSide = { hidden: [], pooled: [], indexAtStep: (i) => atStep[Math.min(i, atStep.length - 1)] };
+  for (let i = 0; i < Math.max(planSteps, 1); i++) {
+    const texts = sides.map((side) => last(side.textIndexAtStep, i));
+    const key = texts.join(':');
+    let index = combos.get(key);
+    if (index === undefined) {
+      index = joined.hidden.length;
+      combos.set(key, index);
+      const out = new Float32Array(sequenceLength * width);
+      let offset = 0;
+      sides.forEach((side, e) => {
+        const states = side.hidden[texts[e]];
+        const w = widths[e];
+        for (let r = 0; r < sequenceLength; r++) out.set(states.subarray(r * w, (r + 1) * w), r * width + offset);
+        offset += w;
+      });
+      joined.hidden.push(out);
+      joined.pooled.push(pooledOf(texts));
+    }
+    atStep.push(index);
+  }
+  return joined;
 }
 
 /** Where the request's embeddings stand in a chunk's tokens, so that an embedding's vectors stay in one chunk (A1111). */

@@ -1,16 +1,25 @@
 // Live previews of the denoising: the latents mapped to RGB by the linear approximation ComfyUI
-// and AUTOMATIC1111 use for SD 1.x/2.x (each latent pixel is a 4→3 matrix product), or pixels a
+// and AUTOMATIC1111 use, SDXL with its own factors (each latent pixel is a 4→3 matrix product), or pixels a
 // TAESD decoder made on the engine thread (taesd.ts), then scaled with sharp. The approximation costs
 // well under a millisecond of JavaScript per step; sharp works off the event loop.
 import sharp from 'sharp';
+import type { ModelFamily } from './model-folder.ts';
 
-/** Rows are latent channels, columns R, G, B (ComfyUI's SD15 latent_rgb_factors). */
-const LATENT_RGB_FACTORS = [
-  [0.3512, 0.2297, 0.3227],
-  [0.325, 0.4974, 0.235],
-  [-0.2829, 0.1762, 0.2721],
-  [-0.212, -0.2616, -0.7177],
-] as const;
+/** Rows are latent channels, columns R, G, B (ComfyUI's latent_rgb_factors: SD15's, and SDXL's for its own latent space). */
+const LATENT_RGB_FACTORS = {
+  sd: [
+    [0.3512, 0.2297, 0.3227],
+    [0.325, 0.4974, 0.235],
+    [-0.2829, 0.1762, 0.2721],
+    [-0.212, -0.2616, -0.7177],
+  ],
+  sdxl: [
+    [0.392, 0.4054, 0.4549],
+    [-0.2634, -0.0196, 0.0653],
+    [0.0568, 0.1687, -0.0755],
+    [-0.3112, -0.2359, -0.2076],
+  ],
+} as const;
 
 export interface PreviewImage {
   dataUrl: string;
@@ -26,6 +35,8 @@ export interface RgbPixels {
 }
 
 export interface PreviewOptions {
+  /** Whose latent space the latents are in: SDXL's differs from SD 1.x/2.x's. Default SD1. */
+  family?: ModelFamily;
   /** Longest side in pixels (at most 256). */
   maxSide?: number;
   format?: 'jpeg' | 'webp';
@@ -37,7 +48,8 @@ export function wantsPreview(step: number, totalSteps: number, every: number): b
 }
 
 /** 8-bit RGB of image `index` of a [batch, 4, h, w] latent tensor, at latent resolution. */
-export function latentsToRgb(latents: Float32Array, shape: readonly [number, number, number, number], index: number): Uint8Array {
+export function latentsToRgb(latents: Float32Array, shape: readonly [number, number, number, number], index: number, family: ModelFamily = 'SD1'): Uint8Array {
+  const factors = LATENT_RGB_FACTORS[family === 'SDXL' ? 'sdxl' : 'sd'];
   const [, channels, h, w] = shape;
   const plane = h * w;
   const base = index * channels * plane;
@@ -45,7 +57,7 @@ export function latentsToRgb(latents: Float32Array, shape: readonly [number, num
   for (let p = 0; p < plane; p++) {
     for (let c = 0; c < 3; c++) {
       let v = 0;
-      for (let k = 0; k < 4; k++) v += latents[base + k * plane + p] * LATENT_RGB_FACTORS[k][c];
+      for (let k = 0; k < 4; k++) v += latents[base + k * plane + p] * factors[k][c];
       rgb[p * 3 + c] = Math.round(Math.min(Math.max((v + 1) / 2, 0), 1) * 255);
     }
   }
@@ -61,7 +73,7 @@ export async function renderPreview(
   options: PreviewOptions = {},
 ): Promise<PreviewImage> {
   const [, , h, w] = shape;
-  return encodePreview({ width: w, height: h, data: latentsToRgb(latents, shape, index) }, imageSize, options);
+  return encodePreview({ width: w, height: h, data: latentsToRgb(latents, shape, index, options.family) }, imageSize, options);
 }
 
 /** A data-URL preview of `pixels`, scaled to the aspect of the final image and at most `maxSide` pixels long. */

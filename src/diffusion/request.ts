@@ -14,12 +14,13 @@ import { extractLoraTags, type LoraTag } from './prompt/lora-tags.ts';
 import type { PromptSyntax } from './prompt/prepare.ts';
 import { randomSeed } from './random.ts';
 import { isSchedulerName, SCHEDULE_TYPES, SCHEDULE_TYPES_OF, stepsRefusal, type ScheduleType, type SchedulerName } from './schedulers/index.ts';
+import { resolveSdxl, type SdxlParams } from './sdxl.ts';
 
 export type { PromptSyntax } from './prompt/prepare.ts';
 export const PROMPT_SYNTAXES: readonly PromptSyntax[] = ['A1111', 'PLAIN'];
 
 /** A request as a caller writes it: everything but the model and the prompt may be left out. */
-export interface GenerateParams extends InpaintParams {
+export interface GenerateParams extends InpaintParams, SdxlParams {
   prompt: string;
   negativePrompt?: string;
   width?: number;
@@ -55,7 +56,7 @@ export interface GenerateParams extends InpaintParams {
 }
 
 /** A request with every default resolved, as it runs and as it is recorded. */
-export interface GenerateRequest {
+export interface GenerateRequest extends SdxlParams {
   prompt: string;
   negativePrompt: string;
   width: number;
@@ -110,7 +111,8 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   const isInt = Number.isInteger;
   check(typeof params.prompt === 'string', 'prompt must be a string');
   const negativePrompt = params.negativePrompt ?? '';
-  for (const [name, text] of [['prompt', params.prompt], ['negativePrompt', negativePrompt]] as const) {
+  for (const [name, text] of [['prompt', params.prompt], ['negativePrompt', negativePrompt], ['prompt2', params.prompt2 ?? ''], ['negativePrompt2', params.negativePrompt2 ?? '']] as const) {
+    check(typeof text === 'string', `${name} must be a string`);
     check(text.length <= LIMITS.maxPromptChars, `${name} is ${text.length} characters; the limit is ${LIMITS.maxPromptChars}`);
     // The tokenizer would read them as text, and Postgres refuses NUL in text columns.
     check(!text.includes('\0'), `${name} holds a NUL character (\\u0000): remove it`);
@@ -131,8 +133,8 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
   const clipSkip = params.clipSkip ?? DEFAULTS.clipSkip;
   check(isInt(clipSkip) && clipSkip >= 1 && clipSkip <= LIMITS.maxClipSkip, `clipSkip must be an integer from 1 to ${LIMITS.maxClipSkip}, got ${clipSkip}`);
   const layers = info.textEncoderLayers;
-  // SD 2.x ignores clip skip (pipeline.ts); a folder without a text encoder config is checked when it runs.
-  if (layers !== undefined && info.family !== 'SD2') check(clipSkip <= layers + 1, clipSkipBeyondMessage(info.id, clipSkip, layers));
+  // SD 2.x and SDXL ignore clip skip (pipeline.ts); a folder without a text encoder config is checked when it runs.
+  if (layers !== undefined && info.family !== 'SD2' && info.family !== 'SDXL') check(clipSkip <= layers + 1, clipSkipBeyondMessage(info.id, clipSkip, layers));
   const steps = params.steps ?? DEFAULTS.steps;
   check(isInt(steps) && steps >= LIMITS.minSteps && steps <= LIMITS.maxSteps, `steps must be an integer from ${LIMITS.minSteps} to ${LIMITS.maxSteps}, got ${steps}`);
   const numImages = params.numImages ?? DEFAULTS.numImages;
@@ -180,9 +182,11 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
     const refusal = stepsRefusal(scheduler as SchedulerName, info.schedulerConfig, passSteps);
     check(refusal === undefined, `scheduler ${scheduler} with model ${info.id}: ${refusal}`);
   }
+  const sdxl = resolveSdxl(info, params);
   const { loras = [], embeddings = [] } = params;
   checkAdapters(loras, embeddings);
   const request: GenerateRequest = { prompt: params.prompt, negativePrompt, width, height, steps, guidanceScale, guidanceRescale, scheduler: scheduler as SchedulerName, scheduleType: scheduleType as ScheduleType, seed, numImages, eta, clipSkip, initImage: params.initImage, strength, promptSyntax: promptSyntax as PromptSyntax };
+  Object.assign(request, sdxl);
   if (editing) request.inpaint = editing.inpaint;
   if (variationSeed !== undefined && variationStrength > 0) Object.assign(request, { variationSeed, variationStrength });
   if (hires) request.hires = hires;

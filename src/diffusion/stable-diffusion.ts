@@ -6,7 +6,7 @@ import { badInput, invalidModel } from './errors.ts';
 import { Adaptation, adaptersKey, type Adapters } from './lora/adapt.ts';
 import { ModelEditor } from './lora/model-editor.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
-import { OnnxModel, type ModelBuffer, type RuntimeOptions } from './onnx-model.ts';
+import { OnnxModel, type ModelBuffer, type OutputTensor, type RuntimeOptions } from './onnx-model.ts';
 import { providersFor, type Submodel } from './providers.ts';
 import type { SessionPool } from './session-pool.ts';
 import { ClipTokenizer } from './tokenizer.ts';
@@ -39,6 +39,8 @@ export class StableDiffusionModel {
     private readonly runtime: RuntimeOptions = {},
     /** Where the sessions of unchanged files come from and go back to; without one, this model owns them all. */
     private readonly pool?: SessionPool,
+    /** SDXL's second text encoder (CLIPTextModelWithProjection) and its tokenizer. */
+    readonly second?: { textEncoder: OnnxModel; tokenizer: ClipTokenizer },
   ) {}
 
   get textEncoder(): OnnxModel {
@@ -62,6 +64,7 @@ export class StableDiffusionModel {
     };
     try {
       const tokenizer = await ClipTokenizer.fromFolder(paths.tokenizer);
+      const tokenizer2 = paths.tokenizer2 ? await ClipTokenizer.fromFolder(paths.tokenizer2) : undefined;
       const adaptation = adapters && (await Adaptation.prepare(info, adapters));
       let hiddenStates: HiddenStatesState | undefined;
       const exposeInMemory = async (editor: ModelEditor) => {
@@ -78,6 +81,8 @@ export class StableDiffusionModel {
         adaptation?.expansions,
         runtime,
         pool,
+        // SDXL's second text encoder is placed where the first is.
+        paths.textEncoder2 && tokenizer2 ? { textEncoder: await load('text_encoder', paths.textEncoder2, await adaptation?.textEncoder2(paths.textEncoder2, tokenizer2)), tokenizer: tokenizer2 } : undefined,
       );
       if (hiddenStates) model.hiddenStates = Promise.resolve(hiddenStates);
       model.check();
@@ -109,6 +114,19 @@ export class StableDiffusionModel {
     if (index < 0) throw badInput(clipSkipBeyondMessage(this.info.id, clipSkip, outputs.length - 1));
     const hidden = (await this.textEncoder.run(feeds, [outputs[index]]))[outputs[index]];
     return { data: layerNorm(hidden.data, finalLayerNorm), dims: hidden.dims };
+  }
+
+  /**
+   * SDXL's prompt embeddings of one chunk from text encoder `encoder` (0 or 1): hidden_states[-2] (the
+   * penultimate layer's output, before the final LayerNorm), and for the second its projected pooled
+   * output (`text_embeds`), as diffusers' StableDiffusionXLPipeline.encode_prompt takes them.
+   */
+  async encodeTokensXL(encoder: 0 | 1, ids: Int32Array): Promise<{ hidden: OutputTensor; pooled?: Float32Array }> {
+    const session = encoder === 0 ? this.textEncoder : this.second?.textEncoder;
+    if (!session) throw invalidModel(`model ${this.info.id} has no second text encoder`);
+    const name = penultimateOutput(session, this.info.id);
+    const out = await session.run({ input_ids: { data: ids, dims: [1, ids.length] } }, encoder === 1 ? [name, 'text_embeds'] : [name]);
+    return { hidden: out[name], pooled: out.text_embeds?.data };
   }
 
   /** Reloads the text encoder from its file with its hidden states as outputs (when it lacks them). */
@@ -144,6 +162,7 @@ export class StableDiffusionModel {
   /** Static shapes that must agree between the submodels; dynamic dimensions are checked when they run. */
   private check(): void {
     const id = this.info.id;
+    if (this.info.sdxl) this.checkXL();
     for (const [model, inputs] of [
       [this.textEncoder, ['input_ids']],
       [this.unet, ['sample', 'timestep', 'encoder_hidden_states']],
@@ -168,7 +187,7 @@ export class StableDiffusionModel {
       throw invalidModel(`model ${id}: the UNet's encoder_hidden_states width ${unetContext} differs from its config (${this.info.crossAttentionDim})`);
     }
     const textWidth = this.textEncoder.outputShape(this.textEncoderOutput)[2];
-    if (typeof unetContext === 'number' && typeof textWidth === 'number' && unetContext !== textWidth) {
+    if (!this.second && typeof unetContext === 'number' && typeof textWidth === 'number' && unetContext !== textWidth) {
       throw invalidModel(`model ${id}: the text encoder gives ${textWidth}-wide embeddings but the UNet expects ${unetContext}`);
     }
   }
@@ -179,8 +198,22 @@ export class StableDiffusionModel {
     return all.filter((entry): entry is readonly [Submodel, OnnxModel] => entry[1] !== undefined).map(([name, model]) => ({ name, model }));
   }
 
+  /** What SDXL adds: a second text encoder with projected pooled output, and a UNet that takes it and the time ids. */
+  private checkXL(): void {
+    const id = this.info.id;
+    const second = this.second?.textEncoder;
+    if (!second) throw invalidModel(`model ${id}: SDXL needs text_encoder_2 and tokenizer_2`);
+    if (!second.outputNames.includes('text_embeds')) throw invalidModel(`model ${id}: text_encoder_2 has no text_embeds output (CLIPTextModelWithProjection's pooled projection)`);
+    for (const name of ['text_embeds', 'time_ids']) if (!this.unet.hasInput(name)) throw invalidModel(`model ${id}: the SDXL UNet has no input "${name}"`);
+    const widths = [penultimateOutput(this.textEncoder, id), penultimateOutput(second, id)].map((name, i) => [this.textEncoder, second][i].outputShape(name)[2]);
+    const context = this.unet.inputShape('encoder_hidden_states')[2];
+    if (typeof context === 'number' && widths.every((w) => typeof w === 'number') && context !== (widths[0] as number) + (widths[1] as number)) {
+      throw invalidModel(`model ${id}: the text encoders give ${widths.join(' + ')}-wide embeddings but the UNet expects ${context}`);
+    }
+  }
+
   async release(): Promise<void> {
-    await Promise.all([this.textEncoder, this.unet, this.vaeDecoder, this.vaeEncoder].map((m) => m && this.releaseSession(m)));
+    await Promise.all([this.textEncoder, this.second?.textEncoder, this.unet, this.vaeDecoder, this.vaeEncoder].map((m) => m && this.releaseSession(m)));
   }
 
   private releaseSession(model: OnnxModel): Promise<void> {
@@ -191,4 +224,11 @@ export class StableDiffusionModel {
 /** The runtime options of one submodel: its providers from the placement, else the default list. */
 function submodelRuntime(runtime: RuntimeOptions, submodel: Submodel): RuntimeOptions {
   return { ...runtime, executionProviders: providersFor(runtime.executionProviders, runtime.placement, submodel) };
+}
+
+/** The output holding hidden_states[-2] of a text encoder exported with its hidden states (Optimum's SDXL exports). */
+function penultimateOutput(encoder: OnnxModel, modelId: string): string {
+  const count = encoder.outputNames.filter((name) => /^hidden_states\.\d+$/.test(name)).length;
+  if (count < 2) throw invalidModel(`model ${modelId}: ${encoder.path} does not output its hidden states (hidden_states.0, …), which SDXL's prompt embeddings come from`);
+  return `hidden_states.${count - 2}`;
 }

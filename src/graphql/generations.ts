@@ -77,6 +77,25 @@ const HiresInput = builder.inputType('HiresInput', {
   }),
 });
 
+const SizeInput = builder.inputType('SizeInput', {
+  description: 'A size in pixels.',
+  fields: (t) => ({
+    width: t.int({ required: true, description: 'Pixels across.' }),
+    height: t.int({ required: true, description: 'Pixels down.' }),
+  }),
+});
+
+const CropInput = builder.inputType('CropInput', {
+  description: 'The top-left corner of a crop, in pixels.',
+  fields: (t) => ({
+    top: t.int({ required: true, description: 'Pixels from the top.' }),
+    left: t.int({ required: true, description: 'Pixels from the left.' }),
+  }),
+});
+
+/** SDXL's fields: BAD_USER_INPUT on other models. */
+const SDXL_ONLY = 'SDXL models only (BAD_USER_INPUT on others).';
+
 const GenerateInput = builder.inputType('GenerateInput', {
   description: `A generation request. Limits: sides from ${LIMITS.minSide} to ${LIMITS.maxSide} px and multiples of the model's \`vaeScaleFactor\`, at most ${LIMITS.maxPixels} pixels; steps ${LIMITS.minSteps}–${LIMITS.maxSteps}; numImages 1–${LIMITS.maxImages}; prompts up to ${LIMITS.maxPromptChars} characters.`,
   fields: (t) => ({
@@ -84,6 +103,16 @@ const GenerateInput = builder.inputType('GenerateInput', {
     prompt: t.string({ required: true, description: 'Read as `promptSyntax` says; its `<lora:name:weight>` tags apply LoRAs, and the names of embeddings (see `embeddings`) apply them.' }),
     negativePrompt: t.string({ description: 'What to steer away from. Default: empty (diffusers\' unconditional prompt).' }),
     promptSyntax: t.field({ type: PromptSyntax, description: `Default ${DEFAULTS.promptSyntax}.` }),
+    prompt2: t.string({ description: `The prompt of SDXL's second text encoder (diffusers' \`prompt_2\`), read as \`promptSyntax\` says. Default: the prompt. ${SDXL_ONLY}` }),
+    negativePrompt2: t.string({
+      description: `The negative prompt of SDXL's second text encoder (diffusers' \`negative_prompt_2\`). Default: the negative prompt. With both negative prompts empty, SDXL models whose model_index.json has force_zeros_for_empty_prompt (the default) take zeros as the unconditional embeddings, as diffusers and AUTOMATIC1111 do. ${SDXL_ONLY}`,
+    }),
+    originalSize: t.field({ type: SizeInput, description: `SDXL's size conditioning (diffusers' \`original_size\`): the size the model is told the training image had, 1–4096 each side. Default: the image's size (each pass's, with hires). ${SDXL_ONLY}` }),
+    cropTopLeft: t.field({ type: CropInput, description: `SDXL's crop conditioning (diffusers' \`crops_coords_top_left\`), 0–4096 each. Default (0, 0): uncropped. ${SDXL_ONLY}` }),
+    targetSize: t.field({
+      type: SizeInput,
+      description: `SDXL's target size conditioning (diffusers' \`target_size\`), 1–4096 each side. Default: the image's size. Refiner-style models (5 time ids) take an aesthetic score instead: 6 for the prompt, 2.5 for the negative prompt (diffusers' defaults). ${SDXL_ONLY}`,
+    }),
     width: t.int({ description: "Default: the model's native width, or the init image's width rounded down to a multiple of the VAE scale factor." }),
     height: t.int({ description: "Default: the model's native height, or the init image's (as width)." }),
     steps: t.int({ description: `Denoising steps, ${LIMITS.minSteps}–${LIMITS.maxSteps}. Default ${DEFAULTS.steps}.` }),
@@ -92,7 +121,7 @@ const GenerateInput = builder.inputType('GenerateInput', {
     scheduler: t.field({ type: Scheduler, description: `Default ${DEFAULTS.scheduler}.` }),
     scheduleType: t.field({ type: ScheduleType, description: `How the scheduler spaces its noise levels (AUTOMATIC1111's "Schedule type"). Default ${DEFAULTS.scheduleType}; a type the scheduler does not take is BAD_USER_INPUT.` }),
     clipSkip: t.int({
-      description: `AUTOMATIC1111's "Clip skip", 1–${LIMITS.maxClipSkip}: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default ${DEFAULTS.clipSkip}, the last layer. SD 2.x models ignore it, as AUTOMATIC1111 does (their text encoder already stops at the penultimate layer), with a warning on the generation.`,
+      description: `AUTOMATIC1111's "Clip skip", 1–${LIMITS.maxClipSkip}: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default ${DEFAULTS.clipSkip}, the last layer. SD 2.x and SDXL models ignore it, as AUTOMATIC1111 does (their prompts already come from the penultimate layer), with a warning on the generation.`,
     }),
     seed: t.field({ type: 'SafeInt', description: `Integer 0–${LIMITS.maxSeed}; image i uses seed + i. Default: a random seed, recorded on the generation.` }),
     numImages: t.int({ description: `Images, 1–${LIMITS.maxImages}, denoised as one batch. Default 1.` }),
@@ -152,6 +181,22 @@ const InpaintSettings = builder.objectRef<InpaintRequest>('InpaintSettings').imp
   }),
 });
 
+const SizeSettings = builder.objectRef<{ width: number; height: number }>('Size').implement({
+  description: 'A size in pixels.',
+  fields: (t) => ({
+    width: t.exposeInt('width', { description: 'Pixels across.' }),
+    height: t.exposeInt('height', { description: 'Pixels down.' }),
+  }),
+});
+
+const CropSettings = builder.objectRef<{ top: number; left: number }>('Crop').implement({
+  description: 'The top-left corner of a crop, in pixels.',
+  fields: (t) => ({
+    top: t.exposeInt('top', { description: 'Pixels from the top.' }),
+    left: t.exposeInt('left', { description: 'Pixels from the left.' }),
+  }),
+});
+
 /** An input image of a generation's stored request, when it has one and the request can be read. */
 function storedInput(generation: { id: string; request: unknown }, field: 'initImage' | 'mask'): StoredInput | null {
   return readStoredRequest(generation)[field] ?? null;
@@ -182,6 +227,11 @@ builder.prismaNode('Generation', {
     modelHash: t.exposeString('modelHash', { nullable: true, description: "The model's short hash when it ran (AUTOMATIC1111's Model hash)." }),
     prompt: t.exposeString('prompt', { description: `The prompt as sent. ${HIDDEN}`, ...ownersOnly('') }),
     negativePrompt: t.exposeString('negativePrompt', { description: `The negative prompt as sent; empty for none. ${HIDDEN}`, ...ownersOnly('') }),
+    prompt2: t.string({ nullable: true, description: `SDXL: the second text encoder's prompt as sent; null when it took the prompt. ${HIDDEN}`, resolve: (g) => readStoredRequest(g).prompt2 || null, ...ownersOnly(null) }),
+    negativePrompt2: t.string({ nullable: true, description: `SDXL: the second text encoder's negative prompt as sent; null when it took the negative prompt. ${HIDDEN}`, resolve: (g) => readStoredRequest(g).negativePrompt2 || null, ...ownersOnly(null) }),
+    originalSize: t.field({ type: SizeSettings, nullable: true, description: "SDXL's original-size conditioning as sent; null: the image's size.", resolve: (g) => readStoredRequest(g).originalSize ?? null }),
+    cropTopLeft: t.field({ type: CropSettings, nullable: true, description: "SDXL's crop conditioning as sent; null: (0, 0).", resolve: (g) => readStoredRequest(g).cropTopLeft ?? null }),
+    targetSize: t.field({ type: SizeSettings, nullable: true, description: "SDXL's target-size conditioning as sent; null: the image's size.", resolve: (g) => readStoredRequest(g).targetSize ?? null }),
     scheduler: t.field({ type: Scheduler, description: 'The sampler.', resolve: (g) => g.scheduler as SchedulerName }),
     scheduleType: t.field({ type: ScheduleType, description: 'How the sampler spaced its noise levels.', resolve: (g) => readStoredRequest(g).scheduleType ?? 'DEFAULT' }),
     clipSkip: t.int({ description: 'Clip skip: 1 for the text encoder\'s last layer.', resolve: (g) => readStoredRequest(g).clipSkip ?? 1 }),
@@ -381,6 +431,11 @@ builder.mutationFields((t) => ({
         prompt: input.prompt,
         negativePrompt: input.negativePrompt ?? undefined,
         promptSyntax: input.promptSyntax ?? undefined,
+        prompt2: input.prompt2 ?? undefined,
+        negativePrompt2: input.negativePrompt2 ?? undefined,
+        originalSize: input.originalSize ?? undefined,
+        cropTopLeft: input.cropTopLeft ?? undefined,
+        targetSize: input.targetSize ?? undefined,
         loras: input.loras?.map((l) => ({ id: localId('Lora', l.id), weight: l.weight ?? 1 })),
         width: input.width ?? undefined,
         height: input.height ?? undefined,

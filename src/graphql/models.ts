@@ -8,7 +8,7 @@ const ModelFamily = builder.enumType('ModelFamily', {
   values: {
     SD1: { description: 'Stable Diffusion 1.x (768-wide CLIP ViT-L text embeddings).' },
     SD2: { description: 'Stable Diffusion 2.x (1024-wide OpenCLIP text embeddings).' },
-    SDXL: { description: 'Stable Diffusion XL: recognised, not supported yet.' },
+    SDXL: { description: 'Stable Diffusion XL (two text encoders, 768 + 1280 wide; pooled embeddings and size conditioning).' },
     UNKNOWN: { description: 'Another width, as small test models have; usable when `supported`.' },
   },
 });

@@ -45,7 +45,7 @@ const Embedding = builder.node(builder.objectRef<EmbeddingInfo>('Embedding'), {
   fields: (t) => ({
     name: t.exposeString('name', { description: 'The trigger word: the file name without its extension (case-sensitive).' }),
     vectors: t.exposeInt('vectors', { nullable: true, description: 'Token vectors it stands for: tokens it takes in the prompt.' }),
-    dim: t.exposeInt('dim', { nullable: true, description: 'Width of its vectors: 768 for SD 1.x models, 1024 for SD 2.x.' }),
+    dim: t.exposeInt('dim', { nullable: true, description: 'Width of its vectors: 768 for SD 1.x models, 1024 for SD 2.x, 2048 for SDXL (768 for the first text encoder plus 1280 for the second, its clip_l and clip_g).' }),
     error: t.exposeString('error', { nullable: true, description: 'Why the file cannot be used, when it cannot.' }),
   }),
 });

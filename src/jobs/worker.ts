@@ -21,6 +21,7 @@ import {
   type GenerationEngine,
   type InfotextAdapters,
   type RgbImage,
+  type ModelFamily,
   type ModelFolderInfo,
   type SchedulerName,
   type ConversionProgress,
@@ -130,7 +131,7 @@ export class GenerationWorker {
       const adapters = infotextAdapters(request, stored.loras?.length ?? 0);
       const previewEvery = stored.previewEvery ?? 1;
       progress.totalSteps = countUnetCalls(model, request);
-      previews = new PreviewStream(this.deps, generation.id, request, previewEvery, progress);
+      previews = new PreviewStream(this.deps, generation.id, request, model.family, previewEvery, progress);
       const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
       await this.deps.prisma.generation.updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { ...progress } });
       events.publish('generation', generation.id, statusEvent(generation.id, 'RUNNING', null, progress.step, progress.totalSteps));
@@ -161,7 +162,7 @@ export class GenerationWorker {
   private async engineRequest(generation: Generation, stored: StoredRequest, model: ModelFolderInfo): Promise<{ request: GenerateRequest; warnings: string[] }> {
     const promptSyntax = stored.promptSyntax === 'PLAIN' ? 'PLAIN' : 'A1111';
     const adapters = this.deps.adapters
-      ? await resolveAdapters(this.deps.adapters, model, { prompt: generation.prompt, negativePrompt: generation.negativePrompt, promptSyntax, loras: stored.loras })
+      ? await resolveAdapters(this.deps.adapters, model, { ...stored, prompt: generation.prompt, negativePrompt: generation.negativePrompt, promptSyntax, loras: stored.loras })
       : stored.adapters;
     const request: GenerateRequest = {
       prompt: generation.prompt,
@@ -185,6 +186,11 @@ export class GenerationWorker {
       initImage: stored.initImage ? await this.deps.images.read(stored.initImage.path) : undefined,
       inpaint: stored.mask || stored.outpaint ? inpaintDefaults({ ...stored, mask: stored.mask && (await this.deps.images.read(stored.mask.path)) }) : undefined,
       promptSyntax,
+      prompt2: stored.prompt2,
+      negativePrompt2: stored.negativePrompt2,
+      originalSize: stored.originalSize,
+      cropTopLeft: stored.cropTopLeft,
+      targetSize: stored.targetSize,
       loras: adapters?.loras,
       embeddings: adapters?.embeddings,
     };
@@ -333,6 +339,8 @@ class PreviewStream {
     private readonly deps: Pick<WorkerDeps, 'events' | 'prisma'>,
     private readonly generationId: string,
     private readonly request: GenerateRequest,
+    /** Whose latent space the previews show. */
+    private readonly family: ModelFamily,
     private readonly every: number,
     /** Updated as each step's event goes out. */
     private readonly progress: Progress,
@@ -342,7 +350,7 @@ class PreviewStream {
     const elapsed = performance.now() - startedAt;
     const etaMs = Math.round((elapsed / p.step) * (p.totalSteps - p.step));
     const preview = wantsPreview(p.step, p.totalSteps, this.every)
-      ? (p.previewRgb ? encodePreview(p.previewRgb, this.request) : renderPreview(p.latents, p.latentShape, 0, this.request)).catch((error) => {
+      ? (p.previewRgb ? encodePreview(p.previewRgb, this.request) : renderPreview(p.latents, p.latentShape, 0, this.request, { family: this.family })).catch((error) => {
           log.warn('preview failed', { generationId: this.generationId, err: error });
           return null;
         })

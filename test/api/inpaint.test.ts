@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { startTestServer, waitForStatus, type TestServer } from '../helpers/api.ts';
+import { noise } from '../engine/helpers.ts';
 
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id } }`;
 const GENERATION = `query($id: ID!) { generation(id: $id) { status error width height images { url width height infotext } } }`;
@@ -18,17 +19,6 @@ before(async () => {
   api = await startTestServer({ models: { demo: {}, inpainting: { inpainting: true } } });
 });
 after(() => api?.close());
-
-/** Deterministic noise, so that an unchanged pixel cannot be a coincidence of a flat colour. */
-function noise(width: number, height: number, seed: number): Buffer {
-  const data = Buffer.alloc(width * height * 3);
-  let state = seed;
-  for (let i = 0; i < data.length; i++) {
-    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-    data[i] = state >>> 24;
-  }
-  return data;
-}
 
 const png = (data: Buffer, width: number, height: number, channels: 1 | 2 | 3 | 4) => sharp(data, { raw: { width, height, channels } }).png().toBuffer();
 const dataUrl = (bytes: Buffer) => `data:image/png;base64,${bytes.toString('base64')}`;

@@ -30,6 +30,17 @@ export class FixtureDir {
   }
 }
 
+/** Deterministic noise (RGB, 8 bits), so that an unchanged pixel cannot be a coincidence of a flat colour. */
+export function noise(width: number, height: number, seed: number): Buffer {
+  const data = Buffer.alloc(width * height * 3);
+  let state = seed;
+  for (let i = 0; i < data.length; i++) {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    data[i] = state >>> 24;
+  }
+  return data;
+}
+
 /** A PNG of smooth colour gradients plus a seeded pattern, so that img2img has structure to keep. */
 export async function initImagePng(width: number, height: number, seed = 0): Promise<Buffer> {
   const pixels = Buffer.alloc(width * height * 3);

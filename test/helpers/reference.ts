@@ -25,10 +25,9 @@ export const referenceDir: string = (() => {
 
 /**
  * The sets whose cases run through the engine and the API: the root and these sub-folders. The
- * other sub-folders (checkpoint/, sdxl/) join this list
- * with the features they test.
+ * other sub-folders (checkpoint/) join this list with the features they test.
  */
-export const PARITY_SETS = ['', 'schedulers', 'inpaint', 'variation', 'sampling', 'clip-skip'] as const;
+export const PARITY_SETS = ['', 'schedulers', 'inpaint', 'variation', 'sampling', 'clip-skip', 'sdxl'] as const;
 
 export interface ReferenceCase {
   case: {
@@ -61,6 +60,8 @@ export interface ReferenceCase {
   /** `noise_npy`: the variation set's initial noise of the image (before init_noise_sigma). */
   images: { png: string; npy: string; seed: number; variation_seed?: number; noise_npy?: string }[];
   prompt_ids: number[];
+  /** sdxl/: the tokenizer_2 ids of the prompt. */
+  prompt_ids_2?: number[];
 }
 
 export interface ReferenceJson {

@@ -36,7 +36,9 @@ describe('embedding files', () => {
     await writeSafetensors(join(dir, 'a1111.safetensors'), { emb_params: { shape: [2, DIM], data: two } }, { name: 'a1111' });
     await writeSafetensors(join(dir, 'converted.safetensors'), { 'string_to_param.*': { shape: [1, DIM], data: vectors(1, 2) }, step: { shape: [], data: Float32Array.of(0) } });
     await writeSafetensors(join(dir, 'diffusers.safetensors'), { '<cat-toy>': { shape: [DIM], data: vectors(1, 3), dtype: 'F16' } });
-    await writeSafetensors(join(dir, 'sdxl.safetensors'), { clip_l: { shape: [1, 768], data: new Float32Array(768) }, clip_g: { shape: [1, 1280], data: new Float32Array(1280) } });
+    const [clipL, clipG] = [new TorchGenerator(4).randn(2 * 768), new TorchGenerator(5).randn(2 * 1280)];
+    await writeSafetensors(join(dir, 'sdxl.safetensors'), { clip_l: { shape: [2, 768], data: clipL }, clip_g: { shape: [2, 1280], data: clipG } });
+    await writeSafetensors(join(dir, 'half-sdxl.safetensors'), { clip_g: { shape: [1, 1280], data: new Float32Array(1280) } });
     await writeFile(join(dir, 'old.pt'), 'pickle');
     await writeFile(join(dir, 'notes.txt'), 'not an embedding');
 
@@ -46,22 +48,30 @@ describe('embedding files', () => {
     const diffusers = await readEmbedding({ token: 'toy', path: join(dir, 'diffusers.safetensors') });
     assert.deepEqual([diffusers.count, diffusers.dim], [1, DIM]);
     assert.deepEqual(diffusers.vectors, float16ToFloat32(float32ToFloat16(vectors(1, 3))));
-    await assert.rejects(readEmbedding({ token: 'sdxl', path: join(dir, 'sdxl.safetensors') }), diffusionError('BAD_USER_INPUT', /embedding "sdxl" cannot be used: it is an SDXL embedding/));
+    // SDXL's: clip_l for the first text encoder, clip_g for the second.
+    const sdxl = await readEmbedding({ token: 'sdxl', path: join(dir, 'sdxl.safetensors') });
+    assert.deepEqual([sdxl.count, sdxl.dim, sdxl.second?.dim], [2, 768, 1280]);
+    assert.deepEqual([sdxl.vectors, sdxl.second?.vectors], [clipL, clipG]);
+    await assert.rejects(readEmbedding({ token: 'half', path: join(dir, 'half-sdxl.safetensors') }), diffusionError('BAD_USER_INPUT', /embedding "half" cannot be used: it is an SDXL embedding with only one of clip_l and clip_g/));
     await assert.rejects(readEmbedding({ token: 'old', path: join(dir, 'old.pt') }), diffusionError('BAD_USER_INPUT', /\.pt files are Python pickles/));
 
     assert.deepEqual(await listEmbeddings(dir), [
       { name: 'a1111', path: join(dir, 'a1111.safetensors'), vectors: 2, dim: DIM },
       { name: 'converted', path: join(dir, 'converted.safetensors'), vectors: 1, dim: DIM },
       { name: 'diffusers', path: join(dir, 'diffusers.safetensors'), vectors: 1, dim: DIM },
+      { name: 'half-sdxl', path: join(dir, 'half-sdxl.safetensors'), error: 'it is an SDXL embedding with only one of clip_l and clip_g' },
       { name: 'old', path: join(dir, 'old.pt'), error: 'embedding "old": only .safetensors files are loaded; .pt files are Python pickles, which can run code when loaded' },
-      { name: 'sdxl', path: join(dir, 'sdxl.safetensors'), error: 'it is an SDXL embedding (clip_l/clip_g), which SD 1.x and 2.x models cannot use' },
+      { name: 'sdxl', path: join(dir, 'sdxl.safetensors'), vectors: 2, dim: 768 + 1280 },
     ]);
     assert.deepEqual(await listEmbeddings(join(dir, 'absent')), []);
-    const used = embeddingsUsedIn(['a diffusers photo', 'sdxl, old, converted'], await listEmbeddings(dir));
+    const used = embeddingsUsedIn(['a diffusers photo', 'old, converted'], await listEmbeddings(dir));
     assert.deepEqual(used, [
       { token: 'converted', path: join(dir, 'converted.safetensors') },
       { token: 'diffusers', path: join(dir, 'diffusers.safetensors') },
     ]);
+    // An SDXL embedding is found as any other; one with half its tensors is not.
+    const xl = embeddingsUsedIn(['a half-sdxl photo'], await listEmbeddings(dir));
+    assert.deepEqual(xl, [{ token: 'sdxl', path: join(dir, 'sdxl.safetensors') }]);
   });
 
   test('appends the vectors to an fp16 token table, rounded to half precision', async () => {

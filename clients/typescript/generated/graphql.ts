@@ -4,10 +4,20 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
+/** The top-left corner of a crop, in pixels. */
+export type CropInput = {
+  /** Pixels from the left. */
+  left: number;
+  /** Pixels from the top. */
+  top: number;
+};
+
 /** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 589824 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
 export type GenerateInput = {
-  /** AUTOMATIC1111's "Clip skip", 1–12: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default 1, the last layer. SD 2.x models ignore it, as AUTOMATIC1111 does (their text encoder already stops at the penultimate layer), with a warning on the generation. */
+  /** AUTOMATIC1111's "Clip skip", 1–12: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default 1, the last layer. SD 2.x and SDXL models ignore it, as AUTOMATIC1111 does (their prompts already come from the penultimate layer), with a warning on the generation. */
   clipSkip?: number | null | undefined;
+  /** SDXL's crop conditioning (diffusers' `crops_coords_top_left`), 0–4096 each. Default (0, 0): uncropped. SDXL models only (BAD_USER_INPUT on others). */
+  cropTopLeft?: CropInput | null | undefined;
   /** DDIM's η, 0 to 1: 0 is deterministic. Default 0; ignored by other schedulers. */
   eta?: number | null | undefined;
   /** Guidance rescale φ (arXiv:2305.08891), 0–1. Default 0. */
@@ -36,10 +46,14 @@ export type GenerateInput = {
   modelId: string;
   /** What to steer away from. Default: empty (diffusers' unconditional prompt). */
   negativePrompt?: string | null | undefined;
+  /** The negative prompt of SDXL's second text encoder (diffusers' `negative_prompt_2`). Default: the negative prompt. With both negative prompts empty, SDXL models whose model_index.json has force_zeros_for_empty_prompt (the default) take zeros as the unconditional embeddings, as diffusers and AUTOMATIC1111 do. SDXL models only (BAD_USER_INPUT on others). */
+  negativePrompt2?: string | null | undefined;
   /** Images, 1–16, denoised as one batch. Default 1. */
   numImages?: number | null | undefined;
   /** ONLY_MASKED: pixels of context around the mask's bounding box, 0–256. Default 32. */
   onlyMaskedPadding?: number | null | undefined;
+  /** SDXL's size conditioning (diffusers' `original_size`): the size the model is told the training image had, 1–4096 each side. Default: the image's size (each pass's, with hires). SDXL models only (BAD_USER_INPUT on others). */
+  originalSize?: SizeInput | null | undefined;
   /** Extends the init image by these pixels: the new area becomes the mask (with `mask` added, when given) and starts as `inpaintFill` says (the edge colours, blurred, by default); `maskBlur` blends it into the original. The result has the larger size (the default `width` × `height`), and the size limits apply to it. */
   outpaint?: OutpaintInput | null | undefined;
   /** Send a preview image every N steps on `generationProgress` (0: none). Default 1. */
@@ -48,6 +62,8 @@ export type GenerateInput = {
   priority?: number | null | undefined;
   /** Read as `promptSyntax` says; its `<lora:name:weight>` tags apply LoRAs, and the names of embeddings (see `embeddings`) apply them. */
   prompt: string;
+  /** The prompt of SDXL's second text encoder (diffusers' `prompt_2`), read as `promptSyntax` says. Default: the prompt. SDXL models only (BAD_USER_INPUT on others). */
+  prompt2?: string | null | undefined;
   /** Default A1111. */
   promptSyntax?: PromptSyntax | null | undefined;
   /** After decoding, lay the init image back over the result where the (blurred) mask does not repaint, blended by the mask (for WHOLE_PICTURE the blurred mask doubled, as AUTOMATIC1111 does): no colour shift outside the selection, and with `maskBlur: 0` every pixel outside the mask is the init image's own. False gives the pipeline's output as diffusers returns it. Default true. */
@@ -62,6 +78,8 @@ export type GenerateInput = {
   steps?: number | null | undefined;
   /** img2img only: how much of the init image to replace, in (0, 1]. Default 0.8; 1 with a `mask` or an `outpaint` (diffusers' inpainting default: the masked area starts from noise). */
   strength?: number | null | undefined;
+  /** SDXL's target size conditioning (diffusers' `target_size`), 1–4096 each side. Default: the image's size. Refiner-style models (5 time ids) take an aesthetic score instead: 6 for the prompt, 2.5 for the negative prompt (diffusers' defaults). SDXL models only (BAD_USER_INPUT on others). */
+  targetSize?: SizeInput | null | undefined;
   /** AUTOMATIC1111's variation seed ("Variation seed"), 0–4294967295: image i starts from its seed's noise turned towards the noise of variationSeed + i by AUTOMATIC1111's slerp. Default: a random one when `variationStrength` is above 0, recorded in the image's infotext. */
   variationSeed?: number | null | undefined;
   /** How far towards the variation seed's noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0. */
@@ -190,14 +208,22 @@ export type Scheduler =
   /** UniPCMultistepScheduler (AUTOMATIC1111: UniPC). */
   | 'UNIPC';
 
+/** A size in pixels. */
+export type SizeInput = {
+  /** Pixels down. */
+  height: number;
+  /** Pixels across. */
+  width: number;
+};
+
 export type CancelGenerationMutationVariables = Exact<{
   id: string;
 }>;
 
 
-export type CancelGenerationMutation = { cancelGeneration: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, owner: string, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null } };
+export type CancelGenerationMutation = { cancelGeneration: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, negativePrompt2: string | null, numImages: number, owner: string, priority: number, prompt: string, prompt2: string | null, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, cropTopLeft: { left: number, top: number } | null, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, originalSize: { height: number, width: number } | null, targetSize: { height: number, width: number } | null } };
 
-export type GenerationFieldsFragment = { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, owner: string, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null };
+export type GenerationFieldsFragment = { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, negativePrompt2: string | null, numImages: number, owner: string, priority: number, prompt: string, prompt2: string | null, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, cropTopLeft: { left: number, top: number } | null, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, originalSize: { height: number, width: number } | null, targetSize: { height: number, width: number } | null };
 
 export type ImageFieldsFragment = { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number };
 
@@ -208,7 +234,7 @@ export type GenerateMutationVariables = Exact<{
 }>;
 
 
-export type GenerateMutation = { generate: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, owner: string, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null } };
+export type GenerateMutation = { generate: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, negativePrompt2: string | null, numImages: number, owner: string, priority: number, prompt: string, prompt2: string | null, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, cropTopLeft: { left: number, top: number } | null, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, originalSize: { height: number, width: number } | null, targetSize: { height: number, width: number } | null } };
 
 export type GenerationProgressSubscriptionVariables = Exact<{
   id: string;
@@ -222,7 +248,7 @@ export type GenerationQueryVariables = Exact<{
 }>;
 
 
-export type GenerationQuery = { generation: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, numImages: number, owner: string, priority: number, prompt: string, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null } | null };
+export type GenerationQuery = { generation: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, negativePrompt2: string | null, numImages: number, owner: string, priority: number, prompt: string, prompt2: string | null, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, cropTopLeft: { left: number, top: number } | null, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, originalSize: { height: number, width: number } | null, targetSize: { height: number, width: number } | null } | null };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String
@@ -283,6 +309,10 @@ export const GenerationFieldsFragmentDoc = new TypedDocumentString(`
     fragment GenerationFields on Generation {
   clipSkip
   createdAt
+  cropTopLeft {
+    left
+    top
+  }
   durationMs
   embeddings
   error
@@ -323,10 +353,16 @@ export const GenerationFieldsFragmentDoc = new TypedDocumentString(`
   modelHash
   modelId
   negativePrompt
+  negativePrompt2
   numImages
+  originalSize {
+    height
+    width
+  }
   owner
   priority
   prompt
+  prompt2
   promptSyntax
   queuePosition
   scheduleType
@@ -337,6 +373,10 @@ export const GenerationFieldsFragmentDoc = new TypedDocumentString(`
   step
   steps
   strength
+  targetSize {
+    height
+    width
+  }
   totalSteps
   warnings
   width
@@ -371,6 +411,10 @@ export const CancelGenerationDocument = new TypedDocumentString(`
     fragment GenerationFields on Generation {
   clipSkip
   createdAt
+  cropTopLeft {
+    left
+    top
+  }
   durationMs
   embeddings
   error
@@ -411,10 +455,16 @@ export const CancelGenerationDocument = new TypedDocumentString(`
   modelHash
   modelId
   negativePrompt
+  negativePrompt2
   numImages
+  originalSize {
+    height
+    width
+  }
   owner
   priority
   prompt
+  prompt2
   promptSyntax
   queuePosition
   scheduleType
@@ -425,6 +475,10 @@ export const CancelGenerationDocument = new TypedDocumentString(`
   step
   steps
   strength
+  targetSize {
+    height
+    width
+  }
   totalSteps
   warnings
   width
@@ -459,6 +513,10 @@ export const GenerateDocument = new TypedDocumentString(`
     fragment GenerationFields on Generation {
   clipSkip
   createdAt
+  cropTopLeft {
+    left
+    top
+  }
   durationMs
   embeddings
   error
@@ -499,10 +557,16 @@ export const GenerateDocument = new TypedDocumentString(`
   modelHash
   modelId
   negativePrompt
+  negativePrompt2
   numImages
+  originalSize {
+    height
+    width
+  }
   owner
   priority
   prompt
+  prompt2
   promptSyntax
   queuePosition
   scheduleType
@@ -513,6 +577,10 @@ export const GenerateDocument = new TypedDocumentString(`
   step
   steps
   strength
+  targetSize {
+    height
+    width
+  }
   totalSteps
   warnings
   width
@@ -565,6 +633,10 @@ export const GenerationDocument = new TypedDocumentString(`
     fragment GenerationFields on Generation {
   clipSkip
   createdAt
+  cropTopLeft {
+    left
+    top
+  }
   durationMs
   embeddings
   error
@@ -605,10 +677,16 @@ export const GenerationDocument = new TypedDocumentString(`
   modelHash
   modelId
   negativePrompt
+  negativePrompt2
   numImages
+  originalSize {
+    height
+    width
+  }
   owner
   priority
   prompt
+  prompt2
   promptSyntax
   queuePosition
   scheduleType
@@ -619,6 +697,10 @@ export const GenerationDocument = new TypedDocumentString(`
   step
   steps
   strength
+  targetSize {
+    height
+    width
+  }
   totalSteps
   warnings
   width

@@ -141,7 +141,7 @@ function torchShape(slot: WeightSlot): number[] {
 
 interface LoraUse {
   file: LoraFile;
-  weights: Record<'unet' | 'text_encoder', number>;
+  weights: Record<LoraComponent, number>;
   report: MergeReport;
 }
 
@@ -161,7 +161,7 @@ export class Adaptation {
     for (const request of adapters.loras) {
       const file = await readLora(request.name, request.path);
       checkLoraFamily(file.name, file.baseModelVersion, info);
-      loras.push({ file, weights: { text_encoder: request.weight, unet: request.unetWeight ?? request.weight }, report: { unmatched: [], misfit: [] } });
+      loras.push({ file, weights: { text_encoder: request.weight, text_encoder_2: request.weight, unet: request.unetWeight ?? request.weight }, report: { unmatched: [], misfit: [] } });
     }
     const embeddings = await Promise.all(adapters.embeddings.map(readEmbedding));
     return new Adaptation(info, loras, embeddings);
@@ -176,13 +176,24 @@ export class Adaptation {
     const editor = await ModelEditor.open(path);
     await this.merge(editor, 'text_encoder');
     if (this.embeddings.length) {
-      const { expansions, warnings } = await addEmbeddings(editor, tokenizer, this.embeddings);
+      const { expansions, warnings } = await addEmbeddings(editor, tokenizer, this.embeddings, { sdxl: this.info.family === 'SDXL' });
       this.expansionMap = expansions;
       this.warningList.push(...warnings);
     }
     if (!editor.changed) return undefined;
     await finish?.(editor);
     return editor.toBuffer();
+  }
+
+  /** SDXL's second text encoder with the LoRAs' `lora_te2_` modules merged (at the text encoder's
+   * weight) and the embeddings' `clip_g` vectors added (to it and to `tokenizer`), or undefined when
+   * neither changes it. Its trigger words expand as on the first encoder: both get the same tokens. */
+  async textEncoder2(path: string, tokenizer: ClipTokenizer): Promise<ModelBuffer | undefined> {
+    if (!this.using('text_encoder_2').length && !this.embeddings.some((e) => e.second)) return undefined;
+    const editor = await ModelEditor.open(path);
+    await this.merge(editor, 'text_encoder_2');
+    await addEmbeddings(editor, tokenizer, this.embeddings, { sdxl: true, second: true });
+    return editor.changed ? editor.toBuffer() : undefined;
   }
 
   async unet(path: string): Promise<ModelBuffer | undefined> {
@@ -205,8 +216,8 @@ export class Adaptation {
     for (const { file, report: { unmatched, misfit } } of this.loras) {
       const name = `LoRA "${file.name}"`;
       const total = file.modules.length;
-      // A second text encoder's modules are for SDXL models, which have one.
-      const other = file.modules.filter((m) => m.component === 'text_encoder_2').map((m) => m.key);
+      // A second text encoder's modules are for SDXL models; other models have none to merge them into.
+      const other = this.info.family === 'SDXL' ? [] : file.modules.filter((m) => m.component === 'text_encoder_2').map((m) => m.key);
       const missing = [...unmatched, ...other];
       if (missing.length) warnings.push(`${name}: ${missing.length} of ${total} modules match no layer of model ${this.info.id} (${list(missing)})`);
       if (misfit.length) warnings.push(`${name}: ${misfit.length} of ${total} modules have other shapes than model ${this.info.id}'s layers (${list(misfit)})`);
@@ -215,11 +226,11 @@ export class Adaptation {
     return warnings;
   }
 
-  private using(component: 'unet' | 'text_encoder'): LoraUse[] {
+  private using(component: LoraComponent): LoraUse[] {
     return this.loras.filter((l) => l.weights[component] !== 0 && l.file.modules.some((m) => m.component === component));
   }
 
-  private async merge(editor: ModelEditor, component: 'unet' | 'text_encoder'): Promise<void> {
+  private async merge(editor: ModelEditor, component: LoraComponent): Promise<void> {
     const uses = this.using(component);
     const reports = await mergeLoras(editor, component, uses.map((use) => ({ file: use.file, weight: use.weights[component] })));
     uses.forEach((use, i) => {

@@ -4,10 +4,20 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
+/** The top-left corner of a crop, in pixels. */
+export type CropInput = {
+  /** Pixels from the left. */
+  left: number;
+  /** Pixels from the top. */
+  top: number;
+};
+
 /** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 589824 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
 export type GenerateInput = {
-  /** AUTOMATIC1111's "Clip skip", 1–12: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default 1, the last layer. SD 2.x models ignore it, as AUTOMATIC1111 does (their text encoder already stops at the penultimate layer), with a warning on the generation. */
+  /** AUTOMATIC1111's "Clip skip", 1–12: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default 1, the last layer. SD 2.x and SDXL models ignore it, as AUTOMATIC1111 does (their prompts already come from the penultimate layer), with a warning on the generation. */
   clipSkip?: number | null | undefined;
+  /** SDXL's crop conditioning (diffusers' `crops_coords_top_left`), 0–4096 each. Default (0, 0): uncropped. SDXL models only (BAD_USER_INPUT on others). */
+  cropTopLeft?: CropInput | null | undefined;
   /** DDIM's η, 0 to 1: 0 is deterministic. Default 0; ignored by other schedulers. */
   eta?: number | null | undefined;
   /** Guidance rescale φ (arXiv:2305.08891), 0–1. Default 0. */
@@ -36,10 +46,14 @@ export type GenerateInput = {
   modelId: string;
   /** What to steer away from. Default: empty (diffusers' unconditional prompt). */
   negativePrompt?: string | null | undefined;
+  /** The negative prompt of SDXL's second text encoder (diffusers' `negative_prompt_2`). Default: the negative prompt. With both negative prompts empty, SDXL models whose model_index.json has force_zeros_for_empty_prompt (the default) take zeros as the unconditional embeddings, as diffusers and AUTOMATIC1111 do. SDXL models only (BAD_USER_INPUT on others). */
+  negativePrompt2?: string | null | undefined;
   /** Images, 1–16, denoised as one batch. Default 1. */
   numImages?: number | null | undefined;
   /** ONLY_MASKED: pixels of context around the mask's bounding box, 0–256. Default 32. */
   onlyMaskedPadding?: number | null | undefined;
+  /** SDXL's size conditioning (diffusers' `original_size`): the size the model is told the training image had, 1–4096 each side. Default: the image's size (each pass's, with hires). SDXL models only (BAD_USER_INPUT on others). */
+  originalSize?: SizeInput | null | undefined;
   /** Extends the init image by these pixels: the new area becomes the mask (with `mask` added, when given) and starts as `inpaintFill` says (the edge colours, blurred, by default); `maskBlur` blends it into the original. The result has the larger size (the default `width` × `height`), and the size limits apply to it. */
   outpaint?: OutpaintInput | null | undefined;
   /** Send a preview image every N steps on `generationProgress` (0: none). Default 1. */
@@ -48,6 +62,8 @@ export type GenerateInput = {
   priority?: number | null | undefined;
   /** Read as `promptSyntax` says; its `<lora:name:weight>` tags apply LoRAs, and the names of embeddings (see `embeddings`) apply them. */
   prompt: string;
+  /** The prompt of SDXL's second text encoder (diffusers' `prompt_2`), read as `promptSyntax` says. Default: the prompt. SDXL models only (BAD_USER_INPUT on others). */
+  prompt2?: string | null | undefined;
   /** Default A1111. */
   promptSyntax?: PromptSyntax | null | undefined;
   /** After decoding, lay the init image back over the result where the (blurred) mask does not repaint, blended by the mask (for WHOLE_PICTURE the blurred mask doubled, as AUTOMATIC1111 does): no colour shift outside the selection, and with `maskBlur: 0` every pixel outside the mask is the init image's own. False gives the pipeline's output as diffusers returns it. Default true. */
@@ -62,6 +78,8 @@ export type GenerateInput = {
   steps?: number | null | undefined;
   /** img2img only: how much of the init image to replace, in (0, 1]. Default 0.8; 1 with a `mask` or an `outpaint` (diffusers' inpainting default: the masked area starts from noise). */
   strength?: number | null | undefined;
+  /** SDXL's target size conditioning (diffusers' `target_size`), 1–4096 each side. Default: the image's size. Refiner-style models (5 time ids) take an aesthetic score instead: 6 for the prompt, 2.5 for the negative prompt (diffusers' defaults). SDXL models only (BAD_USER_INPUT on others). */
+  targetSize?: SizeInput | null | undefined;
   /** AUTOMATIC1111's variation seed ("Variation seed"), 0–4294967295: image i starts from its seed's noise turned towards the noise of variationSeed + i by AUTOMATIC1111's slerp. Default: a random one when `variationStrength` is above 0, recorded in the image's infotext. */
   variationSeed?: number | null | undefined;
   /** How far towards the variation seed's noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0. */
@@ -189,6 +207,14 @@ export type Scheduler =
   | 'PNDM'
   /** UniPCMultistepScheduler (AUTOMATIC1111: UniPC). */
   | 'UNIPC';
+
+/** A size in pixels. */
+export type SizeInput = {
+  /** Pixels down. */
+  height: number;
+  /** Pixels across. */
+  width: number;
+};
 
 export type PanelGenerationFragment = { id: string, status: GenerationStatus, error: string | null, prompt: string, negativePrompt: string, modelId: string, seed: number, steps: number, guidanceScale: number, scheduler: Scheduler, strength: number | null, numImages: number, width: number, height: number, createdAt: string, queuePosition: number | null, images: Array<{ id: string, index: number, seed: number, url: string, width: number, height: number }> };
 
