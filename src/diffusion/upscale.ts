@@ -29,12 +29,16 @@ export interface UpscaleRequest {
 
 /**
  * Checks an upscale of `image` and completes it: the scale defaults to the upscaler's own, the result
- * is the source × scale rounded down (AUTOMATIC1111's int()). BAD_USER_INPUT for an unreadable image,
+ * is the source × scale rounded down (AUTOMATIC1111's int()); `format` is the image's. BAD_USER_INPUT for an unreadable image,
  * an upscaler that is neither `lanczos` nor a usable one of `upscalers`, a scale out of range, or a
  * result (or a model upscaler's own output) beyond LIMITS.maxInputPixels: a result can be sent back
  * as an input image.
  */
-export async function resolveUpscale(image: Uint8Array, params: { upscaler: string; scale?: number }, upscalers: readonly UpscalerInfo[]): Promise<UpscaleRequest> {
+export async function resolveUpscale(
+  image: Uint8Array,
+  params: { upscaler: string; scale?: number },
+  upscalers: readonly UpscalerInfo[],
+): Promise<UpscaleRequest & { format: string }> {
   const source = await verifyImage(image, 'image');
   const { upscaler } = params;
   let own: number | undefined;
@@ -54,7 +58,7 @@ export async function resolveUpscale(image: Uint8Array, params: { upscaler: stri
     }
   }
   const tiles = own === undefined ? 1 : Math.ceil(source.width / DEFAULT_TILING.tile) * Math.ceil(source.height / DEFAULT_TILING.tile);
-  return { upscaler, scale, width, height, tiles };
+  return { upscaler, scale, width, height, tiles, format: source.format };
 }
 
 /**

@@ -40,7 +40,7 @@ describe('upscale', () => {
 
   test('a model upscaler runs at its own factor by default, a tile per step, on the engine and its thread alike', async () => {
     const request = await resolveUpscale(source, { upscaler: 'fixture-x2' }, upscalers);
-    assert.deepEqual(request, { upscaler: 'fixture-x2', scale: 2, width: 400, height: 140, tiles: 2 });
+    assert.deepEqual(request, { upscaler: 'fixture-x2', scale: 2, width: 400, height: 140, tiles: 2, format: 'png' });
     const model = await OnnxUpscaler.load(path());
     const rgb = await sourceRgb();
     const expected = quantize(await model.upscale({ width: 200, height: 70, data: Float32Array.from(rgb, (v) => v / 255) }));
@@ -63,7 +63,7 @@ describe('upscale', () => {
     assert.ok(Buffer.from(quantize(await engine.upscale({ ...x3, image: source, upscalerPath: path() }))).equals(expected));
 
     const lanczos = await resolveUpscale(source, { upscaler: 'lanczos' }, upscalers);
-    assert.deepEqual(lanczos, { upscaler: 'lanczos', scale: 2, width: 400, height: 140, tiles: 1 });
+    assert.deepEqual(lanczos, { upscaler: 'lanczos', scale: 2, width: 400, height: 140, tiles: 1, format: 'png' });
     const resized = await sharp(await sourceRgb(), { raw: { width: 200, height: 70, channels: 3 } }).resize(400, 140, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
     assert.ok(Buffer.from(quantize(await engine.upscale({ ...lanczos, image: source }))).equals(resized));
   });
