@@ -1,6 +1,6 @@
 // Images: the results of generations (served over HTTP by src/server/images.ts), images sent in
 // as init images, and the parameters a PNG carries (ours or AUTOMATIC1111's).
-import { DiffusionError, LIMITS, a1111Selection, formatInfotext, inputImageBytes, parseInfotext, readImageInfo, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
+import { DiffusionError, LIMITS, a1111Selection, formatInfotext, inputImageBytes, parseInfotext, parseSettings, readImageInfo, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
 import { ownedBy, type Viewer } from '../auth/index.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
@@ -140,6 +140,8 @@ builder.prismaNode('Image', {
 
 interface PngInfoValue {
   parameters: string | null;
+  /** AUTOMATIC1111's Extras text ("postprocessing"). */
+  postprocessing: string | null;
   prompt: string | null;
   negativePrompt: string | null;
   settings: { key: string; value: string }[];
@@ -235,6 +237,11 @@ const PngInfo = builder.objectRef<PngInfoValue>('PngInfo').implement({
       resolve: (i) => (hasHires(i) ? null : numberSetting(i, 'Denoising strength')),
     }),
     hires: t.field({ type: PngInfoHires, nullable: true, description: "AUTOMATIC1111's hires-fix settings, when the infotext has them.", resolve: (i) => (hasHires(i) ? i : null) }),
+    postprocessing: t.field({
+      type: [PngInfoSetting],
+      description: 'The "Key: value" settings of AUTOMATIC1111\'s Extras ("postprocessing" text), in order: `Postprocess upscale by`, `Postprocess upscaler`, …; empty when the image has none.',
+      resolve: (i) => Object.entries(i.postprocessing === null ? {} : parseSettings(i.postprocessing)).map(([key, value]) => ({ key, value })),
+    }),
     request: t.exposeString('request', {
       nullable: true,
       description: "sdql's full request as a string of JSON (PNGs made by sdql).",
@@ -264,6 +271,7 @@ builder.queryField('pngInfo', (t) =>
         prompt: parsed?.prompt ?? null,
         negativePrompt: parsed?.negativePrompt ?? null,
         settings: Object.entries(parsed?.settings ?? {}).map(([key, value]) => ({ key, value })),
+        postprocessing: texts.postprocessing ?? null,
         request: texts.sdql ?? null,
       };
     },
