@@ -145,14 +145,16 @@ builder.mutationFields((t) => ({
       'QUOTA_EXCEEDED when its owner has SDQL_MAX_QUEUED generations and upscales queued already (nothing is stored).',
     authScopes: (_r, { input }) => ((input.priority ?? 0) > 0 ? { admin: true } : { generate: true }),
     args: { input: t.arg({ type: UpscaleInput, required: true, description: 'The request; BAD_USER_INPUT names the field that is wrong.' }) },
-    resolve: async (_query, _r, { input }, ctx) => {
+    resolve: async (query, _r, { input }, ctx) => {
       const image = await readImageInput(input.image, ctx, 'image');
       const { prisma, queue, images } = ctx.jobs;
-      return submitUpscale(
+      const upscale = await submitUpscale(
         { prisma, queue, images, listUpscalers: () => listUpscalers(ctx.config.modelsDir) },
         { image, upscaler: String(input.upscaler), scale: input.scale ?? undefined, priority: input.priority ?? undefined },
         { owner: ctx.viewer.name, maxQueued: ctx.config.maxQueued },
       );
+      // Read again with what the selection needs (`image` selects the images).
+      return ctx.db.prisma.generation.findUniqueOrThrow({ ...query, where: { id: upscale.id } });
     },
   }),
   cancelUpscale: t.prismaField({
