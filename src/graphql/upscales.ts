@@ -43,17 +43,21 @@ const Upscale = builder.prismaNode('Generation', {
   findUnique: (id, ctx) => ({ id, ...upscalesOf(ctx.viewer) }),
   nullable: true,
   fields: (t) => ({
-    upscaler: t.id({ description: '`lanczos` or the `id` of the model upscaler (`upscalers`).', resolve: (u) => readStoredUpscale(u).upscaler }),
+    method: t.id({ description: 'The upscaler it runs (`UpscaleInput.upscaler`): `lanczos` or the `id` of a model upscaler of `upscalers`.', resolve: (u) => readStoredUpscale(u).upscaler }),
     scale: t.float({ description: "How many times larger the result is (each side rounded down): as sent, or the upscaler's own.", resolve: (u) => readStoredUpscale(u).scale }),
     source: t.field({ type: InputImage, description: 'The image it upscales, as sent.', resolve: (u) => readStoredUpscale(u).image }),
     width: t.exposeInt('width', { description: "The result's width in pixels." }),
     height: t.exposeInt('height', { description: "The result's height in pixels." }),
-    image: t.field({
+    image: t.loadable({
       type: UpscaleImage,
       nullable: true,
       description: 'The result; null until SUCCEEDED.',
-      select: { images: true },
-      resolve: (u) => u.images[0] ?? null,
+      // One query for all the upscales of a response.
+      load: async (ids: string[], ctx) => {
+        const images = await ctx.db.prisma.image.findMany({ where: { generationId: { in: ids } } });
+        return ids.map((id) => images.find((image) => image.generationId === id) ?? null);
+      },
+      resolve: (u) => (u.status === 'SUCCEEDED' ? u.id : null),
     }),
     step: t.exposeInt('step', { description: 'Tiles done so far.' }),
     totalSteps: t.int({ description: 'Tiles in all, known from submission: the model upscaler runs the image in tiles of 192 px; 1 for `lanczos`.', resolve: (u) => u.totalSteps ?? 1 }),
@@ -145,16 +149,14 @@ builder.mutationFields((t) => ({
       'QUOTA_EXCEEDED when its owner has SDQL_MAX_QUEUED generations and upscales queued already (nothing is stored).',
     authScopes: (_r, { input }) => ((input.priority ?? 0) > 0 ? { admin: true } : { generate: true }),
     args: { input: t.arg({ type: UpscaleInput, required: true, description: 'The request; BAD_USER_INPUT names the field that is wrong.' }) },
-    resolve: async (query, _r, { input }, ctx) => {
+    resolve: async (_query, _r, { input }, ctx) => {
       const image = await readImageInput(input.image, ctx, 'image');
       const { prisma, queue, images } = ctx.jobs;
-      const upscale = await submitUpscale(
+      return submitUpscale(
         { prisma, queue, images, listUpscalers: () => listUpscalers(ctx.config.modelsDir) },
         { image, upscaler: String(input.upscaler), scale: input.scale ?? undefined, priority: input.priority ?? undefined },
         { owner: ctx.viewer.name, maxQueued: ctx.config.maxQueued },
       );
-      // Read again with what the selection needs (`image` selects the images).
-      return ctx.db.prisma.generation.findUniqueOrThrow({ ...query, where: { id: upscale.id } });
     },
   }),
   cancelUpscale: t.prismaField({

@@ -18,8 +18,8 @@ import { BLOCKER, collectSse, collectWs, startTestServer, waitForStatus, type Te
 import { initImagePng } from '../engine/helpers.ts';
 import { withDeadline } from '../helpers/wait.ts';
 
-const UPSCALE = 'mutation($input: UpscaleInput!) { upscale(input: $input) { id owner status upscaler scale width height step totalSteps queuePosition } }';
-const RESULT = `query($id: ID!) { upscale(id: $id) { status error upscaler scale width height step totalSteps source { sha256 format }
+const UPSCALE = 'mutation($input: UpscaleInput!) { upscale(input: $input) { id owner status method scale width height step totalSteps queuePosition } }';
+const RESULT = `query($id: ID!) { upscale(id: $id) { status error method scale width height step totalSteps source { sha256 format }
   image { id url width height format parameters postprocessing upscale { id } } } }`;
 const PROGRESS = 'subscription($id: ID!) { upscaleProgress(id: $id) { upscaleId status step totalSteps etaMs error } }';
 const GENERATE = 'mutation($input: GenerateInput!) { generate(input: $input) { id } }';
@@ -75,7 +75,7 @@ test('a model upscaler: the engine\'s pixels, an event per tile to graphql-ws an
   const queued = await upscale({ upscaler: 'fixture-x2' });
   assert.deepEqual(
     { ...queued, id: undefined },
-    { id: undefined, owner: 'alice', status: 'QUEUED', upscaler: 'fixture-x2', scale: 2, width: 400, height: 140, step: 0, totalSteps: 2, queuePosition: 1 },
+    { id: undefined, owner: 'alice', status: 'QUEUED', method: 'fixture-x2', scale: 2, width: 400, height: 140, step: 0, totalSteps: 2, queuePosition: 1 },
   );
   const ws = collectWs<{ upscaleProgress: any }>(api.wsClient(tokens.alice), PROGRESS, { id: queued.id });
   const sse = collectSse<{ upscaleProgress: any }>(api.server.url, PROGRESS, { id: queued.id }, tokens.alice);

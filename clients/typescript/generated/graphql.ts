@@ -215,7 +215,7 @@ export type ImageFieldsFragment = { bytes: number, createdAt: string, format: st
 
 export type InputImageFieldsFragment = { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null };
 
-export type UpscaleFieldsFragment = { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, upscaler: string, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } };
+export type UpscaleFieldsFragment = { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, method: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } };
 
 export type GenerateMutationVariables = Exact<{
   input: GenerateInput;
@@ -243,21 +243,21 @@ export type UpscaleMutationVariables = Exact<{
 }>;
 
 
-export type UpscaleMutation = { upscale: { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, upscaler: string, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } } };
+export type UpscaleMutation = { upscale: { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, method: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } } };
 
 export type UpscaleByIdQueryVariables = Exact<{
   id: string;
 }>;
 
 
-export type UpscaleByIdQuery = { upscale: { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, upscaler: string, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } } | null };
+export type UpscaleByIdQuery = { upscale: { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, method: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } } | null };
 
 export type CancelUpscaleMutationVariables = Exact<{
   id: string;
 }>;
 
 
-export type CancelUpscaleMutation = { cancelUpscale: { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, upscaler: string, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } } };
+export type CancelUpscaleMutation = { cancelUpscale: { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, method: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } } };
 
 export type UpscaleProgressSubscriptionVariables = Exact<{
   id: string;
@@ -425,6 +425,7 @@ export const UpscaleFieldsFragmentDoc = new TypedDocumentString(`
     url
     width
   }
+  method
   owner
   priority
   queuePosition
@@ -436,7 +437,6 @@ export const UpscaleFieldsFragmentDoc = new TypedDocumentString(`
   status
   step
   totalSteps
-  upscaler
   width
 }
     fragment ImageFields on Image {
@@ -789,6 +789,7 @@ fragment UpscaleFields on Upscale {
     url
     width
   }
+  method
   owner
   priority
   queuePosition
@@ -800,7 +801,6 @@ fragment UpscaleFields on Upscale {
   status
   step
   totalSteps
-  upscaler
   width
 }`) as unknown as TypedDocumentString<UpscaleMutation, UpscaleMutationVariables>;
 export const UpscaleByIdDocument = new TypedDocumentString(`
@@ -850,6 +850,7 @@ fragment UpscaleFields on Upscale {
     url
     width
   }
+  method
   owner
   priority
   queuePosition
@@ -861,7 +862,6 @@ fragment UpscaleFields on Upscale {
   status
   step
   totalSteps
-  upscaler
   width
 }`) as unknown as TypedDocumentString<UpscaleByIdQuery, UpscaleByIdQueryVariables>;
 export const CancelUpscaleDocument = new TypedDocumentString(`
@@ -911,6 +911,7 @@ fragment UpscaleFields on Upscale {
     url
     width
   }
+  method
   owner
   priority
   queuePosition
@@ -922,7 +923,6 @@ fragment UpscaleFields on Upscale {
   status
   step
   totalSteps
-  upscaler
   width
 }`) as unknown as TypedDocumentString<CancelUpscaleMutation, CancelUpscaleMutationVariables>;
 export const UpscaleProgressDocument = new TypedDocumentString(`
