@@ -285,7 +285,7 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     env: 'SDQL_MAX_QUEUED',
     flag: 'max-queued',
     default: '100',
-    description: 'Queued generations one owner (token) may have at once; `generate` beyond it is refused with QUOTA_EXCEEDED.',
+    description: 'Queued generations and upscales one owner (token) may have at once; `generate` or `upscale` beyond it is refused with QUOTA_EXCEEDED.',
     parse: (raw, name) => positiveInteger(raw, name),
   }),
   option({

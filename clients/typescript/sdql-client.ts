@@ -14,23 +14,33 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import {
   CancelGenerationDocument,
+  CancelUpscaleDocument,
   GenerateDocument,
   GenerationDocument,
   GenerationProgressDocument,
+  UpscaleByIdDocument,
+  UpscaleDocument,
+  UpscaleProgressDocument,
   type GenerateInput,
   type GenerationFieldsFragment,
   type GenerationProgressSubscription,
   type GenerationStatus,
   type ImageFieldsFragment,
   type TypedDocumentString,
+  type UpscaleFieldsFragment,
+  type UpscaleInput,
+  type UpscaleProgressSubscription,
 } from './generated/graphql.ts';
 
-export type { GenerateInput, GenerationStatus, ImageInput, LoraInput, PromptSyntax, ScheduleType, Scheduler } from './generated/graphql.ts';
+export type { GenerateInput, GenerationStatus, ImageInput, LoraInput, PromptSyntax, ScheduleType, Scheduler, UpscaleInput } from './generated/graphql.ts';
 /** Every field of the schema's Generation but `model` (see `modelId`). */
 export type Generation = GenerationFieldsFragment;
 /** Every field of the schema's Image but `generation` (the image comes with it). */
 export type Image = ImageFieldsFragment;
 export type GenerationProgress = GenerationProgressSubscription['generationProgress'];
+/** Every field of the schema's Upscale, with its result image. */
+export type Upscale = UpscaleFieldsFragment;
+export type UpscaleProgress = UpscaleProgressSubscription['upscaleProgress'];
 
 /** Statuses after which a generation never changes again. */
 export const TERMINAL_STATUSES: readonly GenerationStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELED'];
@@ -41,6 +51,10 @@ export const operations = {
   generation: GenerationDocument,
   cancel: CancelGenerationDocument,
   progress: GenerationProgressDocument,
+  upscale: UpscaleDocument,
+  getUpscale: UpscaleByIdDocument,
+  cancelUpscale: CancelUpscaleDocument,
+  upscaleProgress: UpscaleProgressDocument,
 } as const;
 
 /** An error as GraphQL responses carry it. */
@@ -86,6 +100,14 @@ export interface SdqlClient {
   generation(id: string): Promise<Generation>;
   /** Cancels a queued generation at once or a running one at its next step; CONFLICT once it has ended. */
   cancel(id: string): Promise<Generation>;
+  /** Queues an upscale of an image (`lanczos` or an `upscalers` id); it comes back QUEUED. */
+  upscale(input: UpscaleInput): Promise<Upscale>;
+  /** Follows an upscale as `progress` follows a generation: its state now, an event per tile, its final state. */
+  upscaleProgress(id: string, onEvent?: (event: UpscaleProgress) => void): Promise<UpscaleProgress>;
+  /** An upscale by id, with its result image once SUCCEEDED; NOT_FOUND when there is none. */
+  getUpscale(id: string): Promise<Upscale>;
+  /** Cancels a queued upscale at once or a running one after its tile; CONFLICT once it has ended. */
+  cancelUpscale(id: string): Promise<Upscale>;
   /** The image file's bytes (PNG unless the image says otherwise). */
   download(image: Pick<Image, 'url'>): Promise<Uint8Array>;
   /** Closes the WebSocket, if one is open. */
@@ -123,7 +145,14 @@ export function createSdqlClient({ url, token }: SdqlClientOptions): SdqlClient 
     return result.data;
   }
 
-  function progress(id: string, onEvent?: (event: GenerationProgress) => void): Promise<GenerationProgress> {
+  /** Follows a progress subscription until its final status. */
+  function follow<S, E extends { status: GenerationStatus }>(
+    document: TypedDocumentString<S, { id: string }>,
+    event: (data: S) => E,
+    what: string,
+    id: string,
+    onEvent?: (event: E) => void,
+  ): Promise<E> {
     ws ??= createClient({
       url: endpoint.href.replace(/^http/, 'ws'),
       webSocketImpl: WebSocket,
@@ -133,18 +162,18 @@ export function createSdqlClient({ url, token }: SdqlClientOptions): SdqlClient 
     });
     const client = ws;
     return new Promise((resolve, reject) => {
-      let final: GenerationProgress | undefined;
-      const unsubscribe = client.subscribe<GenerationProgressSubscription>(
-        { query: String(GenerationProgressDocument), variables: { id } },
+      let final: E | undefined;
+      const unsubscribe = client.subscribe<S>(
+        { query: String(document), variables: { id } },
         {
           next: (result) => {
             if (result.errors?.length) return fail(new SdqlError(result.errors));
-            const event = result.data!.generationProgress;
-            onEvent?.(event);
-            if (TERMINAL_STATUSES.includes(event.status)) final = event;
+            const e = event(result.data!);
+            onEvent?.(e);
+            if (TERMINAL_STATUSES.includes(e.status)) final = e;
           },
           error: (error) => fail(Array.isArray(error) ? new SdqlError(error) : toError(error)),
-          complete: () => (final ? resolve(final) : reject(new SdqlError([{ message: `the progress of generation ${id} ended before a final status` }]))),
+          complete: () => (final ? resolve(final) : reject(new SdqlError([{ message: `the progress of ${what} ${id} ended before a final status` }]))),
         },
       );
       function fail(error: Error) {
@@ -163,7 +192,15 @@ export function createSdqlClient({ url, token }: SdqlClientOptions): SdqlClient 
       return generation;
     },
     cancel: async (id) => (await request(CancelGenerationDocument, { id })).cancelGeneration,
-    progress,
+    progress: (id, onEvent) => follow(GenerationProgressDocument, (d) => d.generationProgress, 'generation', id, onEvent),
+    upscale: async (input) => (await request(UpscaleDocument, { input })).upscale,
+    upscaleProgress: (id, onEvent) => follow(UpscaleProgressDocument, (d) => d.upscaleProgress, 'upscale', id, onEvent),
+    getUpscale: async (id) => {
+      const { upscale } = await request(UpscaleByIdDocument, { id });
+      if (!upscale) throw new SdqlError([{ message: `no upscale ${id}`, extensions: { code: 'NOT_FOUND' } }]);
+      return upscale;
+    },
+    cancelUpscale: async (id) => (await request(CancelUpscaleDocument, { id })).cancelUpscale,
     download: async (image) => {
       // The server gives absolute URLs; a relative one is relative to the endpoint.
       const response = await fetch(new URL(image.url, endpoint));

@@ -9,6 +9,10 @@ import {
   DEFAULTS,
   DiffusionError,
   Engine,
+  INPAINT_AREAS,
+  INPAINT_DEFAULTS,
+  INPAINT_FILLS,
+  INPAINT_LIMITS,
   PROMPT_SYNTAXES,
   SCHEDULE_TYPES,
   SCHEDULER_NAMES,
@@ -16,6 +20,7 @@ import {
   folderAdapterSource,
   formatInfotext,
   infotextAdapters,
+  inpaintInfotext,
   inspectModelFolder,
   prepareRequest,
   sha256File,
@@ -44,7 +49,13 @@ Options:
   --size <W>x<H>            image size (default: the model's native size, or the init image's)
   --num-images <n>          1 to 16 (default 1)
   --init <image>            PNG, JPEG or WebP init image: img2img
-  --strength <x>            img2img strength in (0, 1] (default ${DEFAULTS.strength})
+  --strength <x>            img2img strength in (0, 1] (default ${DEFAULTS.strength}; ${INPAINT_DEFAULTS.strength} with --mask)
+  --mask <image>            inpainting: an image the size of --init, white repaints, black keeps
+  --invert-mask             repaint the black part of the mask instead
+  --mask-blur <px>          Gaussian blur of the mask, 0 to ${INPAINT_LIMITS.maxMaskBlur} (default ${INPAINT_DEFAULTS.maskBlur})
+  --inpaint-fill <fill>     what the masked area starts from: ${INPAINT_FILLS.join(', ')} (default ${INPAINT_DEFAULTS.inpaintFill})
+  --inpaint-area <area>     ${INPAINT_AREAS.join(' or ')} (default ${INPAINT_DEFAULTS.inpaintArea})
+  --only-masked-padding <px>  ONLY_MASKED: context around the mask, 0 to ${INPAINT_LIMITS.maxPadding} (default ${INPAINT_DEFAULTS.onlyMaskedPadding})
   -o, --output <file>       .png, .jpg or .webp (default out.png); several images get -0, -1, … suffixes
 `;
 
@@ -70,6 +81,12 @@ export async function generateCommand(argv: string[]): Promise<number> {
       'num-images': { type: 'string' },
       init: { type: 'string' },
       strength: { type: 'string' },
+      mask: { type: 'string' },
+      'invert-mask': { type: 'boolean' },
+      'mask-blur': { type: 'string' },
+      'inpaint-fill': { type: 'string' },
+      'inpaint-area': { type: 'string' },
+      'only-masked-padding': { type: 'string' },
       output: { type: 'string', short: 'o', default: 'out.png' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -112,7 +129,8 @@ export async function generateCommand(argv: string[]): Promise<number> {
     const model = await inspectModelFolder(resolveModelDir(values.model, config.modelsDir));
     const promptSyntax = (values['prompt-syntax']?.toUpperCase() ?? DEFAULTS.promptSyntax) as PromptSyntax;
     if (!PROMPT_SYNTAXES.includes(promptSyntax)) throw new DiffusionError('BAD_USER_INPUT', `--prompt-syntax must be A1111 or PLAIN, got "${values['prompt-syntax']}"`);
-    const initImage = values.init ? readFileSync(values.init) : undefined;
+    const initImage = readInput('init', values.init);
+    const mask = readInput('mask', values.mask);
     const params = {
       prompt: values.prompt,
       promptSyntax,
@@ -129,8 +147,14 @@ export async function generateCommand(argv: string[]): Promise<number> {
       height: size ? Number(size[2]) : undefined,
       numImages: number('num-images', values['num-images']),
       strength: number('strength', values.strength),
+      // The engine checks these (and refuses them without a mask) as it does the API's.
+      invertMask: values['invert-mask'],
+      maskBlur: number('mask-blur', values['mask-blur']),
+      inpaintFill: values['inpaint-fill']?.toUpperCase(),
+      inpaintArea: values['inpaint-area']?.toUpperCase(),
+      onlyMaskedPadding: number('only-masked-padding', values['only-masked-padding']),
     };
-    const { request, adapters } = await prepareRequest(model, { ...params, initImage }, await folderAdapterSource(config.lorasDir, config.embeddingsDir));
+    const { request, adapters } = await prepareRequest(model, { ...params, initImage, mask }, await folderAdapterSource(config.lorasDir, config.embeddingsDir));
     // AUTOMATIC1111's "Model hash", read while the engine runs (a UNet is GBs).
     const modelHash = sha256File(model.paths.unet).then(
       (sha256) => sha256.slice(0, 10),
@@ -143,8 +167,16 @@ export async function generateCommand(argv: string[]): Promise<number> {
     bar.done();
     for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
     // The server's metadata: its infotext, and in a PNG its "sdql" chunk, without a generation id.
-    const infotext = { ...request, ...(await infotextAdapters(request, 0)), schedulerConfig: model.schedulerConfig, modelHash: await modelHash, modelName: model.id };
-    const sent = { ...params, modelId: model.id, promptSyntax: request.promptSyntax, scheduleType: request.scheduleType, clipSkip: request.clipSkip, initImage: initImage && { sha256: createHash('sha256').update(initImage).digest('hex') } };
+    const infotext = {
+      ...request,
+      ...(await infotextAdapters(request, 0)),
+      schedulerConfig: model.schedulerConfig,
+      modelHash: await modelHash,
+      modelName: model.id,
+      extra: request.inpaint && inpaintInfotext(request.inpaint),
+    };
+    const sha256 = (bytes: Buffer | undefined) => bytes && { sha256: createHash('sha256').update(bytes).digest('hex') };
+    const sent = { ...params, modelId: model.id, promptSyntax: request.promptSyntax, scheduleType: request.scheduleType, clipSkip: request.clipSkip, initImage: sha256(initImage), mask: sha256(mask) };
     for (const [i, { seed, image }] of result.images.entries()) {
       const file = result.images.length === 1 ? values.output : values.output.replace(/(\.\w+)$/, `-${i}$1`);
       const parameters = formatInfotext({ ...infotext, seed });
@@ -162,6 +194,16 @@ export async function generateCommand(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSigint);
     await engine.close();
+  }
+}
+
+/** The file an image flag names; BAD_USER_INPUT (a message, no stack) when it cannot be read. */
+function readInput(flag: string, path: string | undefined): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new DiffusionError('BAD_USER_INPUT', `cannot read --${flag} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
 }
 

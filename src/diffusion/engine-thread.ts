@@ -3,28 +3,32 @@
 // messages: requests in, step progress (latents and TAESD previews transferred, not copied) and
 // results out.
 import { Worker } from 'node:worker_threads';
-import type { EngineModelStatus, EngineOptions, EngineResult, EngineStepProgress, GenerationEngine, PreviewSettings, RunOptions } from './engine.ts';
+import type { EngineModelStatus, EngineOptions, EngineResult, EngineStepProgress, GenerationEngine, PreviewSettings, RunOptions, UpscaleJob, UpscaleOptions } from './engine.ts';
 import { DiffusionError, type DiffusionErrorCode } from './errors.ts';
+import type { RgbImage } from './image.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import type { GenerateRequest } from './request.ts';
 
 export type ToWorker =
   | { type: 'run'; id: number; model: ModelFolderInfo; request: GenerateRequest; previews?: PreviewSettings }
   | { type: 'preload'; id: number; model: ModelFolderInfo }
+  | { type: 'upscale'; id: number; job: UpscaleJob }
   | { type: 'abort'; id: number }
   | { type: 'close' };
 
 export type FromWorker =
   | { type: 'step'; id: number; progress: EngineStepProgress }
-  | { type: 'done'; id: number; result?: EngineResult }
+  | { type: 'tile'; id: number; done: number; total: number }
+  | { type: 'done'; id: number; result?: EngineResult | RgbImage }
   | { type: 'models'; models: EngineModelStatus[] }
   | { type: 'error'; id: number; error: { code?: DiffusionErrorCode; message: string; stack?: string } }
   | { type: 'closed' };
 
 interface Pending {
-  resolve: (result: EngineResult | undefined) => void;
+  resolve: (result: EngineResult | RgbImage | undefined) => void;
   reject: (error: Error) => void;
   onStep?: RunOptions['onStep'];
+  onTile?: UpscaleOptions['onTile'];
 }
 
 /**
@@ -56,21 +60,29 @@ export class EngineThread implements GenerationEngine {
     return worker;
   }
 
-  run(model: ModelFolderInfo, request: GenerateRequest, options: RunOptions = {}): Promise<EngineResult> {
+  run(model: ModelFolderInfo, request: GenerateRequest, { signal, onStep, previews }: RunOptions = {}): Promise<EngineResult> {
+    return this.submit<EngineResult>(signal, { onStep }, (id) => ({ type: 'run', id, model, request, previews }));
+  }
+
+  upscale(job: UpscaleJob, { signal, onTile }: UpscaleOptions = {}): Promise<RgbImage> {
+    return this.submit<RgbImage>(signal, { onTile }, (id) => ({ type: 'upscale', id, job }));
+  }
+
+  /** Posts a request to the thread; `signal` aborts it there. */
+  private submit<R extends EngineResult | RgbImage>(signal: AbortSignal | undefined, listeners: Pick<Pending, 'onStep' | 'onTile'>, message: (id: number) => ToWorker): Promise<R> {
     if (this.closed) return Promise.reject(new Error('the engine is closed'));
     const worker = this.worker ?? this.start();
     const id = this.nextId++;
-    const { signal, onStep, previews } = options;
-    return new Promise<EngineResult>((resolve, reject) => {
+    return new Promise<R>((resolve, reject) => {
       const abort = () => this.post(worker, { type: 'abort', id });
       signal?.addEventListener('abort', abort, { once: true });
       const settle = () => signal?.removeEventListener('abort', abort);
       this.pending.set(id, {
-        resolve: (result) => (settle(), resolve(result!)),
+        resolve: (result) => (settle(), resolve(result as R)),
         reject: (error) => (settle(), reject(error)),
-        onStep,
+        ...listeners,
       });
-      this.post(worker, { type: 'run', id, model, request, previews });
+      this.post(worker, message(id));
       if (signal?.aborted) abort();
     });
   }
@@ -81,7 +93,7 @@ export class EngineThread implements GenerationEngine {
     const id = this.nextId++;
     this.preloading.set(id, model);
     try {
-      await new Promise<EngineResult | undefined>((resolve, reject) => {
+      await new Promise<unknown>((resolve, reject) => {
         this.pending.set(id, { resolve, reject });
         this.post(worker, { type: 'preload', id, model });
       });
@@ -118,11 +130,9 @@ export class EngineThread implements GenerationEngine {
     }
     const pending = this.pending.get(message.id);
     if (!pending) return;
-    if (message.type === 'step') {
-      // Progress is best effort: a failing listener must not fail the generation.
-      Promise.resolve(pending.onStep?.(message.progress)).catch(() => {});
-      return;
-    }
+    // Progress is best effort: a failing listener must not fail the generation.
+    if (message.type === 'step') return void Promise.resolve(pending.onStep?.(message.progress)).catch(() => {});
+    if (message.type === 'tile') return void Promise.resolve(pending.onTile?.(message.done, message.total)).catch(() => {});
     this.pending.delete(message.id);
     if (message.type === 'done') pending.resolve(message.result);
     else {

@@ -37,21 +37,33 @@ port.on('message', (message: ToWorker) => {
     );
     return;
   }
-  const { id, model, request, previews } = message;
+  const { id } = message;
   const controller = new AbortController();
   controllers.set(id, controller);
+  // An abort arrives as a message, which the event loop delivers only between macrotasks: let it
+  // in after each step or tile, before the engine checks the signal, or the next would start regardless.
+  const letAbortIn = () => new Promise((resolve) => setImmediate(resolve));
   queue = queue.then(async () => {
     try {
-      const result = await engine.run(model, request, {
+      if (message.type === 'upscale') {
+        const image = await engine.upscale(message.job, {
+          signal: controller.signal,
+          onTile: async (done, total) => {
+            send({ type: 'tile', id, done, total });
+            await letAbortIn();
+          },
+        });
+        send({ type: 'done', id, result: image }, [image.data.buffer as ArrayBuffer]);
+        return;
+      }
+      const result = await engine.run(message.model, message.request, {
         signal: controller.signal,
-        previews,
+        previews: message.previews,
         onStep: async (progress) => {
           const latents = progress.latents.slice();
           const transfer = [latents.buffer, ...(progress.previewRgb ? [progress.previewRgb.data.buffer as ArrayBuffer] : [])];
           send({ type: 'step', id, progress: { ...progress, latents } }, transfer);
-          // An abort arrives as a message, which the event loop delivers only between macrotasks: let it
-          // in before the pipeline checks the signal, or the next step would start regardless.
-          await new Promise((resolve) => setImmediate(resolve));
+          await letAbortIn();
         },
       });
       send({ type: 'done', id, result }, result.images.map((i) => i.image.data.buffer as ArrayBuffer));

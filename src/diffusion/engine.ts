@@ -9,11 +9,14 @@ import { ModelCache } from './model-cache.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import type { RuntimeOptions } from './onnx-model.ts';
 import type { Submodel } from './providers.ts';
+import { DiffusionError } from './errors.ts';
+import type { RgbImage } from './image.ts';
 import { generate, type GenerateCallbacks, type GenerateResult, type StepProgress } from './pipeline.ts';
 import type { RgbPixels } from './preview.ts';
 import type { GenerateRequest } from './request.ts';
 import { SessionPool } from './session-pool.ts';
 import { StableDiffusionModel } from './stable-diffusion.ts';
+import { upscaleImage, type UpscaleRequest } from './upscale.ts';
 import { OnnxUpscaler } from './upscalers.ts';
 import { TaesdDecoder, TaesdPreviews, taesdWarning } from './taesd.ts';
 import { DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_PIXELS } from './vae-tiles.ts';
@@ -70,12 +73,25 @@ export interface EngineModelStatus {
   submodels: { name: Submodel; providers: string[]; fromOptimizedCache: boolean }[];
 }
 
+/** A resolved upscale (upscale.ts) with its source image, encoded, and its model upscaler's file (none for `lanczos`). */
+export interface UpscaleJob extends UpscaleRequest {
+  image: Uint8Array;
+  upscalerPath?: string;
+}
+
+export interface UpscaleOptions {
+  signal?: AbortSignal;
+  /** Told after each tile; the upscale stops (ABORTED) before the next once `signal` is aborted. */
+  onTile?: (done: number, total: number) => void | Promise<void>;
+}
+
 export interface GenerationEngine {
   run(model: ModelFolderInfo, request: GenerateRequest, options?: RunOptions): Promise<EngineResult>;
   /** Loads the model as it is into the cache, for the first request on it not to wait. */
   preload(model: ModelFolderInfo): Promise<void>;
   /** The models loaded and loading now. */
   models(): EngineModelStatus[];
+  upscale(job: UpscaleJob, options?: UpscaleOptions): Promise<RgbImage>;
   close(): Promise<void>;
 }
 
@@ -162,6 +178,20 @@ export class Engine implements GenerationEngine {
           return { ...result, warnings: [...result.warnings, ...warnings], timings: { ...result.timings, previewMs: taesd.ms } };
         }),
     ).finally(() => this.onModelsChanged?.());
+  }
+
+  /** Upscales an image with the upscaler model cached as hires requests use it. */
+  async upscale({ image, upscalerPath, ...request }: UpscaleJob, { signal, onTile }: UpscaleOptions = {}): Promise<RgbImage> {
+    const stopIfAborted = () => {
+      if (signal?.aborted) throw new DiffusionError('ABORTED', 'upscale canceled');
+    };
+    stopIfAborted();
+    return this.withUpscaler(upscalerPath, (upscaler) =>
+      upscaleImage(image, request, upscaler, async (done, total) => {
+        await onTile?.(done, total);
+        stopIfAborted();
+      }),
+    );
   }
 
   async close(): Promise<void> {

@@ -181,11 +181,16 @@ export function formatInfotext(p: InfotextParams): string {
     ['CFG Rescale phi', p.guidanceRescale || undefined],
     ...Object.entries(p.extra ?? {}),
   ];
-  const line = settings
+  const line = formatSettings(settings);
+  return [prompt, ...(p.negativePrompt ? [`Negative prompt: ${p.negativePrompt}`] : []), line].join('\n');
+}
+
+/** "Key: value, …" as AUTOMATIC1111 joins its settings (values with commas quoted); undefined and empty values left out. */
+export function formatSettings(settings: readonly (readonly [string, string | number | undefined])[]): string {
+  return settings
     .filter(([, v]) => v !== undefined && v !== '')
     .map(([k, v]) => `${k}: ${quote(String(v))}`)
     .join(', ');
-  return [prompt, ...(p.negativePrompt ? [`Negative prompt: ${p.negativePrompt}`] : []), line].join('\n');
 }
 
 export interface ParsedInfotext {
@@ -218,8 +223,13 @@ export function parseInfotext(text: string): ParsedInfotext {
     if (negative) negativePrompt += (negativePrompt ? '\n' : '') + line;
     else prompt += (prompt ? '\n' : '') + line;
   }
+  return { prompt, negativePrompt, settings: parseSettings(lastLine) };
+}
+
+/** The "Key: value" settings of one line, as parseInfotext reads its last line (quotes removed). */
+export function parseSettings(line: string): Record<string, string> {
   const settings: Record<string, string> = {};
-  for (const [, key, raw] of lastLine.matchAll(PARAM)) {
+  for (const [, key, raw] of line.matchAll(PARAM)) {
     let value = raw.trim();
     // AUTOMATIC1111 drops a key without a value (its parser fails on it).
     if (value === '') continue;
@@ -232,7 +242,7 @@ export function parseInfotext(text: string): ParsedInfotext {
     }
     settings[key.trim()] = value;
   }
-  return { prompt, negativePrompt, settings };
+  return settings;
 }
 
 /**

@@ -22,7 +22,7 @@ export const GenerationStatus = builder.enumType('GenerationStatus', {
     RUNNING: { description: 'Being denoised; see `step` and `totalSteps`, or subscribe to `generationProgress`.' },
     SUCCEEDED: { description: 'Finished; `images` holds the results.' },
     FAILED: { description: 'Stopped by an error; see `error`.' },
-    CANCELED: { description: 'Canceled with `cancelGeneration` before it finished.' },
+    CANCELED: { description: 'Canceled with `cancelGeneration` (`cancelUpscale`) before it finished.' },
   } satisfies Record<GenerationStatusValue, { description: string }>,
 });
 
@@ -213,17 +213,49 @@ const GenerationFilter = builder.inputType('GenerationFilter', {
   }),
 });
 
+/** What every row of the queue has, a generation or an upscale: resolved once, here. */
+export const Job = builder.prismaInterface('Generation', {
+  variant: 'Job',
+  description: 'Work of the queue, run by the workers in priority order: a `Generation` or an `Upscale`. Both count towards a token\'s SDQL_MAX_QUEUED.',
+  resolveType: (row) => (row.kind === 'UPSCALE' ? 'Upscale' : 'Generation'),
+  fields: (t) => ({
+    owner: t.exposeString('owner', { description: 'The name of the token that submitted it; "local" when authentication was off.' }),
+    status: t.expose('status', { type: GenerationStatus, description: 'Where it is now; its progress subscription (`generationProgress`, `upscaleProgress`) follows it live.' }),
+    priority: t.exposeInt('priority', { description: 'Its place in the queue: higher runs first.' }),
+    error: t.exposeString('error', { nullable: true, description: 'Why it FAILED; null otherwise.' }),
+    queuePosition: t.loadable({
+      type: 'Int',
+      nullable: true,
+      description: '1 for the next to run; null unless QUEUED.',
+      // One query for all the generations of a response.
+      load: async (ids: string[], ctx) => {
+        const positions = await ctx.jobs.queue.positions(ids);
+        return ids.map((id) => positions.get(id) ?? null);
+      },
+      resolve: (g) => (g.status === 'QUEUED' ? g.id : null),
+    }),
+    createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was submitted.' }),
+    startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true, description: 'When a worker started it; null while QUEUED.' }),
+    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true, description: 'When it SUCCEEDED, FAILED or was CANCELED.' }),
+    durationMs: t.int({
+      nullable: true,
+      description: 'Milliseconds from start to finish, once finished.',
+      resolve: (g) => (g.startedAt && g.finishedAt ? g.finishedAt.getTime() - g.startedAt.getTime() : null),
+    }),
+  }),
+});
+
 builder.prismaNode('Generation', {
+  interfaces: [Job],
   description: 'One generation request and its outcome, with every parameter as it ran (defaults resolved).',
   id: { field: 'id', description: 'Global id. `generation(id:)`, `cancelGeneration`, `deleteGeneration` and `generationProgress` take it.' },
   // A token that is not ADMIN finds its own generations only: another's id is NOT_FOUND.
-  findUnique: (id, ctx) => ({ id, ...ownedBy(ctx.viewer) }),
+  findUnique: (id, ctx) => ({ id, ...generationsOf(ctx.viewer) }),
   nullable: true,
   fields: (t) => ({
-    owner: t.exposeString('owner', { description: 'The name of the token that submitted it; "local" when authentication was off.' }),
-    status: t.expose('status', { type: GenerationStatus, description: 'Where it is now; `generationProgress` follows it live.' }),
-    model: t.relation('model', { description: 'The model it runs with (still listed after its folder is removed).' }),
-    modelId: t.globalID({ description: "`model`'s global id (`model.name` is the folder name).", resolve: (g) => ({ type: 'Model', id: g.modelId }) }),
+    // Every GENERATE row has a model (only upscales, which are not Generations, have none).
+    model: t.relation('model', { onNull: 'error', description: 'The model it runs with (still listed after its folder is removed).' }),
+    modelId: t.globalID({ description: "`model`'s global id (`model.name` is the folder name).", resolve: (g) => ({ type: 'Model', id: g.modelId ?? '' }) }),
     modelHash: t.exposeString('modelHash', { nullable: true, description: "The model's short hash when it ran (AUTOMATIC1111's Model hash)." }),
     prompt: t.exposeString('prompt', { description: `The prompt as sent. ${HIDDEN}`, ...ownersOnly('') }),
     negativePrompt: t.exposeString('negativePrompt', { description: `The negative prompt as sent; empty for none. ${HIDDEN}`, ...ownersOnly('') }),
@@ -267,31 +299,10 @@ builder.prismaNode('Generation', {
     }),
     seed: t.field({ type: 'SafeInt', description: 'Seed of the first image; image i used seed + i.', resolve: (g) => g.seed }),
     numImages: t.exposeInt('numImages', { description: 'Images in the batch.' }),
-    priority: t.exposeInt('priority', { description: 'Its place in the queue: higher runs first.' }),
     images: t.relation('images', { query: { orderBy: { index: 'asc' } }, description: 'The results, by `index`; empty until SUCCEEDED.' }),
-    error: t.exposeString('error', { nullable: true, description: 'Why it FAILED; null otherwise.' }),
     warnings: t.exposeStringList('warnings', { description: `What did not go as asked without failing it (prompt text past the token limit, …). ${HIDDEN}`, ...ownersOnly([]) }),
     step: t.exposeInt('step', { description: 'UNet calls done so far.' }),
     totalSteps: t.exposeInt('totalSteps', { nullable: true, description: 'UNet calls in all, known from submission (null for generations stored before sdql counted them then): `steps`, except twice that for HEUN and DPM2, img2img\'s `strength` share of it, and fewer where rounded DPM-Solver or UniPC timesteps repeat (KARRAS, EXPONENTIAL) and run once.' }),
-    queuePosition: t.loadable({
-      type: 'Int',
-      nullable: true,
-      description: '1 for the next to run; null unless QUEUED.',
-      // One query for all the generations of a response.
-      load: async (ids: string[], ctx) => {
-        const positions = await ctx.jobs.queue.positions(ids);
-        return ids.map((id) => positions.get(id) ?? null);
-      },
-      resolve: (g) => (g.status === 'QUEUED' ? g.id : null),
-    }),
-    createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was submitted.' }),
-    startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true, description: 'When a worker started it; null while QUEUED.' }),
-    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true, description: 'When it SUCCEEDED, FAILED or was CANCELED.' }),
-    durationMs: t.int({
-      nullable: true,
-      description: 'Milliseconds from start to finish, once finished.',
-      resolve: (g) => (g.startedAt && g.finishedAt ? g.finishedAt.getTime() - g.startedAt.getTime() : null),
-    }),
   }),
 });
 
@@ -339,30 +350,50 @@ const QueueState = builder.objectRef<object>('QueueState').implement({
     running: t.prismaField({
       type: ['Generation'],
       description: 'Being denoised now, oldest start first.',
-      resolve: (query, _s, _a, ctx) => ctx.db.prisma.generation.findMany({ ...query, where: { status: 'RUNNING' }, orderBy: { startedAt: 'asc' } }),
+      resolve: (query, _s, _a, ctx) => ctx.db.prisma.generation.findMany({ ...query, where: { status: 'RUNNING', kind: 'GENERATE' }, orderBy: { startedAt: 'asc' } }),
     }),
     queued: t.prismaField({
       type: ['Generation'],
       description: 'In the order they will run.',
       resolve: (query, _s, _a, ctx) =>
-        ctx.db.prisma.generation.findMany({ ...query, where: { status: 'QUEUED' }, orderBy: [{ priority: 'desc' }, { createdAt: 'asc' }, { id: 'asc' }] }),
+        ctx.db.prisma.generation.findMany({ ...query, where: { status: 'QUEUED', kind: 'GENERATE' }, orderBy: [{ priority: 'desc' }, { createdAt: 'asc' }, { id: 'asc' }] }),
     }),
   }),
 });
 
 /** The generation a `generationId` argument names (global or plain id); NOT_FOUND when there is none or the viewer may not see it. */
 async function findGeneration(ctx: Context, id: string | number) {
-  const generation = await ctx.db.prisma.generation.findUnique({ where: { id: localId('Generation', id), ...ownedBy(ctx.viewer) } });
+  const generation = await ctx.db.prisma.generation.findUnique({ where: { id: localId('Generation', id), ...generationsOf(ctx.viewer) } });
   if (!generation) throw notFound('generation', String(id));
   return generation;
 }
+
+/** Cancels a queued row at once, or a running one at its next step (waiting a moment for it to stop); CONFLICT when it has ended. */
+export async function cancelJob(ctx: Context, row: { id: string; status: GenerationStatusValue }, name: string): Promise<void> {
+  if (!(await ctx.jobs.queue.cancel(row.id))) throw userError('CONFLICT', `${name} has already ended (${row.status})`, { status: row.status });
+  if (row.status === 'RUNNING') await ctx.jobs.awaitEnd(row.id, 5000);
+}
+
+/** Deletes a row that is not running with its image files and its input files (unless another row uses them); CONFLICT while it runs. */
+export async function deleteJob(ctx: Context, row: { id: string; status: GenerationStatusValue; request: unknown }, name: string): Promise<void> {
+  if (row.status === 'RUNNING') throw userError('CONFLICT', `${name} is running: cancel it first`);
+  const images = await ctx.db.prisma.image.findMany({ where: { generationId: row.id }, select: { path: true } });
+  const deleted = await ctx.db.prisma.generation.deleteMany({ where: { id: row.id, status: { not: 'RUNNING' } } });
+  if (deleted.count === 0) throw userError('CONFLICT', `${name} started running: cancel it first`);
+  await ctx.jobs.images.remove(images.map((i) => i.path));
+  await releaseInputs(ctx.db.prisma, ctx.jobs.images, inputPathsOf(row));
+  ctx.jobs.queue.announce(row.id, 'DELETED');
+}
+
+/** The rows that are Generations (not upscales) the viewer may see. */
+export const generationsOf = (viewer: Viewer) => ({ kind: 'GENERATE' as const, ...ownedBy(viewer) });
 
 /** The history rows `generations(filter:)` lists. */
 function generationsWhere(
   filter: { text?: string | null; modelId?: string | number | null; status?: GenerationStatusValue[] | null; createdAfter?: Date | null; createdBefore?: Date | null } | null | undefined,
   viewer: Viewer,
 ): Prisma.GenerationWhereInput {
-  const where: Prisma.GenerationWhereInput = { ...ownedBy(viewer) };
+  const where: Prisma.GenerationWhereInput = generationsOf(viewer);
   if (filter?.text) {
     where.OR = [
       { prompt: { contains: filter.text, mode: 'insensitive' } },
@@ -384,7 +415,7 @@ builder.queryFields((t) => ({
     args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none; BAD_USER_INPUT for the id of another type.')) },
     description: 'A generation by id. NOT_FOUND when there is none.',
     resolve: async (query, _r, { id }, ctx) => {
-      const generation = await ctx.db.prisma.generation.findUnique({ ...query, where: { id: localId('Generation', id), ...ownedBy(ctx.viewer) } });
+      const generation = await ctx.db.prisma.generation.findUnique({ ...query, where: { id: localId('Generation', id), ...generationsOf(ctx.viewer) } });
       if (!generation) throw notFound('generation', String(id));
       return generation;
     },
@@ -482,10 +513,7 @@ builder.mutationFields((t) => ({
     args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none.')) },
     resolve: async (query, _r, { id }, ctx) => {
       const generation = await findGeneration(ctx, id);
-      if (!(await ctx.jobs.queue.cancel(generation.id))) {
-        throw userError('CONFLICT', `generation ${id} has already ended (${generation.status})`, { status: generation.status });
-      }
-      if (generation.status === 'RUNNING') await ctx.jobs.awaitEnd(generation.id, 5000);
+      await cancelJob(ctx, generation, `generation ${id}`);
       return ctx.db.prisma.generation.findUniqueOrThrow({ ...query, where: { id: generation.id } });
     },
   }),
@@ -497,13 +525,7 @@ builder.mutationFields((t) => ({
     args: { id: t.arg.id(generationIdArg('NOT_FOUND when there is none.')) },
     resolve: async (_r, { id }, ctx) => {
       const generation = await findGeneration(ctx, id);
-      if (generation.status === 'RUNNING') throw userError('CONFLICT', `generation ${id} is running: cancel it first`);
-      const images = await ctx.db.prisma.image.findMany({ where: { generationId: generation.id }, select: { path: true } });
-      const deleted = await ctx.db.prisma.generation.deleteMany({ where: { id: generation.id, status: { not: 'RUNNING' } } });
-      if (deleted.count === 0) throw userError('CONFLICT', `generation ${id} started running: cancel it first`);
-      await ctx.jobs.images.remove(images.map((i) => i.path));
-      await releaseInputs(ctx.db.prisma, ctx.jobs.images, inputPathsOf(generation));
-      ctx.jobs.queue.announce(generation.id, 'DELETED');
+      await deleteJob(ctx, generation, `generation ${id}`);
       return { type: 'Generation', id: generation.id };
     },
   }),

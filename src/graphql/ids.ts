@@ -7,7 +7,7 @@ import { isObjectType, type GraphQLResolveInfo } from 'graphql';
 import { notFound, userError } from './errors.ts';
 
 /** The object types that implement Node (what the arguments below may name). */
-export type NodeType = 'Generation' | 'Image' | 'Model' | 'Lora' | 'Embedding';
+export type NodeType = 'Generation' | 'Image' | 'Model' | 'Lora' | 'Embedding' | 'Upscale' | 'UpscaleImage';
 
 /** `Typename:localId` of a string that is exactly a global id (canonical base64), else undefined. */
 function readGlobalId(id: string): { typename: string; id: string } | undefined {
@@ -20,14 +20,15 @@ function readGlobalId(id: string): { typename: string; id: string } | undefined 
 }
 
 /**
- * The local id an argument names: a global id of `type`, or a plain local id. A global id of
- * another type is BAD_USER_INPUT, so that a client that mixes ids up hears why.
+ * The local id an argument names: a global id of `type` (or of one of them), or a plain local id. A
+ * global id of another type is BAD_USER_INPUT, so that a client that mixes ids up hears why.
  */
-export function localId(type: NodeType, id: string | number): string {
+export function localId(type: NodeType | readonly NodeType[], id: string | number): string {
   const raw = String(id);
   const global = readGlobalId(raw);
   if (!global) return raw;
-  if (global.typename !== type) throw userError('BAD_USER_INPUT', `"${raw}" is a global id of type ${global.typename}, not ${type}`, { id: raw });
+  const types: readonly string[] = typeof type === 'string' ? [type] : type;
+  if (!types.includes(global.typename)) throw userError('BAD_USER_INPUT', `"${raw}" is a global id of type ${global.typename}, not ${types.join(' or ')}`, { id: raw });
   return global.id;
 }
 

@@ -1,7 +1,7 @@
 // Images: the results of generations (served over HTTP by src/server/images.ts), images sent in
 // as init images, and the parameters a PNG carries (ours or AUTOMATIC1111's).
-import { DiffusionError, LIMITS, a1111Selection, formatInfotext, inputImageBytes, parseInfotext, readImageInfo, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
-import { ownedBy } from '../auth/index.ts';
+import { DiffusionError, LIMITS, a1111Selection, formatInfotext, inputImageBytes, parseInfotext, parseSettings, readImageInfo, schedulerFromA1111, type SchedulerName } from '../diffusion/index.ts';
+import { ownedBy, type Viewer } from '../auth/index.ts';
 import { builder } from './builder.ts';
 import type { Context } from './context.ts';
 import { notFound, userError } from './errors.ts';
@@ -24,7 +24,7 @@ builder.scalarType('File', {
 export const ImageInput = builder.inputType('ImageInput', {
   description: `An image, given in exactly one way. PNG, JPEG or WebP, at most ${LIMITS.maxImageBytes} bytes and ${LIMITS.maxInputPixels} pixels.`,
   fields: (t) => ({
-    imageId: t.id({ description: 'An image of the history: its `id` (or its plain id: see schema/CHANGELOG.md). NOT_FOUND when there is none.' }),
+    imageId: t.id({ description: 'An image of the history, an `Image` or an `UpscaleImage`: its `id` (or its plain id: see schema/CHANGELOG.md). NOT_FOUND when there is none.' }),
     dataUrl: t.string({ description: 'A data: URL, e.g. data:image/png;base64,…' }),
     file: t.field({ type: 'File', description: 'A file uploaded with the request (GraphQL multipart request).' }),
   }),
@@ -45,7 +45,8 @@ export async function readImageInput(input: ImageInputValue, ctx: Context, field
   const given = [input.imageId, input.dataUrl, input.file].filter((v) => v !== undefined && v !== null);
   if (given.length !== 1) throw userError('BAD_USER_INPUT', named(`give exactly one of imageId, dataUrl and file (got ${given.length})`));
   if (input.imageId !== undefined && input.imageId !== null) {
-    const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', input.imageId), generation: ownedBy(ctx.viewer) } });
+    // A generation's image or an upscale's.
+    const image = await ctx.db.prisma.image.findUnique({ where: { id: localId(['Image', 'UpscaleImage'], input.imageId), generation: ownedBy(ctx.viewer) } });
     if (!image) throw notFound('image', String(input.imageId));
     return { bytes: await ctx.jobs.images.read(image.path), imageId: image.id };
   }
@@ -73,8 +74,8 @@ export const InputImage = builder.objectRef<InputImageValue>('InputImage').imple
     image: t.prismaField({
       type: 'Image',
       nullable: true,
-      description: 'The image of the history it was given as (`ImageInput.imageId`); null when it was sent as data or a file.',
-      resolve: (query, input, _a, ctx) => (input.imageId ? ctx.db.prisma.image.findUnique({ ...query, where: { id: input.imageId, generation: ownedBy(ctx.viewer) } }) : null),
+      description: 'The image of the history it was given as (`ImageInput.imageId`); null when it was sent as data or a file, or was an `UpscaleImage` (see `upscaleImage`).',
+      resolve: (query, input, _a, ctx) => (input.imageId ? ctx.db.prisma.image.findUnique({ ...query, where: { id: input.imageId, ...generationImages(ctx.viewer) } }) : null),
     }),
     dataUrl: t.string({
       description: 'The file as a data: URL: show it, or send it back as `ImageInput.dataUrl` to reuse it.',
@@ -83,12 +84,10 @@ export const InputImage = builder.objectRef<InputImageValue>('InputImage').imple
   }),
 });
 
-builder.prismaNode('Image', {
-  description: 'An image a generation produced.',
-  id: { field: 'id', description: 'Global id. `ImageInput.imageId` and `deleteImage` take it.' },
-  // As for generations: another owner's image is NOT_FOUND to a token without ADMIN.
-  findUnique: (id, ctx) => ({ id, generation: ownedBy(ctx.viewer) }),
-  nullable: true,
+/** The fields every image file of the history has, a generation's (`Image`) or an upscale's (`UpscaleImage`): resolved once, here. */
+export const ImageFile = builder.prismaInterface('Image', {
+  variant: 'ImageFile',
+  description: 'An image file this server stores and serves: a generation\'s `Image` or an upscale\'s `UpscaleImage`.',
   fields: (t) => ({
     url: t.string({
       description:
@@ -99,11 +98,25 @@ builder.prismaNode('Image', {
     index: t.exposeInt('index', { description: 'Position in its generation, from 0.' }),
     width: t.exposeInt('width', { description: 'Width in pixels.' }),
     height: t.exposeInt('height', { description: 'Height in pixels.' }),
-    seed: t.field({ type: 'SafeInt', description: "The seed it was denoised from: its generation's `seed` + `index`.", resolve: (image) => image.seed }),
     format: t.exposeString('format', { description: 'png, jpeg or webp.' }),
     bytes: t.exposeInt('bytes', { description: 'Size of the file in bytes.' }),
     sha256: t.exposeString('sha256', { description: 'SHA-256 of the file (hex).' }),
     createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was written.' }),
+  }),
+});
+
+/** Images of generations only: an upscale's rows of the Image table are `UpscaleImage`s, whose `generation` there is none. */
+export const generationImages = (viewer: Viewer) => ({ generation: { kind: 'GENERATE' as const, ...ownedBy(viewer) } });
+
+builder.prismaNode('Image', {
+  description: 'An image a generation produced.',
+  interfaces: [ImageFile],
+  id: { field: 'id', description: 'Global id. `ImageInput.imageId` and `deleteImage` take it.' },
+  // As for generations: another owner's image is NOT_FOUND to a token without ADMIN.
+  findUnique: (id, ctx) => ({ id, ...generationImages(ctx.viewer) }),
+  nullable: true,
+  fields: (t) => ({
+    seed: t.field({ type: 'SafeInt', description: "The seed it was denoised from: its generation's `seed` + `index`.", resolve: (image) => image.seed }),
     generation: t.relation('generation', { description: 'The generation that made it.' }),
     infotext: t.string({
       description: "The parameters as AUTOMATIC1111 writes them (the PNG's \"parameters\" text).",
@@ -118,7 +131,7 @@ builder.prismaNode('Image', {
           seed: Number(image.seed),
           strength: g.strength ?? undefined,
           modelHash: g.modelHash ?? undefined,
-          modelName: g.modelId,
+          modelName: g.modelId ?? undefined,
         });
       },
     }),
@@ -127,6 +140,8 @@ builder.prismaNode('Image', {
 
 interface PngInfoValue {
   parameters: string | null;
+  /** AUTOMATIC1111's Extras text ("postprocessing"). */
+  postprocessing: string | null;
   prompt: string | null;
   negativePrompt: string | null;
   settings: { key: string; value: string }[];
@@ -222,6 +237,11 @@ const PngInfo = builder.objectRef<PngInfoValue>('PngInfo').implement({
       resolve: (i) => (hasHires(i) ? null : numberSetting(i, 'Denoising strength')),
     }),
     hires: t.field({ type: PngInfoHires, nullable: true, description: "AUTOMATIC1111's hires-fix settings, when the infotext has them.", resolve: (i) => (hasHires(i) ? i : null) }),
+    postprocessing: t.field({
+      type: [PngInfoSetting],
+      description: 'The "Key: value" settings of AUTOMATIC1111\'s Extras ("postprocessing" text), in order: `Postprocess upscale by`, `Postprocess upscaler`, …; empty when the image has none.',
+      resolve: (i) => Object.entries(i.postprocessing === null ? {} : parseSettings(i.postprocessing)).map(([key, value]) => ({ key, value })),
+    }),
     request: t.exposeString('request', {
       nullable: true,
       description: "sdql's full request as a string of JSON (PNGs made by sdql).",
@@ -251,6 +271,7 @@ builder.queryField('pngInfo', (t) =>
         prompt: parsed?.prompt ?? null,
         negativePrompt: parsed?.negativePrompt ?? null,
         settings: Object.entries(parsed?.settings ?? {}).map(([key, value]) => ({ key, value })),
+        postprocessing: texts.postprocessing ?? null,
         request: texts.sdql ?? null,
       };
     },
@@ -263,7 +284,7 @@ builder.mutationField('deleteImage', (t) =>
     authScopes: { generate: true },
     args: { id: t.arg.id({ required: true, description: "The image's `id` (or its plain id: see schema/CHANGELOG.md). NOT_FOUND when there is none." }) },
     resolve: async (_r, { id }, ctx) => {
-      const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', id), generation: ownedBy(ctx.viewer) } });
+      const image = await ctx.db.prisma.image.findUnique({ where: { id: localId('Image', id), ...generationImages(ctx.viewer) } });
       if (!image) throw notFound('image', String(id));
       await ctx.db.prisma.image.delete({ where: { id: image.id } });
       await ctx.jobs.images.remove([image.path]);

@@ -2,8 +2,8 @@
 // seed, size, LoRA and embedding files) before anything is stored, then stored as one QUEUED row
 // that is the job itself.
 import { z } from 'zod';
-import type { Generation, PrismaClient } from '../db/index.ts';
-import { badInput, countUnetCalls, prepareRequest, SCHEDULE_TYPES, verifyImage, type AdapterSource, type HiresRequest, type ModelFolderInfo, type RequestParams, type ResolvedAdapters, type ScheduleType } from '../diffusion/index.ts';
+import type { Generation, Prisma, PrismaClient } from '../db/index.ts';
+import { badInput, countUnetCalls, prepareRequest, resolveUpscale, SCHEDULE_TYPES, verifyImage, type UpscalerInfo, type AdapterSource, type HiresRequest, type ModelFolderInfo, type RequestParams, type ResolvedAdapters, type ScheduleType } from '../diffusion/index.ts';
 import type { ImageStore } from './image-store.ts';
 import type { GenerationQueue } from './queue.ts';
 
@@ -110,24 +110,91 @@ export function readStoredRequest(generation: { id: string; request: unknown }):
   return parsed.data;
 }
 
-/** The input files (init image, mask) a generation's request refers to, when the request can be read. */
+/** The input files (init image, mask; an upscale's image) a row's request refers to, when the request can be read. */
 export function inputPathsOf(generation: { request: unknown }): string[] {
   const parsed = storedRequestSchema.safeParse(generation.request);
-  if (!parsed.success) return [];
-  return [parsed.data.initImage?.path, parsed.data.mask?.path].filter((p) => p !== undefined);
+  if (parsed.success) return [parsed.data.initImage?.path, parsed.data.mask?.path].filter((p) => p !== undefined);
+  const upscale = storedUpscaleSchema.safeParse(generation.request);
+  return upscale.success ? [upscale.data.image.path] : [];
 }
 
 /**
  * Removes input files once no generation refers to them: inputs are stored by content, so one file
- * may serve several generations, as an init image or as a mask.
+ * may serve several generations and upscales, as an init image, a mask or an upscale's image.
  */
 export async function releaseInputs(prisma: PrismaClient, images: ImageStore, paths: string[]): Promise<void> {
   for (const path of new Set(paths)) {
     const [{ uses }] = await prisma.$queryRaw<{ uses: number }[]>`
       SELECT count(*)::int AS uses FROM "Generation"
-      WHERE request -> 'initImage' ->> 'path' = ${path} OR request -> 'mask' ->> 'path' = ${path}`;
+      WHERE request -> 'initImage' ->> 'path' = ${path} OR request -> 'mask' ->> 'path' = ${path} OR request -> 'image' ->> 'path' = ${path}`;
     if (uses === 0) await images.remove([path]);
   }
+}
+
+/** What an UPSCALE row's request holds: the upscale resolved, its image by reference, and the scale as sent. */
+export interface StoredUpscale {
+  upscaler: string;
+  /** As it runs: the one sent, or the upscaler's own. */
+  scale: number;
+  /** As sent; absent for the upscaler's own. */
+  requestedScale?: number;
+  priority?: number;
+  image: StoredInput;
+}
+
+const storedUpscaleSchema = z.strictObject({
+  upscaler: z.string(),
+  scale: z.number(),
+  requestedScale: optionalNumber,
+  priority: optionalNumber,
+  image: storedInputSchema,
+}) satisfies z.ZodType<StoredUpscale>;
+
+/** The stored request of an UPSCALE row; an Error that says what is wrong when it does not hold one. */
+export function readStoredUpscale(row: { id: string; request: unknown }): StoredUpscale {
+  const parsed = storedUpscaleSchema.safeParse(row.request);
+  if (!parsed.success) throw new Error(`the stored request of upscale ${row.id} cannot be read: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+export interface UpscaleInput {
+  image: { bytes: Uint8Array; imageId?: string };
+  upscaler: string;
+  scale?: number;
+  priority?: number;
+}
+
+/**
+ * Queues an upscale: checked (image, upscaler, scale, the result's size) before anything is stored,
+ * then one QUEUED row of kind UPSCALE whose steps are the upscaler's tiles.
+ */
+export async function submitUpscale(deps: Pick<SubmitDeps, 'prisma' | 'queue' | 'images' | 'listUpscalers'>, input: UpscaleInput, submitter: Submitter): Promise<Generation> {
+  const priority = checkPriority(input.priority);
+  const request = await resolveUpscale(input.image.bytes, { upscaler: input.upscaler, scale: input.scale }, (await deps.listUpscalers?.()) ?? []);
+  return enqueue(deps, submitter, { image: { ...input.image, format: request.format } }, ({ image: file }) => {
+    const stored: StoredUpscale = { upscaler: request.upscaler, scale: request.scale, requestedScale: input.scale, priority: input.priority, image: file! };
+    return {
+      kind: 'UPSCALE',
+      // The denoising columns hold neutral values: an upscale has no prompt, sampler or seed.
+      prompt: '',
+      scheduler: '',
+      steps: 0,
+      guidanceScale: 0,
+      seed: 0n,
+      width: request.width,
+      height: request.height,
+      totalSteps: request.tiles,
+      priority,
+      request: JSON.parse(JSON.stringify(stored)),
+    };
+  });
+}
+
+function checkPriority(priority = 0): number {
+  if (!Number.isInteger(priority) || priority < PRIORITY_RANGE.min || priority > PRIORITY_RANGE.max) {
+    throw badInput(`priority must be an integer from ${PRIORITY_RANGE.min} to ${PRIORITY_RANGE.max}, got ${priority}`);
+  }
+  return priority;
 }
 
 export interface SubmitDeps {
@@ -137,13 +204,12 @@ export interface SubmitDeps {
   adapters: AdapterSource;
   /** The ids of the model upscalers (hires requests are checked against them). */
   upscalers?: () => Promise<string[]>;
+  /** The model upscalers with their scales (upscales are checked against them). */
+  listUpscalers?: () => Promise<UpscalerInfo[]>;
 }
 
-export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo, input: SubmitInput, { owner, maxQueued }: Submitter): Promise<Generation> {
-  const priority = input.priority ?? 0;
-  if (!Number.isInteger(priority) || priority < PRIORITY_RANGE.min || priority > PRIORITY_RANGE.max) {
-    throw badInput(`priority must be an integer from ${PRIORITY_RANGE.min} to ${PRIORITY_RANGE.max}, got ${priority}`);
-  }
+export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo, input: SubmitInput, submitter: Submitter): Promise<Generation> {
+  const priority = checkPriority(input.priority);
   const { initImage: init, mask: maskInput, ...params } = input;
   const upscalers = params.hires ? ((await deps.upscalers?.()) ?? []) : [];
   const { request, adapters } = await prepareRequest(model, { ...params, initImage: init?.bytes, mask: maskInput?.bytes }, deps.adapters, upscalers);
@@ -152,16 +218,11 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
 
   const { initImage, mask, ...sent } = input;
   // Both decoded whole before either is written: a damaged mask leaves no init image file behind.
-  const formats = { initImage: initImage && (await verifyImage(initImage.bytes)).format, mask: mask && (await verifyImage(mask.bytes, 'mask')).format };
-  const saved: string[] = [];
-  const save = async (image: SubmitInput['initImage'], format: string | undefined): Promise<StoredInput | undefined> => {
-    if (!image || !format) return undefined;
-    const file = await deps.images.saveInput(format, image.bytes);
-    saved.push(file.path);
-    return { path: file.path, sha256: file.sha256, format, imageId: image.imageId };
+  const inputs = {
+    initImage: initImage && { ...initImage, format: (await verifyImage(initImage.bytes)).format },
+    mask: mask && { ...mask, format: (await verifyImage(mask.bytes, 'mask')).format },
   };
-  let generation: Generation;
-  try {
+  return enqueue(deps, submitter, inputs, (files) => {
     const stored: StoredRequest = {
       ...sent,
       promptSyntax: request.promptSyntax,
@@ -171,42 +232,70 @@ export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo,
       scheduleType: request.scheduleType,
       clipSkip: request.clipSkip,
       modelId: model.id,
-      initImage: await save(initImage, formats.initImage),
-      mask: await save(mask, formats.mask),
+      ...files,
       adapters,
     };
+    return {
+      modelId: model.id,
+      prompt: request.prompt,
+      negativePrompt: request.negativePrompt,
+      scheduler: request.scheduler,
+      width: request.width,
+      height: request.height,
+      steps: request.steps,
+      guidanceScale: request.guidanceScale,
+      guidanceRescale: request.guidanceRescale,
+      eta: request.eta,
+      strength: request.strength ?? null,
+      seed: BigInt(request.seed),
+      numImages: request.numImages,
+      // Known before it runs, so that every progress event can say it.
+      totalSteps: countUnetCalls(model, request),
+      priority,
+      request: JSON.parse(JSON.stringify(stored)),
+    };
+  });
+}
+
+/** An input image decoded whole (so it is known to be readable) and not yet written. */
+interface VerifiedInput {
+  bytes: Uint8Array;
+  imageId?: string;
+  format: string;
+}
+
+/**
+ * Writes the input files, then inserts the QUEUED row `row` makes of them, unless the owner has
+ * SDQL_MAX_QUEUED rows queued (generations and upscales alike). A row that cannot be stored leaves
+ * no file behind.
+ */
+export async function enqueue<K extends string>(
+  deps: Pick<SubmitDeps, 'prisma' | 'queue' | 'images'>,
+  { owner, maxQueued }: Submitter,
+  inputs: Record<K, VerifiedInput | undefined>,
+  row: (files: Record<K, StoredInput | undefined>) => Omit<Prisma.GenerationUncheckedCreateInput, 'owner'>,
+): Promise<Generation> {
+  const saved: string[] = [];
+  let generation: Generation;
+  try {
+    const files = {} as Record<K, StoredInput | undefined>;
+    for (const [key, image] of Object.entries(inputs) as [K, VerifiedInput | undefined][]) {
+      if (!image) continue;
+      const file = await deps.images.saveInput(image.format, image.bytes);
+      saved.push(file.path);
+      files[key] = { path: file.path, sha256: file.sha256, format: image.format, imageId: image.imageId };
+    }
+    const data = { ...row(files), owner };
     // Counting and inserting under a lock per owner, so that concurrent requests cannot pass the quota together.
     generation = await deps.prisma.$transaction(async (tx) => {
       await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`sdql-quota:${owner}`}::text))`;
       const queued = await tx.generation.count({ where: { owner, status: 'QUEUED' } });
       if (queued >= maxQueued) {
-        throw new QuotaExceededError(`"${owner}" has ${queued} generations queued, the most SDQL_MAX_QUEUED allows: wait for some to run, or cancel some`);
+        throw new QuotaExceededError(`"${owner}" has ${queued} generations and upscales queued, the most SDQL_MAX_QUEUED allows: wait for some to run, or cancel some`);
       }
-      return tx.generation.create({
-        data: {
-          owner,
-          modelId: model.id,
-          prompt: request.prompt,
-          negativePrompt: request.negativePrompt,
-          scheduler: request.scheduler,
-          width: request.width,
-          height: request.height,
-          steps: request.steps,
-          guidanceScale: request.guidanceScale,
-          guidanceRescale: request.guidanceRescale,
-          eta: request.eta,
-          strength: request.strength ?? null,
-          seed: BigInt(request.seed),
-          numImages: request.numImages,
-          // Known before it runs, so that every progress event can say it.
-          totalSteps: countUnetCalls(model, request),
-          priority,
-          request: JSON.parse(JSON.stringify(stored)),
-        },
-      });
+      return tx.generation.create({ data });
     });
   } catch (error) {
-    // A request that could not be stored leaves no file behind.
     await releaseInputs(deps.prisma, deps.images, saved);
     throw error;
   }

@@ -3,8 +3,10 @@
 import { hostname } from 'node:os';
 import { databaseReachable, retryWhileUnreachable, waitForDatabase, type Generation, type Prisma, type PrismaClient } from '../db/index.ts';
 import {
+  addPngText,
   BUILTIN_UPSCALERS,
   countUnetCalls,
+  encodeImage,
   DiffusionError,
   encodeImageWithInfo,
   infotextAdapters,
@@ -12,8 +14,11 @@ import {
   formatInfotext,
   inpaintDefaults,
   inpaintInfotext,
+  LANCZOS,
+  readImageInfo,
   renderPreview,
   resolveAdapters,
+  upscaleInfotext,
   wantsPreview,
   type AdapterSource,
   type EngineStepProgress,
@@ -27,10 +32,10 @@ import {
   type ConversionProgress,
 } from '../diffusion/index.ts';
 import { log } from '../log.ts';
-import type { JobEvents } from './events.ts';
-import type { ImageStore } from './image-store.ts';
+import type { JobEvents, PreviewImage } from './events.ts';
+import type { ImageStore, StoredFile } from './image-store.ts';
 import { statusEvent, type GenerationQueue } from './queue.ts';
-import { readStoredRequest, type StoredRequest } from './request.ts';
+import { readStoredRequest, readStoredUpscale, type StoredRequest } from './request.ts';
 
 export interface WorkerDeps {
   prisma: PrismaClient;
@@ -105,7 +110,7 @@ export class GenerationWorker {
   }
 
   private async process(generation: Generation): Promise<void> {
-    const { queue, events, engine } = this.deps;
+    const { queue } = this.deps;
     const abort = new AbortController();
     this.current = { id: generation.id, abort };
     const heartbeat = setInterval(() => {
@@ -115,48 +120,84 @@ export class GenerationWorker {
         .catch((error) => log.warn('heartbeat failed', { generationId: generation.id, err: error }));
     }, this.deps.heartbeatMs);
     const started = performance.now();
-    log.info('generation started', { generationId: generation.id, model: generation.modelId, attempt: generation.attempts });
+    log.info(`${generation.kind === 'UPSCALE' ? 'upscale' : 'generation'} started`, { generationId: generation.id, model: generation.modelId ?? undefined, attempt: generation.attempts });
     // What the row and every event say of the progress, the final event included.
     const progress: Progress = { step: 0, totalSteps: generation.totalSteps };
-    let previews: PreviewStream | undefined;
+    const stream = new ProgressStream(this.deps, generation.id, progress, started);
     try {
-      const model = this.deps.model(generation.modelId);
-      if (!model || model.error) {
-        throw new DiffusionError('MODEL_INVALID', `model ${generation.modelId} ${model ? `cannot be used: ${model.error}` : 'is no longer in the models folder'}`);
-      }
-      const stored = readStoredRequest(generation);
-      const { request, warnings } = await this.engineRequest(generation, stored, model);
-      const hash = this.deps.modelHash(model.id).catch(() => null);
-      // Hashed while the images are made: a LoRA's first hash reads the whole file.
-      const adapters = infotextAdapters(request, stored.loras?.length ?? 0);
-      const previewEvery = stored.previewEvery ?? 1;
-      progress.totalSteps = countUnetCalls(model, request);
-      previews = new PreviewStream(this.deps, generation.id, request, model.family, previewEvery, progress);
-      const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
-      await this.deps.prisma.generation.updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { ...progress } });
-      events.publish('generation', generation.id, statusEvent(generation.id, 'RUNNING', null, progress.step, progress.totalSteps));
-      const runnable = this.deps.prepare
-        ? await this.deps.prepare(model, (conversion) =>
-            events.publish('generation', generation.id, { ...statusEvent(generation.id, 'RUNNING', null, progress.step, progress.totalSteps), conversion }),
-          )
-        : model;
-      const stream = previews;
-      const result = await engine.run(runnable, request, {
-        signal: abort.signal,
-        onStep: (p) => stream.push(p, started),
-        previews: { every: previewEvery, decoder },
-      });
-      await previews.flushed();
-      await this.finish(generation, model, request, await adapters, stored, result.images, await hash, [...warnings, ...(result.warnings ?? [])]);
-      log.info('generation succeeded', { generationId: generation.id, ms: Math.round(performance.now() - started), ...result.timings });
+      const timings = generation.kind === 'UPSCALE' ? await this.upscale(generation, abort.signal, stream) : await this.generate(generation, abort.signal, stream);
+      log.info(`${generation.kind === 'UPSCALE' ? 'upscale' : 'generation'} succeeded`, { generationId: generation.id, ms: Math.round(performance.now() - started), ...timings });
     } catch (error) {
       // The steps' events go out before the final one.
-      await previews?.flushed();
+      await stream.flushed();
       await this.fail(generation, error, abort.signal.aborted, progress);
     } finally {
       clearInterval(heartbeat);
       this.current = undefined;
     }
+  }
+
+  /** Publishes RUNNING with the steps the run will take, and records them. */
+  private async running(generation: Generation, progress: Progress): Promise<void> {
+    await this.deps.prisma.generation.updateMany({ where: { id: generation.id, workerId: this.id, status: 'RUNNING' }, data: { ...progress } });
+    this.deps.events.publish('generation', generation.id, statusEvent(generation.id, 'RUNNING', null, progress.step, progress.totalSteps));
+  }
+
+  /** Runs a GENERATE row; returns the engine's timings. */
+  private async generate(generation: Generation, signal: AbortSignal, events: ProgressStream): Promise<Record<string, number | undefined>> {
+    const model = generation.modelId === null ? undefined : this.deps.model(generation.modelId);
+    if (!model || model.error) {
+      throw new DiffusionError('MODEL_INVALID', `model ${generation.modelId} ${model ? `cannot be used: ${model.error}` : 'is no longer in the models folder'}`);
+    }
+    const stored = readStoredRequest(generation);
+    const { request, warnings } = await this.engineRequest(generation, stored, model);
+    const hash = this.deps.modelHash(model.id).catch(() => null);
+    // Hashed while the images are made: a LoRA's first hash reads the whole file.
+    const adapters = infotextAdapters(request, stored.loras?.length ?? 0);
+    const previewEvery = stored.previewEvery ?? 1;
+    events.progress.totalSteps = countUnetCalls(model, request);
+    const decoder = previewEvery > 0 ? await this.deps.previewDecoder?.(model) : undefined;
+    await this.running(generation, events.progress);
+    // A checkpoint is converted to ONNX on its first use; subscribers see the conversion's progress.
+    const runnable = this.deps.prepare
+      ? await this.deps.prepare(model, (conversion) =>
+          this.deps.events.publish('generation', generation.id, { ...statusEvent(generation.id, 'RUNNING', null, events.progress.step, events.progress.totalSteps), conversion }),
+        )
+      : model;
+    const result = await this.deps.engine.run(runnable, request, {
+      signal,
+      onStep: (p) => events.push(p.step, p.totalSteps, previewOf(p, request, model.family, previewEvery, generation.id)),
+      previews: { every: previewEvery, decoder },
+    });
+    await events.flushed();
+    await this.finish(generation, model, request, await adapters, stored, result.images, await hash, [...warnings, ...(result.warnings ?? [])]);
+    return result.timings;
+  }
+
+  /** Runs an UPSCALE row: its image through the engine thread, a progress event per tile, one result image. */
+  private async upscale(generation: Generation, signal: AbortSignal, events: ProgressStream): Promise<Record<string, number>> {
+    const stored = readStoredUpscale(generation);
+    const upscalerPath = stored.upscaler === LANCZOS ? undefined : await this.upscalerPath(stored.upscaler);
+    const source = await this.deps.images.read(stored.image.path);
+    const request = { upscaler: stored.upscaler, scale: stored.scale, width: generation.width, height: generation.height, tiles: generation.totalSteps ?? 1 };
+    await this.running(generation, events.progress);
+    const image = await this.deps.engine.upscale({ ...request, image: source, upscalerPath }, { signal, onTile: (done, total) => events.push(done, total) });
+    await events.flushed();
+    // AUTOMATIC1111's Extras keep the source's parameters and add their keys in "postprocessing" and "extras" texts.
+    const parameters = (await readImageInfo(source)).parameters;
+    const postprocessing = upscaleInfotext(request);
+    const { image: input, ...sent } = stored;
+    const png = await addPngText(await encodeImage(image, 'png'), {
+      ...(parameters !== undefined && { parameters }),
+      postprocessing,
+      extras: postprocessing,
+      sdql: JSON.stringify({ ...sent, image: { sha256: input.sha256 }, upscaleId: generation.id }),
+    });
+    await this.record(generation, {}, async (save) => {
+      const file = await save(`${generation.id}-0`, png);
+      return [{ generationId: generation.id, index: 0, path: file.path, width: image.width, height: image.height, seed: 0n, format: 'png', bytes: file.bytes, sha256: file.sha256, infotext: parameters ?? null }];
+    });
+    return {};
   }
 
   private async engineRequest(generation: Generation, stored: StoredRequest, model: ModelFolderInfo): Promise<{ request: GenerateRequest; warnings: string[] }> {
@@ -182,7 +223,8 @@ export class GenerationWorker {
       variationSeed: stored.variationSeed,
       variationStrength: stored.variationStrength,
       hires: stored.hires,
-      upscalerPath: await this.upscalerPath(stored.hires),
+      // The built-in ones have no file.
+      upscalerPath: stored.hires && !Object.hasOwn(BUILTIN_UPSCALERS, stored.hires.upscaler) ? await this.upscalerPath(stored.hires.upscaler) : undefined,
       initImage: stored.initImage ? await this.deps.images.read(stored.initImage.path) : undefined,
       inpaint: stored.mask || stored.outpaint ? inpaintDefaults({ ...stored, mask: stored.mask && (await this.deps.images.read(stored.mask.path)) }) : undefined,
       promptSyntax,
@@ -197,11 +239,10 @@ export class GenerationWorker {
     return { request, warnings: adapters?.warnings ?? [] };
   }
 
-  /** The file of the model upscaler a hires request names; none for the built-in ones. */
-  private async upscalerPath(hires: StoredRequest['hires']): Promise<string | undefined> {
-    if (!hires || Object.hasOwn(BUILTIN_UPSCALERS, hires.upscaler)) return undefined;
-    const path = await this.deps.upscalerPath?.(hires.upscaler);
-    if (!path) throw new DiffusionError('MODEL_INVALID', `upscaler ${hires.upscaler} is no longer in the upscalers folder`);
+  /** The file of a model upscaler; MODEL_INVALID once it is gone. */
+  private async upscalerPath(id: string): Promise<string> {
+    const path = await this.deps.upscalerPath?.(id);
+    if (!path) throw new DiffusionError('MODEL_INVALID', `upscaler ${id} is no longer in the upscalers folder`);
     return path;
   }
 
@@ -216,9 +257,7 @@ export class GenerationWorker {
     modelHash: string | null,
     warnings: string[],
   ): Promise<void> {
-    const { prisma, images, events, queue } = this.deps;
-    const written: string[] = [];
-    try {
+    await this.record(generation, { modelHash: modelHash?.slice(0, 10) ?? null, warnings }, async (save) => {
       const rows: Prisma.ImageCreateManyInput[] = [];
       for (const [index, { seed, image }] of results.entries()) {
         const extra = request.inpaint && inpaintInfotext(request.inpaint);
@@ -228,10 +267,30 @@ export class GenerationWorker {
           parameters: infotext,
           sdql: JSON.stringify({ ...storedRequestForImage(stored), seed, generationId: generation.id, model: model.id }),
         });
-        const file = await images.saveImage(`${generation.id}-${index}`, 'png', png);
-        written.push(file.path);
+        const file = await save(`${generation.id}-${index}`, png);
         rows.push({ generationId: generation.id, index, path: file.path, width: image.width, height: image.height, seed: BigInt(seed), format: 'png', bytes: file.bytes, sha256: file.sha256, infotext });
       }
+      return rows;
+    });
+  }
+
+  /**
+   * Writes the result files (`write` saves each through `save`), then records them and SUCCEEDED
+   * (with `data`) in one transaction; the files of a failed write or record are removed.
+   */
+  private async record(
+    generation: Generation,
+    data: Prisma.GenerationUpdateManyMutationInput,
+    write: (save: (imageId: string, png: Uint8Array) => Promise<StoredFile>) => Promise<Prisma.ImageCreateManyInput[]>,
+  ): Promise<void> {
+    const { prisma, images, events, queue } = this.deps;
+    const written: string[] = [];
+    try {
+      const rows = await write(async (imageId, png) => {
+        const file = await images.saveImage(imageId, 'png', png);
+        written.push(file.path);
+        return file;
+      });
       // Through an outage the images wait here, made, until the database answers again.
       await retryWhileUnreachable(
         prisma,
@@ -240,7 +299,7 @@ export class GenerationWorker {
           prisma.$transaction(async (tx) => {
             const updated = await tx.generation.updateMany({
               where: { id: generation.id, workerId: this.id, status: 'RUNNING' },
-              data: { status: 'SUCCEEDED', finishedAt: new Date(), modelHash: modelHash?.slice(0, 10) ?? null, warnings, heartbeatAt: null },
+              data: { ...data, status: 'SUCCEEDED', finishedAt: new Date(), heartbeatAt: null },
             });
             if (updated.count > 0) return void (await tx.image.createMany({ data: rows }));
             // A try whose commit was lost with its connection has recorded it already.
@@ -326,52 +385,53 @@ interface Progress {
 /** How often a running generation's step is written to its row. */
 const RECORD_PROGRESS_MS = 500;
 
+/** A step's preview, when the step wants one: the engine's TAESD pixels when it sends them, else the linear approximation. */
+/** The step's preview, when one is due: the engine's TAESD image, else the latents' approximation in the model family's colours. */
+function previewOf(p: EngineStepProgress, request: GenerateRequest, family: ModelFamily, every: number, generationId: string): Promise<PreviewImage | null> {
+  if (!wantsPreview(p.step, p.totalSteps, every)) return Promise.resolve(null);
+  return (p.previewRgb ? encodePreview(p.previewRgb, request) : renderPreview(p.latents, p.latentShape, 0, request, { family })).catch((error) => {
+    log.warn('preview failed', { generationId, err: error });
+    return null;
+  });
+}
+
 /**
- * Turns step progress into events with previews: the engine's TAESD pixels when it sends them, else
- * the linear approximation. Rendering runs on sharp's threads while the engine thread keeps
- * denoising; a chain keeps events in step order.
+ * Turns steps (a generation's UNet calls, an upscale's tiles) into events, with their previews.
+ * Previews render on sharp's threads while the engine thread keeps working; a chain keeps events in
+ * step order.
  */
-class PreviewStream {
+class ProgressStream {
   private chain = Promise.resolve();
   private lastRecorded = -Infinity;
 
   constructor(
     private readonly deps: Pick<WorkerDeps, 'events' | 'prisma'>,
     private readonly generationId: string,
-    private readonly request: GenerateRequest,
-    /** Whose latent space the previews show. */
-    private readonly family: ModelFamily,
-    private readonly every: number,
     /** Updated as each step's event goes out. */
-    private readonly progress: Progress,
+    readonly progress: Progress,
+    private readonly startedAt: number,
   ) {}
 
-  push(p: EngineStepProgress, startedAt: number): void {
-    const elapsed = performance.now() - startedAt;
-    const etaMs = Math.round((elapsed / p.step) * (p.totalSteps - p.step));
-    const preview = wantsPreview(p.step, p.totalSteps, this.every)
-      ? (p.previewRgb ? encodePreview(p.previewRgb, this.request) : renderPreview(p.latents, p.latentShape, 0, this.request, { family: this.family })).catch((error) => {
-          log.warn('preview failed', { generationId: this.generationId, err: error });
-          return null;
-        })
-      : Promise.resolve(null);
+  push(step: number, totalSteps: number, preview: Promise<PreviewImage | null> = Promise.resolve(null)): void {
+    const elapsed = performance.now() - this.startedAt;
+    const etaMs = Math.round((elapsed / step) * (totalSteps - step));
     const { prisma, events } = this.deps;
     // Subscribers get every step; the row (for queries and late subscribers) twice a second at most.
-    const record = p.step === 1 || p.step === p.totalSteps || performance.now() - this.lastRecorded >= RECORD_PROGRESS_MS;
+    const record = step === 1 || step === totalSteps || performance.now() - this.lastRecorded >= RECORD_PROGRESS_MS;
     if (record) this.lastRecorded = performance.now();
     this.chain = this.chain.then(async () => {
-      this.progress.step = p.step;
-      this.progress.totalSteps = p.totalSteps;
+      this.progress.step = step;
+      this.progress.totalSteps = totalSteps;
       if (record) {
         await prisma.generation
-          .updateMany({ where: { id: this.generationId, status: 'RUNNING' }, data: { step: p.step, totalSteps: p.totalSteps } })
+          .updateMany({ where: { id: this.generationId, status: 'RUNNING' }, data: { step, totalSteps } })
           .catch((error) => log.warn('could not record progress', { generationId: this.generationId, err: error }));
       }
       events.publish('generation', this.generationId, {
         generationId: this.generationId,
         status: 'RUNNING',
-        step: p.step,
-        totalSteps: p.totalSteps,
+        step,
+        totalSteps,
         imageIndex: 0,
         etaMs,
         preview: await preview,

@@ -61,6 +61,11 @@ test('the documents are valid against schema/schema.graphql and select every fie
   const progress = rootSelection(operations.progress) as FieldNode[];
   assert.deepEqual(names(progress), fieldsOf('GenerationProgress'));
   assert.deepEqual(names(subSelection(progress, 'preview') as FieldNode[]), fieldsOf('Preview'));
+  const upscale = fragmentSelection(operations.upscale, 'UpscaleFields');
+  assert.deepEqual(names(upscale), fieldsOf('Upscale'));
+  assert.deepEqual(names(subSelection(upscale, 'image') as FieldNode[]), fieldsOf('UpscaleImage', 'upscale'));
+  for (const document of [operations.upscale, operations.getUpscale, operations.cancelUpscale]) assert.deepEqual(rootSelection(document).map((s) => print(s)), ['...UpscaleFields']);
+  assert.deepEqual(names(rootSelection(operations.upscaleProgress) as FieldNode[]), fieldsOf('UpscaleProgress'));
 });
 
 test('clients/typescript/generated/graphql.ts is what `npm run codegen` writes from the schema and the operations', async () => {
@@ -117,6 +122,23 @@ test('generate → an event for every step → SUCCEEDED → a PNG that decodes'
   assert.equal(png.byteLength, done.images[0].bytes);
   const decoded = await sharp(png).metadata();
   assert.deepEqual([decoded.format, decoded.width, decoded.height], ['png', done.width, done.height]);
+});
+
+test('upscale an image of the history → an event per tile → SUCCEEDED → a PNG twice the size', async () => {
+  const generated = await client.generate({ modelId: 'demo', prompt: 'a lighthouse', steps: 1, seed: 2 });
+  await withDeadline(client.progress(generated.id), 'the generation');
+  const [image] = (await client.generation(generated.id)).images;
+  const queued = await client.upscale({ image: { imageId: image.id }, upscaler: 'lanczos' });
+  assert.deepEqual([typeOfId(queued.id), queued.status, queued.scale, queued.width, queued.totalSteps, queued.image], ['Upscale', 'QUEUED', 2, image.width * 2, 1, null]);
+  const events: string[] = [];
+  const final = await withDeadline(client.upscaleProgress(queued.id, (e) => events.push(`${e.status} ${e.step}/${e.totalSteps}`)), 'the upscale');
+  assert.deepEqual([final.upscaleId, final.status, events.at(-1)], [queued.id, 'SUCCEEDED', 'SUCCEEDED 1/1']);
+  const done = await client.getUpscale(queued.id);
+  assert.equal(done.source.image?.id, image.id);
+  const decoded = await sharp(await client.download(done.image!)).metadata();
+  assert.deepEqual([decoded.width, decoded.height, done.image!.postprocessing], [image.width * 2, image.height * 2, 'Postprocess upscale by: 2, Postprocess upscaler: Lanczos']);
+  await assert.rejects(client.cancelUpscale(queued.id), { name: 'SdqlError', code: 'CONFLICT' });
+  await assert.rejects(client.getUpscale(generated.id), { name: 'SdqlError', code: 'BAD_USER_INPUT' });
 });
 
 test('GraphQL errors become SdqlErrors with their code', async () => {

@@ -1,7 +1,7 @@
 // `sdql generate` end to end, as a user runs it: a child process writing image files.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +9,8 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { Engine } from '../../src/diffusion/engine.ts';
 import { quantize } from '../../src/diffusion/image.ts';
+import { readImageInfo } from '../../src/diffusion/image-info.ts';
+import { inpaintDefaults } from '../../src/diffusion/inpaint.ts';
 import type { ModelFolderInfo } from '../../src/diffusion/model-folder.ts';
 import { resolveRequest } from '../../src/diffusion/request.ts';
 import { compareImages, loadReference, referenceDir } from '../helpers/reference.ts';
@@ -73,14 +75,49 @@ describe('sdql generate', () => {
     assert.equal(existsSync(out), false);
   });
 
+  test('inpaints with --mask and its flags: the engine\'s image, with the inpainting infotext', async () => {
+    const init = join(fixtures.root, 'init.png');
+    const mask = join(fixtures.root, 'mask.png');
+    const noise = Buffer.from(Array.from({ length: 96 * 64 * 3 }, (_, i) => (i * 37) % 251));
+    writeFileSync(init, await sharp(noise, { raw: { width: 96, height: 64, channels: 3 } }).png().toBuffer());
+    const white = await sharp({ create: { width: 32, height: 24, channels: 3, background: '#ffffff' } }).png().toBuffer();
+    writeFileSync(mask, await sharp({ create: { width: 96, height: 64, channels: 3, background: '#000000' } }).composite([{ input: white, left: 40, top: 16 }]).png().toBuffer());
+    const out = join(fixtures.root, 'inpainted.png');
+    const { code, stderr } = await sdqlGenerate([
+      '--model', model.dir, '--prompt', 'a hole', '--steps', '2', '--seed', '3', '--init', init, '--mask', mask,
+      '--invert-mask', '--mask-blur', '0', '--inpaint-fill', 'latent_nothing', '--inpaint-area', 'only_masked', '--only-masked-padding', '8', '-o', out,
+    ]);
+    assert.equal(code, 0, stderr);
+
+    const settings = { invertMask: true, maskBlur: 0, inpaintFill: 'LATENT_NOTHING', inpaintArea: 'ONLY_MASKED', onlyMaskedPadding: 8 };
+    const engine = new Engine();
+    try {
+      const request = await resolveRequest(model, { prompt: 'a hole', steps: 2, seed: 3, initImage: readFileSync(init), mask: readFileSync(mask), ...settings });
+      assert.deepEqual(request.inpaint, inpaintDefaults({ ...settings, mask: request.inpaint?.mask }), 'the request inpaints as the flags say');
+      const expected = quantize((await engine.run(model, request)).images[0].image);
+      assert.ok(Buffer.from(expected).equals(await sharp(out).raw().toBuffer()), 'the file holds the engine’s image');
+    } finally {
+      await engine.close();
+    }
+    const { parameters, sdql } = await readImageInfo(readFileSync(out));
+    for (const setting of ['Mask blur: 0', 'Inpaint not masked', 'Masked content: latent nothing', 'Inpaint area: Only masked', 'Only masked padding, pixels: 8']) assert.ok(parameters.includes(setting), `${setting} in ${parameters}`);
+    assert.match(JSON.parse(sdql).mask.sha256, /^[0-9a-f]{64}$/);
+  });
+
   for (const [label, args, message] of [
+    ['--mask without --init', ['--mask', 'mask.png'], /error: mask needs an initImage/],
+    ['--mask-blur without --mask', ['--mask-blur', '3'], /error: maskBlur applies only with a mask or an outpaint/],
+    ['a --mask file that does not exist', ['--init', 'init.png', '--mask', 'absent.png'], /error: cannot read --mask .*absent\.png/],
+    ['an unknown --inpaint-fill', ['--init', 'init.png', '--mask', 'mask.png', '--inpaint-fill', 'paint'], /error: inpaintFill must be one of ORIGINAL, FILL, LATENT_NOISE, LATENT_NOTHING/],
     ['a malformed --size', ['--size', '512'], /--size must look like 512x512, got 512/],
     ['a --size off the VAE grid', ['--size', '100x64'], /error: width 100 is not a multiple of 8/],
     ['a non-numeric --steps', ['--steps', 'many'], /error: --steps must be a number, got "many"/],
   ] as const) {
     test(`exits non-zero with a message for ${label}`, async () => {
       const out = join(fixtures.root, 'bad.png');
-      const { code, stderr } = await sdqlGenerate(['--model', model.dir, '--prompt', 'x', '-o', out, ...args]);
+      // The inputs the inpainting test wrote.
+      const inFixtures = args.map((a) => (a.endsWith('.png') ? join(fixtures.root, a) : a));
+      const { code, stderr } = await sdqlGenerate(['--model', model.dir, '--prompt', 'x', '-o', out, ...inFixtures]);
       assert.notEqual(code, 0);
       assert.match(stderr, message);
       assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');

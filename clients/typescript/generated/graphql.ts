@@ -90,7 +90,7 @@ export type GenerateInput = {
 
 /** Where a generation is in its life: QUEUED, then RUNNING, then one of SUCCEEDED, FAILED and CANCELED, after which it never changes. */
 export type GenerationStatus =
-  /** Canceled with `cancelGeneration` before it finished. */
+  /** Canceled with `cancelGeneration` (`cancelUpscale`) before it finished. */
   | 'CANCELED'
   /** Stopped by an error; see `error`. */
   | 'FAILED'
@@ -123,7 +123,7 @@ export type ImageInput = {
   dataUrl?: string | null | undefined;
   /** A file uploaded with the request (GraphQL multipart request). */
   file?: Blob | null | undefined;
-  /** An image of the history: its `id` (or its plain id: see schema/CHANGELOG.md). NOT_FOUND when there is none. */
+  /** An image of the history, an `Image` or an `UpscaleImage`: its `id` (or its plain id: see schema/CHANGELOG.md). NOT_FOUND when there is none. */
   imageId?: string | null | undefined;
 };
 
@@ -216,6 +216,18 @@ export type SizeInput = {
   width: number;
 };
 
+/** An upscale request. */
+export type UpscaleInput = {
+  /** The image to upscale: any image of the history, or one sent as data or a file. */
+  image: ImageInput;
+  /** -100–100; higher runs first, in the queue generations share. Above 0 needs the ADMIN scope (FORBIDDEN otherwise). Default 0. */
+  priority?: number | null | undefined;
+  /** How many times larger, 1–8 (AUTOMATIC1111's "Upscale by"): each side becomes the source's × scale, rounded down. A model upscaler runs at its own factor, then Lanczos gives this scale. Default: the upscaler's own; 2 for `lanczos`. A result (or a model upscaler's own output) of more pixels than an input image may have is BAD_USER_INPUT. */
+  scale?: number | null | undefined;
+  /** `lanczos` (Lanczos 3 alone, AUTOMATIC1111's Lanczos) or the `id` of a model upscaler of `upscalers`. Unknown, or one that cannot be used: BAD_USER_INPUT. */
+  upscaler: string;
+};
+
 export type CancelGenerationMutationVariables = Exact<{
   id: string;
 }>;
@@ -228,6 +240,8 @@ export type GenerationFieldsFragment = { clipSkip: number, createdAt: string, du
 export type ImageFieldsFragment = { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number };
 
 export type InputImageFieldsFragment = { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null };
+
+export type UpscaleFieldsFragment = { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, method: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } };
 
 export type GenerateMutationVariables = Exact<{
   input: GenerateInput;
@@ -249,6 +263,34 @@ export type GenerationQueryVariables = Exact<{
 
 
 export type GenerationQuery = { generation: { clipSkip: number, createdAt: string, durationMs: number | null, embeddings: Array<string>, error: string | null, eta: number, finishedAt: string | null, guidanceRescale: number, guidanceScale: number, height: number, id: string, modelHash: string | null, modelId: string, negativePrompt: string, negativePrompt2: string | null, numImages: number, owner: string, priority: number, prompt: string, prompt2: string | null, promptSyntax: PromptSyntax, queuePosition: number | null, scheduleType: ScheduleType, scheduler: Scheduler, seed: number, startedAt: string | null, status: GenerationStatus, step: number, steps: number, strength: number | null, totalSteps: number | null, warnings: Array<string>, width: number, cropTopLeft: { left: number, top: number } | null, images: Array<{ bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number }>, initImage: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, inpaint: { inpaintArea: InpaintArea, inpaintFill: InpaintFill, invertMask: boolean, maskBlur: number, onlyMaskedPadding: number, restoreUnmasked: boolean, outpaint: { bottom: number, left: number, right: number, top: number } | null } | null, loras: Array<{ name: string, unetWeight: number, weight: number }>, mask: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } | null, originalSize: { height: number, width: number } | null, targetSize: { height: number, width: number } | null } | null };
+
+export type UpscaleMutationVariables = Exact<{
+  input: UpscaleInput;
+}>;
+
+
+export type UpscaleMutation = { upscale: { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, method: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } } };
+
+export type UpscaleByIdQueryVariables = Exact<{
+  id: string;
+}>;
+
+
+export type UpscaleByIdQuery = { upscale: { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, method: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } } | null };
+
+export type CancelUpscaleMutationVariables = Exact<{
+  id: string;
+}>;
+
+
+export type CancelUpscaleMutation = { cancelUpscale: { createdAt: string, durationMs: number | null, error: string | null, finishedAt: string | null, height: number, id: string, method: string, owner: string, priority: number, queuePosition: number | null, scale: number, startedAt: string | null, status: GenerationStatus, step: number, totalSteps: number, width: number, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, parameters: string | null, postprocessing: string, sha256: string, url: string, width: number } | null, source: { dataUrl: string, format: string, sha256: string, image: { bytes: number, createdAt: string, format: string, height: number, id: string, index: number, infotext: string, seed: number, sha256: string, url: string, width: number } | null } } };
+
+export type UpscaleProgressSubscriptionVariables = Exact<{
+  id: string;
+}>;
+
+
+export type UpscaleProgressSubscription = { upscaleProgress: { error: string | null, etaMs: number | null, status: GenerationStatus, step: number, totalSteps: number | null, upscaleId: string } };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String
@@ -402,6 +444,62 @@ fragment InputImageFields on InputImage {
   }
   sha256
 }`, {"fragmentName":"GenerationFields"}) as unknown as TypedDocumentString<GenerationFieldsFragment, unknown>;
+export const UpscaleFieldsFragmentDoc = new TypedDocumentString(`
+    fragment UpscaleFields on Upscale {
+  createdAt
+  durationMs
+  error
+  finishedAt
+  height
+  id
+  image {
+    bytes
+    createdAt
+    format
+    height
+    id
+    index
+    parameters
+    postprocessing
+    sha256
+    url
+    width
+  }
+  method
+  owner
+  priority
+  queuePosition
+  scale
+  source {
+    ...InputImageFields
+  }
+  startedAt
+  status
+  step
+  totalSteps
+  width
+}
+    fragment ImageFields on Image {
+  bytes
+  createdAt
+  format
+  height
+  id
+  index
+  infotext
+  seed
+  sha256
+  url
+  width
+}
+fragment InputImageFields on InputImage {
+  dataUrl
+  format
+  image {
+    ...ImageFields
+  }
+  sha256
+}`, {"fragmentName":"UpscaleFields"}) as unknown as TypedDocumentString<UpscaleFieldsFragment, unknown>;
 export const CancelGenerationDocument = new TypedDocumentString(`
     mutation CancelGeneration($id: ID!) {
   cancelGeneration(id: $id) {
@@ -726,3 +824,198 @@ fragment InputImageFields on InputImage {
   }
   sha256
 }`) as unknown as TypedDocumentString<GenerationQuery, GenerationQueryVariables>;
+export const UpscaleDocument = new TypedDocumentString(`
+    mutation Upscale($input: UpscaleInput!) {
+  upscale(input: $input) {
+    ...UpscaleFields
+  }
+}
+    fragment ImageFields on Image {
+  bytes
+  createdAt
+  format
+  height
+  id
+  index
+  infotext
+  seed
+  sha256
+  url
+  width
+}
+fragment InputImageFields on InputImage {
+  dataUrl
+  format
+  image {
+    ...ImageFields
+  }
+  sha256
+}
+fragment UpscaleFields on Upscale {
+  createdAt
+  durationMs
+  error
+  finishedAt
+  height
+  id
+  image {
+    bytes
+    createdAt
+    format
+    height
+    id
+    index
+    parameters
+    postprocessing
+    sha256
+    url
+    width
+  }
+  method
+  owner
+  priority
+  queuePosition
+  scale
+  source {
+    ...InputImageFields
+  }
+  startedAt
+  status
+  step
+  totalSteps
+  width
+}`) as unknown as TypedDocumentString<UpscaleMutation, UpscaleMutationVariables>;
+export const UpscaleByIdDocument = new TypedDocumentString(`
+    query UpscaleById($id: ID!) {
+  upscale(id: $id) {
+    ...UpscaleFields
+  }
+}
+    fragment ImageFields on Image {
+  bytes
+  createdAt
+  format
+  height
+  id
+  index
+  infotext
+  seed
+  sha256
+  url
+  width
+}
+fragment InputImageFields on InputImage {
+  dataUrl
+  format
+  image {
+    ...ImageFields
+  }
+  sha256
+}
+fragment UpscaleFields on Upscale {
+  createdAt
+  durationMs
+  error
+  finishedAt
+  height
+  id
+  image {
+    bytes
+    createdAt
+    format
+    height
+    id
+    index
+    parameters
+    postprocessing
+    sha256
+    url
+    width
+  }
+  method
+  owner
+  priority
+  queuePosition
+  scale
+  source {
+    ...InputImageFields
+  }
+  startedAt
+  status
+  step
+  totalSteps
+  width
+}`) as unknown as TypedDocumentString<UpscaleByIdQuery, UpscaleByIdQueryVariables>;
+export const CancelUpscaleDocument = new TypedDocumentString(`
+    mutation CancelUpscale($id: ID!) {
+  cancelUpscale(id: $id) {
+    ...UpscaleFields
+  }
+}
+    fragment ImageFields on Image {
+  bytes
+  createdAt
+  format
+  height
+  id
+  index
+  infotext
+  seed
+  sha256
+  url
+  width
+}
+fragment InputImageFields on InputImage {
+  dataUrl
+  format
+  image {
+    ...ImageFields
+  }
+  sha256
+}
+fragment UpscaleFields on Upscale {
+  createdAt
+  durationMs
+  error
+  finishedAt
+  height
+  id
+  image {
+    bytes
+    createdAt
+    format
+    height
+    id
+    index
+    parameters
+    postprocessing
+    sha256
+    url
+    width
+  }
+  method
+  owner
+  priority
+  queuePosition
+  scale
+  source {
+    ...InputImageFields
+  }
+  startedAt
+  status
+  step
+  totalSteps
+  width
+}`) as unknown as TypedDocumentString<CancelUpscaleMutation, CancelUpscaleMutationVariables>;
+export const UpscaleProgressDocument = new TypedDocumentString(`
+    subscription UpscaleProgress($id: ID!) {
+  upscaleProgress(id: $id) {
+    error
+    etaMs
+    status
+    step
+    totalSteps
+    upscaleId
+  }
+}
+    `) as unknown as TypedDocumentString<UpscaleProgressSubscription, UpscaleProgressSubscriptionVariables>;

@@ -31,6 +31,9 @@ export type Lora = Prisma.LoraModel
 /**
  * Model Generation
  * One generation request and its outcome. The parameters are stored as run (defaults resolved).
+ * The queue: an UPSCALE row is a job of the same queue (claim, cancel, quotas, images); it has no
+ * model, `request` holds the upscale, width/height are the result's, totalSteps its tiles, and the
+ * other denoising columns hold neutral values nothing reads (empty prompt, 0 steps).
  */
 export type Generation = Prisma.GenerationModel
 /**

@@ -238,6 +238,13 @@ export type FloatNullableWithAggregatesFilter<$PrismaModel = never> = {
   _max?: Prisma.NestedFloatNullableFilter<$PrismaModel>
 }
 
+export type EnumGenerationKindFilter<$PrismaModel = never> = {
+  equals?: $Enums.GenerationKind | Prisma.EnumGenerationKindFieldRefInput<$PrismaModel>
+  in?: $Enums.GenerationKind[] | Prisma.ListEnumGenerationKindFieldRefInput<$PrismaModel>
+  notIn?: $Enums.GenerationKind[] | Prisma.ListEnumGenerationKindFieldRefInput<$PrismaModel>
+  not?: Prisma.NestedEnumGenerationKindFilter<$PrismaModel> | $Enums.GenerationKind
+}
+
 export type EnumGenerationStatusFilter<$PrismaModel = never> = {
   equals?: $Enums.GenerationStatus | Prisma.EnumGenerationStatusFieldRefInput<$PrismaModel>
   in?: $Enums.GenerationStatus[] | Prisma.ListEnumGenerationStatusFieldRefInput<$PrismaModel>
@@ -300,6 +307,16 @@ export type JsonFilterBase<$PrismaModel = never> = {
   gt?: runtime.InputJsonValue | Prisma.JsonFieldRefInput<$PrismaModel>
   gte?: runtime.InputJsonValue | Prisma.JsonFieldRefInput<$PrismaModel>
   not?: runtime.InputJsonValue | Prisma.JsonFieldRefInput<$PrismaModel> | Prisma.JsonNullValueFilter
+}
+
+export type EnumGenerationKindWithAggregatesFilter<$PrismaModel = never> = {
+  equals?: $Enums.GenerationKind | Prisma.EnumGenerationKindFieldRefInput<$PrismaModel>
+  in?: $Enums.GenerationKind[] | Prisma.ListEnumGenerationKindFieldRefInput<$PrismaModel>
+  notIn?: $Enums.GenerationKind[] | Prisma.ListEnumGenerationKindFieldRefInput<$PrismaModel>
+  not?: Prisma.NestedEnumGenerationKindWithAggregatesFilter<$PrismaModel> | $Enums.GenerationKind
+  _count?: Prisma.NestedIntFilter<$PrismaModel>
+  _min?: Prisma.NestedEnumGenerationKindFilter<$PrismaModel>
+  _max?: Prisma.NestedEnumGenerationKindFilter<$PrismaModel>
 }
 
 export type EnumGenerationStatusWithAggregatesFilter<$PrismaModel = never> = {
@@ -622,6 +639,13 @@ export type NestedFloatNullableWithAggregatesFilter<$PrismaModel = never> = {
   _max?: Prisma.NestedFloatNullableFilter<$PrismaModel>
 }
 
+export type NestedEnumGenerationKindFilter<$PrismaModel = never> = {
+  equals?: $Enums.GenerationKind | Prisma.EnumGenerationKindFieldRefInput<$PrismaModel>
+  in?: $Enums.GenerationKind[] | Prisma.ListEnumGenerationKindFieldRefInput<$PrismaModel>
+  notIn?: $Enums.GenerationKind[] | Prisma.ListEnumGenerationKindFieldRefInput<$PrismaModel>
+  not?: Prisma.NestedEnumGenerationKindFilter<$PrismaModel> | $Enums.GenerationKind
+}
+
 export type NestedEnumGenerationStatusFilter<$PrismaModel = never> = {
   equals?: $Enums.GenerationStatus | Prisma.EnumGenerationStatusFieldRefInput<$PrismaModel>
   in?: $Enums.GenerationStatus[] | Prisma.ListEnumGenerationStatusFieldRefInput<$PrismaModel>
@@ -638,6 +662,16 @@ export type NestedDateTimeNullableFilter<$PrismaModel = never> = {
   gt?: Date | string | Prisma.DateTimeFieldRefInput<$PrismaModel>
   gte?: Date | string | Prisma.DateTimeFieldRefInput<$PrismaModel>
   not?: Prisma.NestedDateTimeNullableFilter<$PrismaModel> | Date | string | null
+}
+
+export type NestedEnumGenerationKindWithAggregatesFilter<$PrismaModel = never> = {
+  equals?: $Enums.GenerationKind | Prisma.EnumGenerationKindFieldRefInput<$PrismaModel>
+  in?: $Enums.GenerationKind[] | Prisma.ListEnumGenerationKindFieldRefInput<$PrismaModel>
+  notIn?: $Enums.GenerationKind[] | Prisma.ListEnumGenerationKindFieldRefInput<$PrismaModel>
+  not?: Prisma.NestedEnumGenerationKindWithAggregatesFilter<$PrismaModel> | $Enums.GenerationKind
+  _count?: Prisma.NestedIntFilter<$PrismaModel>
+  _min?: Prisma.NestedEnumGenerationKindFilter<$PrismaModel>
+  _max?: Prisma.NestedEnumGenerationKindFilter<$PrismaModel>
 }
 
 export type NestedEnumGenerationStatusWithAggregatesFilter<$PrismaModel = never> = {

@@ -20,6 +20,14 @@ export const GenerationStatus = {
 export type GenerationStatus = (typeof GenerationStatus)[keyof typeof GenerationStatus]
 
 
+export const GenerationKind = {
+  GENERATE: 'GENERATE',
+  UPSCALE: 'UPSCALE'
+} as const
+
+export type GenerationKind = (typeof GenerationKind)[keyof typeof GenerationKind]
+
+
 export const ModelFamily = {
   SD1: 'SD1',
   SD2: 'SD2',

@@ -950,6 +950,7 @@ export type LoraScalarFieldEnum = (typeof LoraScalarFieldEnum)[keyof typeof Lora
 
 export const GenerationScalarFieldEnum = {
   id: 'id',
+  kind: 'kind',
   status: 'status',
   modelId: 'modelId',
   modelHash: 'modelHash',
@@ -1170,6 +1171,20 @@ export type FloatFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, '
  * Reference to a field of type 'Float[]'
  */
 export type ListFloatFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Float[]'>
+    
+
+
+/**
+ * Reference to a field of type 'GenerationKind'
+ */
+export type EnumGenerationKindFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'GenerationKind'>
+    
+
+
+/**
+ * Reference to a field of type 'GenerationKind[]'
+ */
+export type ListEnumGenerationKindFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'GenerationKind[]'>
     
 
 

@@ -120,6 +120,7 @@ export type LoraScalarFieldEnum = (typeof LoraScalarFieldEnum)[keyof typeof Lora
 
 export const GenerationScalarFieldEnum = {
   id: 'id',
+  kind: 'kind',
   status: 'status',
   modelId: 'modelId',
   modelHash: 'modelHash',

@@ -15,6 +15,9 @@ import type * as Prisma from "../internal/prismaNamespace.ts"
 /**
  * Model Generation
  * One generation request and its outcome. The parameters are stored as run (defaults resolved).
+ * The queue: an UPSCALE row is a job of the same queue (claim, cancel, quotas, images); it has no
+ * model, `request` holds the upscale, width/height are the result's, totalSteps its tiles, and the
+ * other denoising columns hold neutral values nothing reads (empty prompt, 0 steps).
  */
 export type GenerationModel = runtime.Types.Result.DefaultSelection<Prisma.$GenerationPayload>
 
@@ -60,6 +63,7 @@ export type GenerationSumAggregateOutputType = {
 
 export type GenerationMinAggregateOutputType = {
   id: string | null
+  kind: $Enums.GenerationKind | null
   status: $Enums.GenerationStatus | null
   modelId: string | null
   modelHash: string | null
@@ -91,6 +95,7 @@ export type GenerationMinAggregateOutputType = {
 
 export type GenerationMaxAggregateOutputType = {
   id: string | null
+  kind: $Enums.GenerationKind | null
   status: $Enums.GenerationStatus | null
   modelId: string | null
   modelHash: string | null
@@ -122,6 +127,7 @@ export type GenerationMaxAggregateOutputType = {
 
 export type GenerationCountAggregateOutputType = {
   id: number
+  kind: number
   status: number
   modelId: number
   modelHash: number
@@ -189,6 +195,7 @@ export type GenerationSumAggregateInputType = {
 
 export type GenerationMinAggregateInputType = {
   id?: true
+  kind?: true
   status?: true
   modelId?: true
   modelHash?: true
@@ -220,6 +227,7 @@ export type GenerationMinAggregateInputType = {
 
 export type GenerationMaxAggregateInputType = {
   id?: true
+  kind?: true
   status?: true
   modelId?: true
   modelHash?: true
@@ -251,6 +259,7 @@ export type GenerationMaxAggregateInputType = {
 
 export type GenerationCountAggregateInputType = {
   id?: true
+  kind?: true
   status?: true
   modelId?: true
   modelHash?: true
@@ -371,8 +380,9 @@ export type GenerationGroupByArgs<ExtArgs extends runtime.Types.Extensions.Inter
 
 export type GenerationGroupByOutputType = {
   id: string
+  kind: $Enums.GenerationKind
   status: $Enums.GenerationStatus
-  modelId: string
+  modelId: string | null
   modelHash: string | null
   prompt: string
   negativePrompt: string
@@ -427,8 +437,9 @@ export type GenerationWhereInput = {
   OR?: Prisma.GenerationWhereInput[]
   NOT?: Prisma.GenerationWhereInput | Prisma.GenerationWhereInput[]
   id?: Prisma.StringFilter<"Generation"> | string
+  kind?: Prisma.EnumGenerationKindFilter<"Generation"> | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFilter<"Generation"> | $Enums.GenerationStatus
-  modelId?: Prisma.StringFilter<"Generation"> | string
+  modelId?: Prisma.StringNullableFilter<"Generation"> | string | null
   modelHash?: Prisma.StringNullableFilter<"Generation"> | string | null
   prompt?: Prisma.StringFilter<"Generation"> | string
   negativePrompt?: Prisma.StringFilter<"Generation"> | string
@@ -456,14 +467,15 @@ export type GenerationWhereInput = {
   createdAt?: Prisma.DateTimeFilter<"Generation"> | Date | string
   startedAt?: Prisma.DateTimeNullableFilter<"Generation"> | Date | string | null
   finishedAt?: Prisma.DateTimeNullableFilter<"Generation"> | Date | string | null
-  model?: Prisma.XOR<Prisma.ModelScalarRelationFilter, Prisma.ModelWhereInput>
+  model?: Prisma.XOR<Prisma.ModelNullableScalarRelationFilter, Prisma.ModelWhereInput> | null
   images?: Prisma.ImageListRelationFilter
 }
 
 export type GenerationOrderByWithRelationInput = {
   id?: Prisma.SortOrder
+  kind?: Prisma.SortOrder
   status?: Prisma.SortOrder
-  modelId?: Prisma.SortOrder
+  modelId?: Prisma.SortOrderInput | Prisma.SortOrder
   modelHash?: Prisma.SortOrderInput | Prisma.SortOrder
   prompt?: Prisma.SortOrder
   negativePrompt?: Prisma.SortOrder
@@ -500,8 +512,9 @@ export type GenerationWhereUniqueInput = Prisma.AtLeast<{
   AND?: Prisma.GenerationWhereInput | Prisma.GenerationWhereInput[]
   OR?: Prisma.GenerationWhereInput[]
   NOT?: Prisma.GenerationWhereInput | Prisma.GenerationWhereInput[]
+  kind?: Prisma.EnumGenerationKindFilter<"Generation"> | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFilter<"Generation"> | $Enums.GenerationStatus
-  modelId?: Prisma.StringFilter<"Generation"> | string
+  modelId?: Prisma.StringNullableFilter<"Generation"> | string | null
   modelHash?: Prisma.StringNullableFilter<"Generation"> | string | null
   prompt?: Prisma.StringFilter<"Generation"> | string
   negativePrompt?: Prisma.StringFilter<"Generation"> | string
@@ -529,14 +542,15 @@ export type GenerationWhereUniqueInput = Prisma.AtLeast<{
   createdAt?: Prisma.DateTimeFilter<"Generation"> | Date | string
   startedAt?: Prisma.DateTimeNullableFilter<"Generation"> | Date | string | null
   finishedAt?: Prisma.DateTimeNullableFilter<"Generation"> | Date | string | null
-  model?: Prisma.XOR<Prisma.ModelScalarRelationFilter, Prisma.ModelWhereInput>
+  model?: Prisma.XOR<Prisma.ModelNullableScalarRelationFilter, Prisma.ModelWhereInput> | null
   images?: Prisma.ImageListRelationFilter
 }, "id">
 
 export type GenerationOrderByWithAggregationInput = {
   id?: Prisma.SortOrder
+  kind?: Prisma.SortOrder
   status?: Prisma.SortOrder
-  modelId?: Prisma.SortOrder
+  modelId?: Prisma.SortOrderInput | Prisma.SortOrder
   modelHash?: Prisma.SortOrderInput | Prisma.SortOrder
   prompt?: Prisma.SortOrder
   negativePrompt?: Prisma.SortOrder
@@ -576,8 +590,9 @@ export type GenerationScalarWhereWithAggregatesInput = {
   OR?: Prisma.GenerationScalarWhereWithAggregatesInput[]
   NOT?: Prisma.GenerationScalarWhereWithAggregatesInput | Prisma.GenerationScalarWhereWithAggregatesInput[]
   id?: Prisma.StringWithAggregatesFilter<"Generation"> | string
+  kind?: Prisma.EnumGenerationKindWithAggregatesFilter<"Generation"> | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusWithAggregatesFilter<"Generation"> | $Enums.GenerationStatus
-  modelId?: Prisma.StringWithAggregatesFilter<"Generation"> | string
+  modelId?: Prisma.StringNullableWithAggregatesFilter<"Generation"> | string | null
   modelHash?: Prisma.StringNullableWithAggregatesFilter<"Generation"> | string | null
   prompt?: Prisma.StringWithAggregatesFilter<"Generation"> | string
   negativePrompt?: Prisma.StringWithAggregatesFilter<"Generation"> | string
@@ -609,6 +624,7 @@ export type GenerationScalarWhereWithAggregatesInput = {
 
 export type GenerationCreateInput = {
   id?: string
+  kind?: $Enums.GenerationKind
   status?: $Enums.GenerationStatus
   modelHash?: string | null
   prompt: string
@@ -637,14 +653,15 @@ export type GenerationCreateInput = {
   createdAt?: Date | string
   startedAt?: Date | string | null
   finishedAt?: Date | string | null
-  model: Prisma.ModelCreateNestedOneWithoutGenerationsInput
+  model?: Prisma.ModelCreateNestedOneWithoutGenerationsInput
   images?: Prisma.ImageCreateNestedManyWithoutGenerationInput
 }
 
 export type GenerationUncheckedCreateInput = {
   id?: string
+  kind?: $Enums.GenerationKind
   status?: $Enums.GenerationStatus
-  modelId: string
+  modelId?: string | null
   modelHash?: string | null
   prompt: string
   negativePrompt?: string
@@ -677,6 +694,7 @@ export type GenerationUncheckedCreateInput = {
 
 export type GenerationUpdateInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
+  kind?: Prisma.EnumGenerationKindFieldUpdateOperationsInput | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFieldUpdateOperationsInput | $Enums.GenerationStatus
   modelHash?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   prompt?: Prisma.StringFieldUpdateOperationsInput | string
@@ -705,14 +723,15 @@ export type GenerationUpdateInput = {
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
-  model?: Prisma.ModelUpdateOneRequiredWithoutGenerationsNestedInput
+  model?: Prisma.ModelUpdateOneWithoutGenerationsNestedInput
   images?: Prisma.ImageUpdateManyWithoutGenerationNestedInput
 }
 
 export type GenerationUncheckedUpdateInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
+  kind?: Prisma.EnumGenerationKindFieldUpdateOperationsInput | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFieldUpdateOperationsInput | $Enums.GenerationStatus
-  modelId?: Prisma.StringFieldUpdateOperationsInput | string
+  modelId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   modelHash?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   prompt?: Prisma.StringFieldUpdateOperationsInput | string
   negativePrompt?: Prisma.StringFieldUpdateOperationsInput | string
@@ -745,8 +764,9 @@ export type GenerationUncheckedUpdateInput = {
 
 export type GenerationCreateManyInput = {
   id?: string
+  kind?: $Enums.GenerationKind
   status?: $Enums.GenerationStatus
-  modelId: string
+  modelId?: string | null
   modelHash?: string | null
   prompt: string
   negativePrompt?: string
@@ -778,6 +798,7 @@ export type GenerationCreateManyInput = {
 
 export type GenerationUpdateManyMutationInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
+  kind?: Prisma.EnumGenerationKindFieldUpdateOperationsInput | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFieldUpdateOperationsInput | $Enums.GenerationStatus
   modelHash?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   prompt?: Prisma.StringFieldUpdateOperationsInput | string
@@ -810,8 +831,9 @@ export type GenerationUpdateManyMutationInput = {
 
 export type GenerationUncheckedUpdateManyInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
+  kind?: Prisma.EnumGenerationKindFieldUpdateOperationsInput | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFieldUpdateOperationsInput | $Enums.GenerationStatus
-  modelId?: Prisma.StringFieldUpdateOperationsInput | string
+  modelId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   modelHash?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   prompt?: Prisma.StringFieldUpdateOperationsInput | string
   negativePrompt?: Prisma.StringFieldUpdateOperationsInput | string
@@ -853,6 +875,7 @@ export type GenerationOrderByRelationAggregateInput = {
 
 export type GenerationCountOrderByAggregateInput = {
   id?: Prisma.SortOrder
+  kind?: Prisma.SortOrder
   status?: Prisma.SortOrder
   modelId?: Prisma.SortOrder
   modelHash?: Prisma.SortOrder
@@ -902,6 +925,7 @@ export type GenerationAvgOrderByAggregateInput = {
 
 export type GenerationMaxOrderByAggregateInput = {
   id?: Prisma.SortOrder
+  kind?: Prisma.SortOrder
   status?: Prisma.SortOrder
   modelId?: Prisma.SortOrder
   modelHash?: Prisma.SortOrder
@@ -933,6 +957,7 @@ export type GenerationMaxOrderByAggregateInput = {
 
 export type GenerationMinOrderByAggregateInput = {
   id?: Prisma.SortOrder
+  kind?: Prisma.SortOrder
   status?: Prisma.SortOrder
   modelId?: Prisma.SortOrder
   modelHash?: Prisma.SortOrder
@@ -1029,6 +1054,10 @@ export type GenerationCreatewarningsInput = {
   set: string[]
 }
 
+export type EnumGenerationKindFieldUpdateOperationsInput = {
+  set?: $Enums.GenerationKind
+}
+
 export type EnumGenerationStatusFieldUpdateOperationsInput = {
   set?: $Enums.GenerationStatus
 }
@@ -1074,6 +1103,7 @@ export type GenerationUpdateOneRequiredWithoutImagesNestedInput = {
 
 export type GenerationCreateWithoutModelInput = {
   id?: string
+  kind?: $Enums.GenerationKind
   status?: $Enums.GenerationStatus
   modelHash?: string | null
   prompt: string
@@ -1107,6 +1137,7 @@ export type GenerationCreateWithoutModelInput = {
 
 export type GenerationUncheckedCreateWithoutModelInput = {
   id?: string
+  kind?: $Enums.GenerationKind
   status?: $Enums.GenerationStatus
   modelHash?: string | null
   prompt: string
@@ -1169,8 +1200,9 @@ export type GenerationScalarWhereInput = {
   OR?: Prisma.GenerationScalarWhereInput[]
   NOT?: Prisma.GenerationScalarWhereInput | Prisma.GenerationScalarWhereInput[]
   id?: Prisma.StringFilter<"Generation"> | string
+  kind?: Prisma.EnumGenerationKindFilter<"Generation"> | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFilter<"Generation"> | $Enums.GenerationStatus
-  modelId?: Prisma.StringFilter<"Generation"> | string
+  modelId?: Prisma.StringNullableFilter<"Generation"> | string | null
   modelHash?: Prisma.StringNullableFilter<"Generation"> | string | null
   prompt?: Prisma.StringFilter<"Generation"> | string
   negativePrompt?: Prisma.StringFilter<"Generation"> | string
@@ -1202,6 +1234,7 @@ export type GenerationScalarWhereInput = {
 
 export type GenerationCreateWithoutImagesInput = {
   id?: string
+  kind?: $Enums.GenerationKind
   status?: $Enums.GenerationStatus
   modelHash?: string | null
   prompt: string
@@ -1230,13 +1263,14 @@ export type GenerationCreateWithoutImagesInput = {
   createdAt?: Date | string
   startedAt?: Date | string | null
   finishedAt?: Date | string | null
-  model: Prisma.ModelCreateNestedOneWithoutGenerationsInput
+  model?: Prisma.ModelCreateNestedOneWithoutGenerationsInput
 }
 
 export type GenerationUncheckedCreateWithoutImagesInput = {
   id?: string
+  kind?: $Enums.GenerationKind
   status?: $Enums.GenerationStatus
-  modelId: string
+  modelId?: string | null
   modelHash?: string | null
   prompt: string
   negativePrompt?: string
@@ -1284,6 +1318,7 @@ export type GenerationUpdateToOneWithWhereWithoutImagesInput = {
 
 export type GenerationUpdateWithoutImagesInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
+  kind?: Prisma.EnumGenerationKindFieldUpdateOperationsInput | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFieldUpdateOperationsInput | $Enums.GenerationStatus
   modelHash?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   prompt?: Prisma.StringFieldUpdateOperationsInput | string
@@ -1312,13 +1347,14 @@ export type GenerationUpdateWithoutImagesInput = {
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   startedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   finishedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
-  model?: Prisma.ModelUpdateOneRequiredWithoutGenerationsNestedInput
+  model?: Prisma.ModelUpdateOneWithoutGenerationsNestedInput
 }
 
 export type GenerationUncheckedUpdateWithoutImagesInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
+  kind?: Prisma.EnumGenerationKindFieldUpdateOperationsInput | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFieldUpdateOperationsInput | $Enums.GenerationStatus
-  modelId?: Prisma.StringFieldUpdateOperationsInput | string
+  modelId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   modelHash?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   prompt?: Prisma.StringFieldUpdateOperationsInput | string
   negativePrompt?: Prisma.StringFieldUpdateOperationsInput | string
@@ -1350,6 +1386,7 @@ export type GenerationUncheckedUpdateWithoutImagesInput = {
 
 export type GenerationCreateManyModelInput = {
   id?: string
+  kind?: $Enums.GenerationKind
   status?: $Enums.GenerationStatus
   modelHash?: string | null
   prompt: string
@@ -1382,6 +1419,7 @@ export type GenerationCreateManyModelInput = {
 
 export type GenerationUpdateWithoutModelInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
+  kind?: Prisma.EnumGenerationKindFieldUpdateOperationsInput | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFieldUpdateOperationsInput | $Enums.GenerationStatus
   modelHash?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   prompt?: Prisma.StringFieldUpdateOperationsInput | string
@@ -1415,6 +1453,7 @@ export type GenerationUpdateWithoutModelInput = {
 
 export type GenerationUncheckedUpdateWithoutModelInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
+  kind?: Prisma.EnumGenerationKindFieldUpdateOperationsInput | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFieldUpdateOperationsInput | $Enums.GenerationStatus
   modelHash?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   prompt?: Prisma.StringFieldUpdateOperationsInput | string
@@ -1448,6 +1487,7 @@ export type GenerationUncheckedUpdateWithoutModelInput = {
 
 export type GenerationUncheckedUpdateManyWithoutModelInput = {
   id?: Prisma.StringFieldUpdateOperationsInput | string
+  kind?: Prisma.EnumGenerationKindFieldUpdateOperationsInput | $Enums.GenerationKind
   status?: Prisma.EnumGenerationStatusFieldUpdateOperationsInput | $Enums.GenerationStatus
   modelHash?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   prompt?: Prisma.StringFieldUpdateOperationsInput | string
@@ -1511,6 +1551,7 @@ export type GenerationCountOutputTypeCountImagesArgs<ExtArgs extends runtime.Typ
 
 export type GenerationSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
   id?: boolean
+  kind?: boolean
   status?: boolean
   modelId?: boolean
   modelHash?: boolean
@@ -1540,13 +1581,14 @@ export type GenerationSelect<ExtArgs extends runtime.Types.Extensions.InternalAr
   createdAt?: boolean
   startedAt?: boolean
   finishedAt?: boolean
-  model?: boolean | Prisma.ModelDefaultArgs<ExtArgs>
+  model?: boolean | Prisma.Generation$modelArgs<ExtArgs>
   images?: boolean | Prisma.Generation$imagesArgs<ExtArgs>
   _count?: boolean | Prisma.GenerationCountOutputTypeDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["generation"]>
 
 export type GenerationSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
   id?: boolean
+  kind?: boolean
   status?: boolean
   modelId?: boolean
   modelHash?: boolean
@@ -1576,11 +1618,12 @@ export type GenerationSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Ex
   createdAt?: boolean
   startedAt?: boolean
   finishedAt?: boolean
-  model?: boolean | Prisma.ModelDefaultArgs<ExtArgs>
+  model?: boolean | Prisma.Generation$modelArgs<ExtArgs>
 }, ExtArgs["result"]["generation"]>
 
 export type GenerationSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
   id?: boolean
+  kind?: boolean
   status?: boolean
   modelId?: boolean
   modelHash?: boolean
@@ -1610,11 +1653,12 @@ export type GenerationSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Ex
   createdAt?: boolean
   startedAt?: boolean
   finishedAt?: boolean
-  model?: boolean | Prisma.ModelDefaultArgs<ExtArgs>
+  model?: boolean | Prisma.Generation$modelArgs<ExtArgs>
 }, ExtArgs["result"]["generation"]>
 
 export type GenerationSelectScalar = {
   id?: boolean
+  kind?: boolean
   status?: boolean
   modelId?: boolean
   modelHash?: boolean
@@ -1646,29 +1690,33 @@ export type GenerationSelectScalar = {
   finishedAt?: boolean
 }
 
-export type GenerationOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "status" | "modelId" | "modelHash" | "prompt" | "negativePrompt" | "scheduler" | "width" | "height" | "steps" | "guidanceScale" | "guidanceRescale" | "eta" | "strength" | "seed" | "numImages" | "priority" | "step" | "totalSteps" | "error" | "warnings" | "workerId" | "heartbeatAt" | "attempts" | "cancelRequested" | "request" | "owner" | "createdAt" | "startedAt" | "finishedAt", ExtArgs["result"]["generation"]>
+export type GenerationOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "kind" | "status" | "modelId" | "modelHash" | "prompt" | "negativePrompt" | "scheduler" | "width" | "height" | "steps" | "guidanceScale" | "guidanceRescale" | "eta" | "strength" | "seed" | "numImages" | "priority" | "step" | "totalSteps" | "error" | "warnings" | "workerId" | "heartbeatAt" | "attempts" | "cancelRequested" | "request" | "owner" | "createdAt" | "startedAt" | "finishedAt", ExtArgs["result"]["generation"]>
 export type GenerationInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
-  model?: boolean | Prisma.ModelDefaultArgs<ExtArgs>
+  model?: boolean | Prisma.Generation$modelArgs<ExtArgs>
   images?: boolean | Prisma.Generation$imagesArgs<ExtArgs>
   _count?: boolean | Prisma.GenerationCountOutputTypeDefaultArgs<ExtArgs>
 }
 export type GenerationIncludeCreateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
-  model?: boolean | Prisma.ModelDefaultArgs<ExtArgs>
+  model?: boolean | Prisma.Generation$modelArgs<ExtArgs>
 }
 export type GenerationIncludeUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
-  model?: boolean | Prisma.ModelDefaultArgs<ExtArgs>
+  model?: boolean | Prisma.Generation$modelArgs<ExtArgs>
 }
 
 export type $GenerationPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   name: "Generation"
   objects: {
-    model: Prisma.$ModelPayload<ExtArgs>
+    model: Prisma.$ModelPayload<ExtArgs> | null
     images: Prisma.$ImagePayload<ExtArgs>[]
   }
   scalars: runtime.Types.Extensions.GetPayloadResult<{
     id: string
+    kind: $Enums.GenerationKind
     status: $Enums.GenerationStatus
-    modelId: string
+    /**
+     * Null for an UPSCALE; every GENERATE row has one.
+     */
+    modelId: string | null
     /**
      * The model's short UNet hash when the generation ran (AUTOMATIC1111's "Model hash").
      */
@@ -2114,7 +2162,7 @@ readonly fields: GenerationFieldRefs;
  */
 export interface Prisma__GenerationClient<T, Null = never, ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs, GlobalOmitOptions = {}> extends Prisma.PrismaPromise<T> {
   readonly [Symbol.toStringTag]: "PrismaPromise"
-  model<T extends Prisma.ModelDefaultArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.ModelDefaultArgs<ExtArgs>>): Prisma.Prisma__ModelClient<runtime.Types.Result.GetResult<Prisma.$ModelPayload<ExtArgs>, T, "findUniqueOrThrow", GlobalOmitOptions> | Null, Null, ExtArgs, GlobalOmitOptions>
+  model<T extends Prisma.Generation$modelArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.Generation$modelArgs<ExtArgs>>): Prisma.Prisma__ModelClient<runtime.Types.Result.GetResult<Prisma.$ModelPayload<ExtArgs>, T, "findUniqueOrThrow", GlobalOmitOptions> | null, null, ExtArgs, GlobalOmitOptions>
   images<T extends Prisma.Generation$imagesArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.Generation$imagesArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$ImagePayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   /**
    * Attaches callbacks for the resolution and/or rejection of the Promise.
@@ -2146,6 +2194,7 @@ export interface Prisma__GenerationClient<T, Null = never, ExtArgs extends runti
  */
 export interface GenerationFieldRefs {
   readonly id: Prisma.FieldRef<"Generation", 'String'>
+  readonly kind: Prisma.FieldRef<"Generation", 'GenerationKind'>
   readonly status: Prisma.FieldRef<"Generation", 'GenerationStatus'>
   readonly modelId: Prisma.FieldRef<"Generation", 'String'>
   readonly modelHash: Prisma.FieldRef<"Generation", 'String'>
@@ -2573,6 +2622,25 @@ export type GenerationDeleteManyArgs<ExtArgs extends runtime.Types.Extensions.In
    * Limit how many Generations to delete.
    */
   limit?: number
+}
+
+/**
+ * Generation.model
+ */
+export type Generation$modelArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  /**
+   * Select specific fields to fetch from the Model
+   */
+  select?: Prisma.ModelSelect<ExtArgs> | null
+  /**
+   * Omit specific fields from the Model
+   */
+  omit?: Prisma.ModelOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ModelInclude<ExtArgs> | null
+  where?: Prisma.ModelWhereInput
 }
 
 /**

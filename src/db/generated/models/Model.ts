@@ -661,9 +661,9 @@ export type ModelSumOrderByAggregateInput = {
   sizeBytes?: Prisma.SortOrder
 }
 
-export type ModelScalarRelationFilter = {
-  is?: Prisma.ModelWhereInput
-  isNot?: Prisma.ModelWhereInput
+export type ModelNullableScalarRelationFilter = {
+  is?: Prisma.ModelWhereInput | null
+  isNot?: Prisma.ModelWhereInput | null
 }
 
 export type StringFieldUpdateOperationsInput = {
@@ -712,10 +712,12 @@ export type ModelCreateNestedOneWithoutGenerationsInput = {
   connect?: Prisma.ModelWhereUniqueInput
 }
 
-export type ModelUpdateOneRequiredWithoutGenerationsNestedInput = {
+export type ModelUpdateOneWithoutGenerationsNestedInput = {
   create?: Prisma.XOR<Prisma.ModelCreateWithoutGenerationsInput, Prisma.ModelUncheckedCreateWithoutGenerationsInput>
   connectOrCreate?: Prisma.ModelCreateOrConnectWithoutGenerationsInput
   upsert?: Prisma.ModelUpsertWithoutGenerationsInput
+  disconnect?: Prisma.ModelWhereInput | boolean
+  delete?: Prisma.ModelWhereInput | boolean
   connect?: Prisma.ModelWhereUniqueInput
   update?: Prisma.XOR<Prisma.XOR<Prisma.ModelUpdateToOneWithWhereWithoutGenerationsInput, Prisma.ModelUpdateWithoutGenerationsInput>, Prisma.ModelUncheckedUpdateWithoutGenerationsInput>
 }

@@ -90,7 +90,7 @@ export type GenerateInput = {
 
 /** Where a generation is in its life: QUEUED, then RUNNING, then one of SUCCEEDED, FAILED and CANCELED, after which it never changes. */
 export type GenerationStatus =
-  /** Canceled with `cancelGeneration` before it finished. */
+  /** Canceled with `cancelGeneration` (`cancelUpscale`) before it finished. */
   | 'CANCELED'
   /** Stopped by an error; see `error`. */
   | 'FAILED'
@@ -123,7 +123,7 @@ export type ImageInput = {
   dataUrl?: string | null | undefined;
   /** A file uploaded with the request (GraphQL multipart request). */
   file?: Blob | null | undefined;
-  /** An image of the history: its `id` (or its plain id: see schema/CHANGELOG.md). NOT_FOUND when there is none. */
+  /** An image of the history, an `Image` or an `UpscaleImage`: its `id` (or its plain id: see schema/CHANGELOG.md). NOT_FOUND when there is none. */
   imageId?: string | null | undefined;
 };
 
