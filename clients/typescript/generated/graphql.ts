@@ -255,7 +255,7 @@ export type GenerationProgressSubscriptionVariables = Exact<{
 }>;
 
 
-export type GenerationProgressSubscription = { generationProgress: { error: string | null, etaMs: number | null, generationId: string, imageIndex: number, status: GenerationStatus, step: number, totalSteps: number | null, preview: { dataUrl: string, height: number, width: number } | null } };
+export type GenerationProgressSubscription = { generationProgress: { error: string | null, etaMs: number | null, generationId: string, imageIndex: number, status: GenerationStatus, step: number, totalSteps: number | null, conversion: { doneBytes: number, submodel: string, totalBytes: number } | null, preview: { dataUrl: string, height: number, width: number } | null } };
 
 export type GenerationQueryVariables = Exact<{
   id: string;
@@ -707,6 +707,11 @@ fragment InputImageFields on InputImage {
 export const GenerationProgressDocument = new TypedDocumentString(`
     subscription GenerationProgress($id: ID!) {
   generationProgress(id: $id) {
+    conversion {
+      doneBytes
+      submodel
+      totalBytes
+    }
     error
     etaMs
     generationId
