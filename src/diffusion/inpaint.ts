@@ -4,7 +4,7 @@
 // plain 4-channel ones alike. pipeline.ts drives the loop and calls the hooks of an InpaintRun.
 import { badInput, invalidModel } from './errors.ts';
 import { probeImage, quantize, type RgbImage } from './image.ts';
-import { LIMITS } from './limits.ts';
+import { LIMITS, defaultSize } from './limits.ts';
 import { blur, crop, decodeMask, decodeRgb, expandBox, extendCanvas, fill, invert, maskBox, overlay, resize, type Box, type Outpaint, type Pixels } from './mask.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import { TorchGenerator } from './random.ts';
@@ -129,7 +129,7 @@ export async function resolveInpaint(
     check(canvas.width <= LIMITS.maxSide && canvas.height <= LIMITS.maxSide, `outpaint makes the image ${canvas.width}×${canvas.height}; sides are limited to ${LIMITS.maxSide} pixels`);
     check(canvas.width * canvas.height <= LIMITS.maxPixels, `outpaint makes the image ${canvas.width}×${canvas.height}, more than ${LIMITS.maxPixels} pixels`);
   }
-  const size = inpaint.inpaintArea === 'ONLY_MASKED' ? { width: info.nativeWidth, height: info.nativeHeight } : canvas;
+  const size = inpaint.inpaintArea === 'ONLY_MASKED' ? defaultSize(info) : canvas;
   return { inpaint, size };
 }
 

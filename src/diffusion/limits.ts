@@ -27,3 +27,11 @@ export const LIMITS = {
   /** AUTOMATIC1111's "Clip skip" slider: 1 (the last layer) to 12 (SD 1.x's first). */
   maxClipSkip: 12,
 } as const;
+
+/** The size a request that names none gets: the model's native size, scaled down to `maxPixels` when it
+ * is beyond them (SDXL's 1024 × 1024 is) and kept in multiples of the VAE scale factor. */
+export function defaultSize(model: { nativeWidth: number; nativeHeight: number; vaeScaleFactor: number }): { width: number; height: number } {
+  const fit = Math.min(1, Math.sqrt(LIMITS.maxPixels / (model.nativeWidth * model.nativeHeight)));
+  const snap = (side: number) => Math.max(model.vaeScaleFactor, Math.floor((side * fit) / model.vaeScaleFactor) * model.vaeScaleFactor);
+  return { width: snap(model.nativeWidth), height: snap(model.nativeHeight) };
+}

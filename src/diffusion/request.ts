@@ -6,7 +6,7 @@ import { badInput } from './errors.ts';
 import { probeImage } from './image.ts';
 import { resolveHires, type HiresParams, type HiresRequest } from './hires.ts';
 import { INPAINT_DEFAULTS, resolveInpaint, type InpaintParams, type InpaintRequest } from './inpaint.ts';
-import { LIMITS } from './limits.ts';
+import { LIMITS, defaultSize } from './limits.ts';
 import { unetSampleBytes } from './sub-batch.ts';
 import { checkAdapters, type LoraRequest } from './lora/adapt.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
@@ -168,8 +168,9 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
     }
   } else {
     check(params.strength === undefined, 'strength applies only with an init image');
-    width ??= info.nativeWidth;
-    height ??= info.nativeHeight;
+    const size = defaultSize(info);
+    width ??= size.width;
+    height ??= size.height;
   }
   for (const [name, side] of [['width', width], ['height', height]] as const) {
     check(isInt(side) && side >= Math.max(factor, LIMITS.minSide) && side <= LIMITS.maxSide, `${name} must be from ${Math.max(factor, LIMITS.minSide)} to ${LIMITS.maxSide} pixels, got ${side}`);

@@ -24,7 +24,7 @@ export type GenerateInput = {
   guidanceRescale?: number | null | undefined;
   /** Classifier-free guidance scale (CFG), 0–50; 1 or less skips the unconditional pass (turbo models run at 0). An LCM-distilled model (a UNet with a `timestep_cond` input) never makes that pass: it takes the scale as its guidance embedding. Default 7.5. */
   guidanceScale?: number | null | undefined;
-  /** Default: the model's native height, or the init image's (as width). */
+  /** Default: the model's native height (scaled as width), or the init image's (as width). */
   height?: number | null | undefined;
   /** AUTOMATIC1111's hires fix; txt2img only (with `initImage`: BAD_USER_INPUT). `totalSteps` counts the UNet calls of both passes, and previews continue through both. */
   hires?: HiresInput | null | undefined;
@@ -84,7 +84,7 @@ export type GenerateInput = {
   variationSeed?: number | null | undefined;
   /** How far towards the variation seed's noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0. */
   variationStrength?: number | null | undefined;
-  /** Default: the model's native width, or the init image's width rounded down to a multiple of the VAE scale factor. */
+  /** Default: the model's native width (its native size scaled down to 589824 pixels when beyond them, as SDXL's 1024 × 1024 is), or the init image's width rounded down to a multiple of the VAE scale factor. */
   width?: number | null | undefined;
 };
 
