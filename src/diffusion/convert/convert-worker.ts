@@ -6,7 +6,7 @@ export interface ConvertJob {
   file: string;
   yaml: string;
   outDir: string;
-  vocabDir: string;
+  vocabDir?: string;
 }
 
 export type FromConvertWorker = { type: 'progress'; progress: ConversionProgress } | { type: 'done' } | { type: 'error'; message: string };

