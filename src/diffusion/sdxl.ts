@@ -5,7 +5,6 @@
 import { badInput } from './errors.ts';
 import type { ModelFolderInfo, SdxlConfig } from './model-folder.ts';
 import type { TensorData } from './onnx-model.ts';
-import type { GenerateRequest } from './request.ts';
 
 /** diffusers' StableDiffusionXLImg2ImgPipeline defaults for refiner-style models. */
 export const AESTHETIC_SCORE = { positive: 6, negative: 2.5 } as const;
@@ -30,6 +29,9 @@ export interface SdxlParams {
   cropTopLeft?: CropTopLeft;
   targetSize?: ImageSize;
 }
+
+/** What the conditioning reads of a request (request.ts's GenerateRequest has all of it). */
+type ConditionedRequest = SdxlParams & ImageSize;
 
 /** Pixels the micro-conditioning sizes may state: SDXL was trained on images up to about this size. */
 const MAX_CONDITIONING_SIDE = 4096;
@@ -63,7 +65,7 @@ export function resolveSdxl(info: Pick<ModelFolderInfo, 'id' | 'family' | 'sdxl'
 }
 
 /** The time ids of one image: diffusers' defaults are the pass's own size for both sizes and no crop. */
-export function timeIds(config: SdxlConfig, request: Pick<GenerateRequest, 'width' | 'height' | 'originalSize' | 'cropTopLeft' | 'targetSize'>, negative: boolean): number[] {
+export function timeIds(config: SdxlConfig, request: ConditionedRequest, negative: boolean): number[] {
   const size = { width: request.width, height: request.height };
   const original = request.originalSize ?? size;
   const target = request.targetSize ?? size;
@@ -76,7 +78,7 @@ export function timeIds(config: SdxlConfig, request: Pick<GenerateRequest, 'widt
 /** The UNet's `text_embeds` and `time_ids` for a batch of `n` images ([negative × n, prompt × n] with guidance). */
 export function sdxlUnetInputs(
   config: SdxlConfig,
-  request: GenerateRequest,
+  request: ConditionedRequest,
   pooled: { data: Float32Array; size: number },
   n: number,
   doGuidance: boolean,
