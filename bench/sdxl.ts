@@ -46,7 +46,7 @@ export async function benchSdxl(options: BenchOptions): Promise<BenchRow[]> {
   );
   const perCall = new Map(sides.map((side) => [side, median(report.runMs[side])]));
   for (const [side, ms] of perCall) {
-    rows.push({ metric: `${side}×${side} latents (${side * 8}²), batch 2: per call`, value: ms / 1000, unit: 's', note: `median of ${runs} after a warm-up` });
+    rows.push({ metric: `${side}×${side} latents (${side * 8}²), batch 2: per call`, value: ms / 1000, unit: 's', note: `median of ${runs} after a warm-up of ${(report.warmUpMs[side] / 1000).toFixed(1)} s` });
   }
   for (let i = 1; i < sides.length; i++) {
     const [a, b] = [sides[i - 1], sides[i]];

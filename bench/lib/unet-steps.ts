@@ -9,7 +9,8 @@ export interface UNetStepsReport {
   loadMs: number;
   rssAfterLoad: number;
   peakAfterLoad: number;
-  /** Milliseconds of each timed run, by latent side. */
+  /** Milliseconds of the first call (allocations included) and of each timed one, by latent side. */
+  warmUpMs: Record<number, number>;
   runMs: Record<number, number[]>;
   peak: number;
 }
@@ -21,7 +22,7 @@ const filled = (dims: number[]): TensorData => ({ data: new Float32Array(dims.re
 
 const started = performance.now();
 const model = await OnnxModel.load(path);
-const report: UNetStepsReport = { loadMs: performance.now() - started, rssAfterLoad: process.memoryUsage.rss(), peakAfterLoad: peakRss(), runMs: {}, peak: 0 };
+const report: UNetStepsReport = { loadMs: performance.now() - started, rssAfterLoad: process.memoryUsage.rss(), peakAfterLoad: peakRss(), warmUpMs: {}, runMs: {}, peak: 0 };
 const hidden = Number(model.inputShape('encoder_hidden_states').at(-1));
 const pooled = Number(model.inputShape('text_embeds').at(-1));
 for (const side of sidesArg.split(',').map(Number)) {
@@ -34,14 +35,16 @@ for (const side of sidesArg.split(',').map(Number)) {
     time_ids: { data: Float32Array.from({ length: BATCH * 6 }, (_, i) => [side * 8, side * 8, 0, 0, side * 8, side * 8][i % 6]), dims: [BATCH, 6] },
   };
   process.stderr.write(`  ${side}×${side} latents: warm-up…\n`);
-  await model.run(feeds);
   const times: number[] = [];
-  for (let i = 0; i < Number(runsArg); i++) {
+  for (let i = 0; i <= Number(runsArg); i++) {
     const t = performance.now();
     await model.run(feeds);
     times.push(performance.now() - t);
+    // On stderr as it goes: a run stopped by a time limit still shows its calls.
+    process.stderr.write(`  ${side}×${side}: call ${i + 1} ${(times[i] / 1000).toFixed(1)} s, peak RSS ${(peakRss() / 2 ** 20).toFixed(0)} MiB\n`);
   }
-  report.runMs[side] = times;
+  [report.warmUpMs[side]] = times;
+  report.runMs[side] = times.slice(1);
 }
 report.peak = peakRss();
 process.send!(report);
