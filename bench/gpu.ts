@@ -7,30 +7,21 @@
 //   npm run bench -- gpu                                   # on a GPU machine: 512², 50 steps
 //   npm run bench -- gpu --size 256 --steps 4 --cpu-steps 2 # a quick look on a CPU
 //   npm run bench -- gpu --providers cuda,cpu              # these only (default: cpu and every one that works)
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { SD15 } from '../src/diffusion/convert/architecture.ts';
 import { Engine } from '../src/diffusion/engine.ts';
-import type { FixtureOptions } from '../src/diffusion/fixtures/index.ts';
 import { inspectModelFolder, type ModelFolderInfo } from '../src/diffusion/model-folder.ts';
 import { checkProviders } from '../src/diffusion/providers.ts';
 import { resolveRequest } from '../src/diffusion/request.ts';
 import type { BenchOptions, BenchRow } from './index.ts';
-import { cachedFixture } from './lib/common.ts';
+import { cachedRandomPipeline, SD15_DIR } from './lib/common.ts';
 
-const OUT = join(dirname(fileURLToPath(import.meta.url)), 'out', 'gpu');
 /** Tried when --providers is not given; TensorRT is left out (it builds an engine per shape, minutes). */
 const GPU_PROVIDERS = ['cuda', 'webgpu', 'dml', 'coreml'];
 
-/**
- * The pipeline the check runs. Until the SD 1.5 builder of src/diffusion/convert/ is on main, this is
- * the fixture pipeline at SD 1.5's first two UNet widths (320/640; two levels, not four: about a fifth
- * of SD 1.5's UNet) with a 128-wide VAE: replace the body with that builder's call for the real
- * architecture, and the rest of the check stays as it is.
- */
-async function sd15Pipeline(dir: string, size: number): Promise<{ model: ModelFolderInfo; label: string }> {
-  const options: FixtureOptions = { unetChannels: [320, 640], vaeChannels: 128, sampleSize: size / 8, externalData: 'model.onnx_data' };
-  await cachedFixture(dir, options);
-  return { model: await inspectModelFolder(dir), label: 'fixture UNet 320/640 (2 levels), VAE 128 — not yet SD 1.5' };
+/** The pipeline the check runs: SD 1.5's architecture with random weights, built once (the size is the request's). */
+async function sd15Pipeline(dir: string): Promise<{ model: ModelFolderInfo; label: string }> {
+  await cachedRandomPipeline(dir, SD15);
+  return { model: await inspectModelFolder(dir), label: 'SD 1.5 architecture, random weights' };
 }
 
 interface Measured {
@@ -71,7 +62,7 @@ export async function benchGpu(options: BenchOptions): Promise<BenchRow[]> {
   } else await checkProviders(providers);
   providers = [...new Set(providers)];
 
-  const { model, label } = await sd15Pipeline(join(OUT, `pipeline-${size}`), size);
+  const { model, label } = await sd15Pipeline(SD15_DIR);
   const rows: BenchRow[] = [{ metric: 'pipeline', value: label, note: `${size}×${size}, batch 1, guidance 7.5 (UNet batch 2), ${steps} steps` }];
   const results = new Map<string, Measured>();
   for (const provider of providers) {

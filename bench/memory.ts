@@ -8,34 +8,42 @@
 //
 // The model is a fixture at SD 1.5's widths where its memory peaks: the UNet's full-resolution
 // level (320 channels, 8 heads over every latent) and the VAE's last level (128 channels, with a
-// mid-block attention over every latent). A real-architecture SD 1.5 builder plugs in at buildModel.
+// mid-block attention over every latent). `--model sd15` measures SD 1.5's architecture with random
+// weights instead (about 4 GB built once into bench/out/; its sessions take minutes each on a small CPU).
+//
+//   npm run bench -- memory [--model fixture|sd15]
 import { execFile } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Engine, type EngineOptions } from '../src/diffusion/engine.ts';
+import { SD15 } from '../src/diffusion/convert/architecture.ts';
 import type { FixtureOptions } from '../src/diffusion/fixtures/index.ts';
 import { inspectModelFolder } from '../src/diffusion/model-folder.ts';
 import { OnnxModel, type TensorData } from '../src/diffusion/onnx-model.ts';
 import { resolveRequest, type GenerateParams } from '../src/diffusion/request.ts';
 import { DEFAULT_MARGIN, DEFAULT_TILE, runTiled } from '../src/diffusion/vae-tiles.ts';
-import type { BenchRow } from './index.ts';
-import { cachedFixture, median } from './lib/common.ts';
+import type { BenchOptions, BenchRow } from './index.ts';
+import { cachedFixture, cachedRandomPipeline, median, SD15_DIR } from './lib/common.ts';
 
 const FIXTURE: FixtureOptions = { unetChannels: [320, 640], sampleSize: 64, vaeChannels: 128, vaeLayout: 'attention' };
-const MODEL_DIR = join(dirname(fileURLToPath(import.meta.url)), 'out', 'memory-fixture');
+const FIXTURE_DIR = join(dirname(fileURLToPath(import.meta.url)), 'out', 'memory-fixture');
 const MiB = 2 ** 20;
 const RUNS = 3;
 
-/** The model measured: swap in a real SD 1.5 builder here. Returns its build time when it built. */
-const buildModel = (dir: string) => cachedFixture(dir, FIXTURE);
+/** The models `--model` names: their folder, and their build (which returns its time when it built). */
+const MODELS: Record<string, { dir: string; build: (dir: string) => Promise<number | undefined> }> = {
+  fixture: { dir: FIXTURE_DIR, build: (dir) => cachedFixture(dir, FIXTURE) },
+  sd15: { dir: SD15_DIR, build: (dir) => cachedRandomPipeline(dir, SD15) },
+};
 
 type Submodel = 'textEncoder' | 'unet' | 'vaeDecoder' | 'vaeEncoder';
 
-type Job =
+type Job = { modelDir: string } & (
   | { kind: 'session'; submodel: Submodel; memPattern: boolean; side: number; runs: number; tiled?: boolean }
-  | { kind: 'generate'; params: GenerateParams; options: EngineOptions };
+  | { kind: 'generate'; params: GenerateParams; options: EngineOptions }
+);
 
 interface Measured {
   rssBeforeLoad: number;
@@ -62,7 +70,7 @@ function feeds(submodel: Submodel, side: number, hidden: number): Record<string,
 
 /** Runs in a fresh process (see measure). */
 export async function memoryJob(job: Job): Promise<Measured> {
-  const info = await inspectModelFolder(MODEL_DIR);
+  const info = await inspectModelFolder(job.modelDir);
   const rssBeforeLoad = process.memoryUsage.rss();
   const runMs: number[] = [];
   if (job.kind === 'session') {
@@ -93,15 +101,20 @@ async function measure(job: Job): Promise<Measured> {
 
 const mib = (bytes: number) => bytes / MiB;
 
-export async function benchMemory(): Promise<BenchRow[]> {
-  const buildMs = await buildModel(MODEL_DIR);
-  const info = await inspectModelFolder(MODEL_DIR);
-  const rows: BenchRow[] = buildMs === undefined ? [] : [{ metric: 'fixture build (cached in bench/out/)', value: buildMs / 1000, unit: 's' }];
+export async function benchMemory(options: BenchOptions): Promise<BenchRow[]> {
+  const name = options.model ?? 'fixture';
+  const model = MODELS[name];
+  if (!model) throw new Error(`--model must be one of ${Object.keys(MODELS).join(', ')}`);
+  const modelDir = model.dir;
+  const buildMs = await model.build(modelDir);
+  const info = await inspectModelFolder(modelDir);
+  const rows: BenchRow[] = [{ metric: 'model', value: name === 'sd15' ? 'SD 1.5 architecture, random weights' : 'fixture at SD 1.5 widths (320/640)' }];
+  if (buildMs !== undefined) rows.push({ metric: 'model build (cached in bench/out/)', value: buildMs / 1000, unit: 's' });
 
   for (const submodel of ['textEncoder', 'unet', 'vaeDecoder', 'vaeEncoder'] as const) {
     process.stderr.write(`  ${submodel}: memory pattern on and off…\n`);
     const fileBytes = await folderBytes(dirname(info.paths[submodel]!));
-    const [on, off] = [await measure({ kind: 'session', submodel, memPattern: true, side: 512, runs: RUNS }), await measure({ kind: 'session', submodel, memPattern: false, side: 512, runs: RUNS })];
+    const [on, off] = [await measure({ modelDir, kind: 'session', submodel, memPattern: true, side: 512, runs: RUNS }), await measure({ modelDir, kind: 'session', submodel, memPattern: false, side: 512, runs: RUNS })];
     const growth = on.rssAfterLoad - on.rssBeforeLoad;
     const steady = (m: Measured) => median(m.runMs.slice(1));
     rows.push(
@@ -114,7 +127,7 @@ export async function benchMemory(): Promise<BenchRow[]> {
 
   for (const side of [768, 1024]) {
     process.stderr.write(`  VAE decoder at ${side}², whole and in tiles…\n`);
-    const vae = { kind: 'session', submodel: 'vaeDecoder', memPattern: true, side, runs: 1 } as const;
+    const vae = { modelDir, kind: 'session', submodel: 'vaeDecoder', memPattern: true, side, runs: 1 } as const;
     const whole = await measure(vae);
     const tiled = await measure({ ...vae, tiled: true });
     rows.push(
@@ -125,8 +138,8 @@ export async function benchMemory(): Promise<BenchRow[]> {
 
   process.stderr.write('  2 images with guidance at 512², with and without sub-batches…\n');
   const batch = { prompt: 'two cats', width: 512, height: 512, steps: 2, seed: 3, numImages: 2 };
-  const oneCall = await measure({ kind: 'generate', params: batch, options: { batchMemoryBytes: Number.MAX_SAFE_INTEGER } });
-  const perSample = await measure({ kind: 'generate', params: batch, options: { batchMemoryBytes: 1 } });
+  const oneCall = await measure({ modelDir, kind: 'generate', params: batch, options: { batchMemoryBytes: Number.MAX_SAFE_INTEGER } });
+  const perSample = await measure({ modelDir, kind: 'generate', params: batch, options: { batchMemoryBytes: 1 } });
   rows.push(
     { metric: '512² ×2 with guidance: peak RSS, one UNet call', value: mib(oneCall.maxRss), unit: 'MiB', note: `${(oneCall.runMs[0] / 1000).toFixed(2)} s a step` },
     { metric: '512² ×2 with guidance: peak RSS, sub-batches of 1', value: mib(perSample.maxRss), unit: 'MiB', note: `${(perSample.runMs[0] / 1000).toFixed(2)} s a step; peak ratio ${(perSample.maxRss / oneCall.maxRss).toFixed(3)}` },

@@ -2,17 +2,20 @@
 // the optimised-model cache), the first load with the cache (which also saves the optimised graph) and
 // the cached load, each in a fresh process, with its resident memory after the load. The model files
 // are read once before, so that every load meets a warm page cache. Goal: cached ÷ first ≤ 0.35 at
-// SD 1.5 UNet size (3.4 GB); the largest UNet the fixture builder makes in reasonable time is used
-// until the SD 1.5 builder lands (see gpu.ts), and named in the output.
+// SD 1.5 UNet size (3.4 GB): `--model sd15` loads that UNet (SD 1.5's architecture with random
+// weights, built once into bench/out/sd15/); by default a fixture UNet of `--channels`, which loads in
+// a fraction of the time, named in the output.
 //
 //   npm run bench -- model-load [--channels 640,1280] [--rounds 3]
+//   npm run bench -- model-load --model sd15 [--rounds 1]
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchOptions, BenchRow } from './index.ts';
-import { cachedFixture, median } from './lib/common.ts';
+import { SD15 } from '../src/diffusion/convert/architecture.ts';
+import { cachedFixture, cachedRandomPipeline, median, SD15_DIR } from './lib/common.ts';
 
 const OUT = join(dirname(fileURLToPath(import.meta.url)), 'out', 'model-load');
 
@@ -32,8 +35,11 @@ async function load(path: string, cacheDir = ''): Promise<Load> {
 export async function benchModelLoad(options: BenchOptions): Promise<BenchRow[]> {
   const [c0, c1] = (options.channels ?? '640,1280').split(',').map(Number);
   const rounds = Number(options.rounds ?? 3);
-  const dir = join(OUT, `fixture-${c0}-${c1}`);
-  await cachedFixture(dir, { unetChannels: [c0, c1], externalData: 'model.onnx_data' });
+  const sd15 = options.model === 'sd15';
+  if (options.model && !sd15 && options.model !== 'fixture') throw new Error('--model must be fixture or sd15');
+  const dir = sd15 ? SD15_DIR : join(OUT, `fixture-${c0}-${c1}`);
+  if (sd15) await cachedRandomPipeline(dir, SD15);
+  else await cachedFixture(dir, { unetChannels: [c0, c1], externalData: 'model.onnx_data' });
   const unet = join(dir, 'unet', 'model.onnx');
   const bytes = (await stat(unet)).size + (await stat(join(dir, 'unet', 'model.onnx_data'))).size;
   await readFile(join(dir, 'unet', 'model.onnx_data'));
@@ -57,7 +63,7 @@ export async function benchModelLoad(options: BenchOptions): Promise<BenchRow[]>
   const mb = 2 ** 20;
   const note = `median of ${rounds}, each in a fresh process`;
   return [
-    { metric: 'UNet', value: `fixture UNet ${c0}/${c1}`, note: `${(bytes / mb).toFixed(0)} MB of weights (SD 1.5: 3,400 MB)` },
+    { metric: 'UNet', value: sd15 ? 'SD 1.5 architecture, random weights' : `fixture UNet ${c0}/${c1}`, note: `${(bytes / mb).toFixed(0)} MB of weights (SD 1.5: 3,400 MB)` },
     { metric: 'load without the cache', value: ms(plain), unit: 'ms', note },
     { metric: 'first load (optimises, saves)', value: ms(first), unit: 'ms', note },
     { metric: 'cached load', value: ms(cached), unit: 'ms', note },

@@ -1,7 +1,10 @@
-// Shared by the bench sections: medians, and fixture models built once into bench/out/.
+// Shared by the bench sections: medians, and models built once into bench/out/.
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { PipelineArch, UNetArch } from '../../src/diffusion/convert/architecture.ts';
+import { buildRandomPipeline, buildRandomUNet } from '../../src/diffusion/convert/random.ts';
 import { createFixturePipeline, type FixtureOptions } from '../../src/diffusion/fixtures/index.ts';
 
 export function median(values: number[]): number {
@@ -10,14 +13,26 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** Writes a fixture model into `dir` unless the one there was built with the same options; returns the build time, if it built. */
-export async function cachedFixture(dir: string, options: FixtureOptions): Promise<number | undefined> {
+/** Where the sections that measure SD 1.5's architecture share its random-weight pipeline (about 4 GB). */
+export const SD15_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'out', 'sd15');
+
+/** Runs `build(dir)` unless `dir` holds what a build described by `recipe` wrote; returns the build time, if it built. */
+async function cachedBuild(dir: string, recipe: unknown, build: (dir: string) => Promise<void>): Promise<number | undefined> {
   const stamp = join(dir, 'bench-fixture.json');
-  const wanted = JSON.stringify(options);
+  const wanted = JSON.stringify(recipe);
   if (existsSync(stamp) && (await readFile(stamp, 'utf8')) === wanted) return undefined;
   const started = performance.now();
   await rm(dir, { recursive: true, force: true });
-  await createFixturePipeline(dir, options);
+  await build(dir);
   await writeFile(stamp, wanted);
   return performance.now() - started;
 }
+
+/** A fixture model in `dir` (see cachedBuild). */
+export const cachedFixture = (dir: string, options: FixtureOptions) => cachedBuild(dir, options, (d) => createFixturePipeline(d, options));
+
+/** A pipeline folder of a real architecture (SD15, …) with random weights of seed 0 in `dir` (see cachedBuild). */
+export const cachedRandomPipeline = (dir: string, arch: PipelineArch) => cachedBuild(dir, { pipeline: arch }, (d) => buildRandomPipeline(d, arch));
+
+/** A UNet alone (`dir/model.onnx` and its external data) of a real architecture with random weights (see cachedBuild). */
+export const cachedRandomUNet = (dir: string, arch: UNetArch) => cachedBuild(dir, { unet: arch }, (d) => buildRandomUNet(d, arch));
