@@ -12,8 +12,10 @@ import { mergeLoras } from '../../src/diffusion/lora/adapt.ts';
 import { readLora, type LoraComponent, type LoraFile } from '../../src/diffusion/lora/lora-file.ts';
 import { ModelEditor } from '../../src/diffusion/lora/model-editor.ts';
 import { diffusersUnetName, unetLayout } from '../../src/diffusion/lora/sgm-unet.ts';
+import { inspectModelFolder } from '../../src/diffusion/model-folder.ts';
 import { OnnxModel, type TensorData } from '../../src/diffusion/onnx-model.ts';
 import { TorchGenerator } from '../../src/diffusion/random.ts';
+import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
 import { referenceDir } from '../helpers/reference.ts';
 import { maxAbsDiff } from '../helpers/numeric.ts';
 import { mergedDirectly, transpose } from './helpers.ts';
@@ -113,4 +115,25 @@ describe('kohya SDXL LoRA on tiny-sdxl', () => {
       }
     });
   }
+
+  test('a model loaded with the LoRA merges it into both text encoders and the UNet, and reports nothing left out', async () => {
+    const info = await inspectModelFolder(MODEL);
+    const base = await StableDiffusionModel.load(info);
+    const adapted = await StableDiffusionModel.load(info, {}, { loras: [{ name: 'kohya-sdxl', path: join(dir, 'kohya-sdxl.safetensors'), weight: WEIGHT }], embeddings: [] });
+    try {
+      assert.deepEqual(adapted.warnings, []);
+      const pairs = [
+        ['text_encoder', base.textEncoder, adapted.textEncoder],
+        ['text_encoder_2', base.second!.textEncoder, adapted.second!.textEncoder],
+        ['unet', base.unet, adapted.unet],
+      ] as const;
+      for (const [component, before, after] of pairs) {
+        const [want, got] = [await before.run(FEEDS[component]), await after.run(FEEDS[component])];
+        const name = before.outputNames[0];
+        assert.ok(maxAbsDiff(want[name].data, got[name].data) > 1e-3, `${component}: the LoRA changes ${name}`);
+      }
+    } finally {
+      await Promise.all([base.release(), adapted.release()]);
+    }
+  });
 });
