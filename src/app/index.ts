@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createAuth, type Auth } from '../auth/index.ts';
 import type { Config } from '../config.ts';
 import { databaseTarget, holdProcessLock, openDatabase, type Database, type DatabaseTarget } from '../db/index.ts';
-import { DiffusionError, EngineThread, MODELS_CACHE_FOLDER, adapterSource, checkProviders, convertedModel, findTaesdDecoder, upscalerFiles, type EngineOptions, type GenerationEngine, type RuntimeOptions } from '../diffusion/index.ts';
+import { DiffusionError, EngineThread, MODELS_CACHE_FOLDER, adapterSource, checkProviders, convertedModel, convertedVae, findTaesdDecoder, listVaeFiles, sha256File, upscalerFiles, type EngineOptions, type GenerationEngine, type RuntimeOptions } from '../diffusion/index.ts';
 import { createEventBus, EventBusError, type EventBus } from '../events/bus.ts';
 import type { Topics } from '../graphql/context.ts';
 import { Jobs } from '../jobs/index.ts';
@@ -125,6 +125,12 @@ export async function startJobs(app: App): Promise<void> {
     modelHash: (id) => registry.modelSha256(id),
     previewDecoder: (model) => findTaesdDecoder(model, config.modelsDir),
     upscalerPath: async (id) => (await upscalerFiles(config.modelsDir)).find((file) => file.id === id)?.path,
+    vae: async (id) => {
+      const file = (await listVaeFiles(config.modelsDir)).find((v) => v.id === id && !v.error);
+      if (!file) return undefined;
+      const sha256 = await sha256File(file.path);
+      return { fileName: file.fileName, sha256, ...(await convertedVae(file.path, sha256, join(config.dataDir, MODELS_CACHE_FOLDER))) };
+    },
     adapters: adapterSource(registry, config.embeddingsDir),
     heartbeatMs: heartbeatInterval(config.workerLeaseSeconds * 1000),
   });

@@ -107,6 +107,9 @@ const DECODER_CACHE_BYTES = 64 * 2 ** 20;
 /** Room for a Real-ESRGAN x4plus (about 67 MB in fp32) and another. */
 const UPSCALER_CACHE_BYTES = 256 * 2 ** 20;
 
+/** The cache key of a model as it is, with its separate VAE (another VAE: another pipeline). */
+const modelKey = (model: ModelFolderInfo) => (model.vaeSha256 ? `${model.dir}\nvae:${model.vaeSha256}` : model.dir);
+
 export class Engine implements GenerationEngine {
   private readonly cache: ModelCache<StableDiffusionModel>;
   private readonly decoders = new ModelCache<TaesdDecoder>(DECODER_CACHE_BYTES);
@@ -123,7 +126,7 @@ export class Engine implements GenerationEngine {
   }
 
   async preload(model: ModelFolderInfo): Promise<void> {
-    await this.cache.use(model.dir, LOADED_PER_FILE_BYTE * model.sizeBytes, () => this.load(model.dir, model), async () => {});
+    await this.cache.use(modelKey(model), LOADED_PER_FILE_BYTE * model.sizeBytes, () => this.load(modelKey(model), model), async () => {});
     this.onModelsChanged?.();
   }
 
@@ -159,7 +162,7 @@ export class Engine implements GenerationEngine {
   async run(model: ModelFolderInfo, request: GenerateRequest, { previews, onStep, ...callbacks }: RunOptions = {}): Promise<EngineResult> {
     const adapters = normalizeAdapters(request.loras, request.embeddings);
     const every = previews?.every ?? 0;
-    const key = adapters ? `${model.dir}\n${await adaptersKey(adapters)}` : model.dir;
+    const key = adapters ? `${modelKey(model)}\n${await adaptersKey(adapters)}` : modelKey(model);
     return this.cache.use(
       key,
       LOADED_PER_FILE_BYTE * model.sizeBytes,

@@ -117,6 +117,8 @@ export interface InfotextParams {
   height: number;
   modelHash?: string;
   modelName?: string;
+  /** A separate VAE file: its file name and AUTOMATIC1111's hash of it (the file's SHA-256, 10 digits). */
+  vae?: { fileName: string; hash: string };
   strength?: number;
   /** This image's variation seed (variationSeed + i) and the strength, when above 0. */
   variationSeed?: number;
@@ -163,6 +165,8 @@ export function formatInfotext(p: InfotextParams): string {
     ['Size', `${p.width}x${p.height}`],
     ['Model hash', p.modelHash],
     ['Model', p.modelName],
+    ['VAE hash', p.vae?.hash],
+    ['VAE', p.vae?.fileName],
     ['Variation seed', p.variationStrength ? p.variationSeed : undefined],
     ['Variation seed strength', p.variationStrength || undefined],
     ['Denoising strength', p.hires?.strength ?? p.strength],

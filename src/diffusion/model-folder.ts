@@ -68,6 +68,8 @@ export interface ModelFolderInfo {
   /** Transformer layers of the text encoder (text_encoder/config.json), when the folder tells: clip skip reaches back as far as its embeddings. */
   textEncoderLayers?: number;
   paths: ModelPaths;
+  /** The SHA-256 of a separate VAE file whose graphs `paths` name instead of the model's own (withVae). */
+  vaeSha256?: string;
   /** Set for SDXL models. */
   sdxl?: SdxlConfig;
   schedulerConfig: Record<string, unknown>;

@@ -1,6 +1,6 @@
 // Generations: the request a client submits, its place in the queue, its live progress and its
 // history. Resolvers are thin: validation and running live in src/jobs and src/diffusion.
-import { DEFAULTS, HIRES_DEFAULTS, INPAINT_DEFAULTS, INPAINT_LIMITS, LIMITS, MAX_HIRES_SCALE, adapterSource, inpaintDefaults, upscalerFiles, type ConversionProgress, type InpaintRequest, type Outpaint, type SchedulerName } from '../diffusion/index.ts';
+import { DEFAULTS, HIRES_DEFAULTS, INPAINT_DEFAULTS, INPAINT_LIMITS, LIMITS, MAX_HIRES_SCALE, adapterSource, inpaintDefaults, listVaeFiles, upscalerFiles, type ConversionProgress, type InpaintRequest, type Outpaint, type SchedulerName } from '../diffusion/index.ts';
 import type { GenerationEvent } from '../jobs/events.ts';
 import { PRIORITY_RANGE, inputPathsOf, readStoredRequest, releaseInputs, submitGeneration, type StoredInput } from '../jobs/request.ts';
 import { ownedBy, type Viewer } from '../auth/index.ts';
@@ -153,6 +153,7 @@ const GenerateInput = builder.inputType('GenerateInput', {
     variationStrength: t.float({ description: 'How far towards the variation seed\'s noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0.' }),
     hires: t.field({ type: HiresInput, description: 'AUTOMATIC1111\'s hires fix; txt2img only (with `initImage`: BAD_USER_INPUT). `totalSteps` counts the UNet calls of both passes, and previews continue through both.' }),
     loras: t.field({ type: [LoraInput], description: 'LoRAs to apply, with those of the prompt\'s `<lora:…>` tags. An unknown id, an unusable file or a LoRA trained for another model family is BAD_USER_INPUT.' }),
+    vae: t.id({ description: 'An `id` of `vaes`: a separate VAE file that decodes (and, for img2img and inpainting, encodes) the images instead of the model\'s own. Unknown, unusable, or making latents of another shape than the model\'s: BAD_USER_INPUT. Default: the model\'s own.' }),
     priority: t.int({ description: `${PRIORITY_RANGE.min}–${PRIORITY_RANGE.max}; higher runs first, equal ones in submission order. Above 0 needs the ADMIN scope (FORBIDDEN otherwise). Default 0.` }),
     previewEvery: t.int({ description: 'Send a preview image every N steps on `generationProgress` (0: none). Default 1.' }),
   }),
@@ -267,6 +268,7 @@ builder.prismaNode('Generation', {
     scheduler: t.field({ type: Scheduler, description: 'The sampler.', resolve: (g) => g.scheduler as SchedulerName }),
     scheduleType: t.field({ type: ScheduleType, description: 'How the sampler spaced its noise levels.', resolve: (g) => readStoredRequest(g).scheduleType ?? 'DEFAULT' }),
     clipSkip: t.int({ description: 'Clip skip: 1 for the text encoder\'s last layer.', resolve: (g) => readStoredRequest(g).clipSkip ?? 1 }),
+    vae: t.id({ nullable: true, description: 'The separate VAE file it was sent with (an `id` of `vaes`); null: the model\'s own.', resolve: (g) => readStoredRequest(g).vae ?? null }),
     width: t.exposeInt('width', { description: 'Image width in pixels.' }),
     height: t.exposeInt('height', { description: 'Image height in pixels.' }),
     steps: t.exposeInt('steps', { description: 'Denoising steps asked for (img2img runs `strength` × steps of them).' }),
@@ -458,7 +460,8 @@ builder.mutationFields((t) => ({
       const mask = input.mask ? await readImageInput(input.mask, ctx, 'mask') : undefined;
       const { prisma, queue, images } = ctx.jobs;
       const upscalers = async () => (await upscalerFiles(ctx.config.modelsDir)).map((file) => file.id);
-      return submitGeneration({ prisma, queue, images, adapters: adapterSource(ctx.registry, ctx.config.embeddingsDir), upscalers }, model, {
+      const vaes = () => listVaeFiles(ctx.config.modelsDir);
+      return submitGeneration({ prisma, queue, images, adapters: adapterSource(ctx.registry, ctx.config.embeddingsDir), upscalers, vaes }, model, {
         prompt: input.prompt,
         negativePrompt: input.negativePrompt ?? undefined,
         promptSyntax: input.promptSyntax ?? undefined,
@@ -468,6 +471,7 @@ builder.mutationFields((t) => ({
         cropTopLeft: input.cropTopLeft ?? undefined,
         targetSize: input.targetSize ?? undefined,
         loras: input.loras?.map((l) => ({ id: localId('Lora', l.id), weight: l.weight ?? 1 })),
+        vae: input.vae === null || input.vae === undefined ? undefined : String(input.vae),
         width: input.width ?? undefined,
         height: input.height ?? undefined,
         steps: input.steps ?? undefined,

@@ -11,6 +11,7 @@ import './prompts.ts';
 import './generations.ts';
 import './images.ts';
 import './upscalers.ts';
+import './vaes.ts';
 import './upscales.ts';
 import './tokens.ts';
 

@@ -18,6 +18,7 @@ export interface WorkerOptions {
   modelHash(id: string): Promise<string | null>;
   previewDecoder?(model: ModelFolderInfo): Promise<string | undefined>;
   upscalerPath?(id: string): Promise<string | undefined>;
+  vae?: WorkerDeps['vae'];
   /** Where LoRA and embedding files are looked up again when a generation runs. */
   adapters?: AdapterSource;
   heartbeatMs: number;

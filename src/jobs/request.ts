@@ -3,7 +3,7 @@
 // that is the job itself.
 import { z } from 'zod';
 import type { Generation, Prisma, PrismaClient } from '../db/index.ts';
-import { badInput, countUnetCalls, prepareRequest, resolveUpscale, SCHEDULE_TYPES, verifyImage, type UpscalerInfo, type AdapterSource, type HiresRequest, type ModelFolderInfo, type RequestParams, type ResolvedAdapters, type ScheduleType } from '../diffusion/index.ts';
+import { badInput, countUnetCalls, prepareRequest, resolveUpscale, SCHEDULE_TYPES, verifyImage, type UpscalerInfo, type VaeFile, type AdapterSource, type HiresRequest, type ModelFolderInfo, type RequestParams, type ResolvedAdapters, type ScheduleType } from '../diffusion/index.ts';
 import type { ImageStore } from './image-store.ts';
 import type { GenerationQueue } from './queue.ts';
 
@@ -26,6 +26,8 @@ export interface SubmitInput extends Omit<RequestParams, 'initImage' | 'mask'> {
   priority?: number;
   /** Send a preview every N steps (0: none). */
   previewEvery?: number;
+  /** The id of a separate VAE file (`SDQL_MODELS_DIR/vae/`) used instead of the model's own. */
+  vae?: string;
   initImage?: { bytes: Uint8Array; imageId?: string };
   mask?: { bytes: Uint8Array; imageId?: string };
 }
@@ -85,6 +87,7 @@ const storedRequestSchema = z.strictObject({
   priority: optionalNumber,
   previewEvery: optionalNumber,
   loras: z.array(z.strictObject({ id: z.string(), weight: z.number() })).optional(),
+  vae: z.string().optional(),
   initImage: storedInputSchema.optional(),
   mask: storedInputSchema.optional(),
   invertMask: z.boolean().optional(),
@@ -206,11 +209,28 @@ export interface SubmitDeps {
   upscalers?: () => Promise<string[]>;
   /** The model upscalers with their scales (upscales are checked against them). */
   listUpscalers?: () => Promise<UpscalerInfo[]>;
+  /** The separate VAE files (`vae` is checked against them). */
+  vaes?: () => Promise<VaeFile[]>;
+}
+
+/** Checks that the VAE file `id` exists, can be read and makes latents the model's UNet takes. */
+function checkVae(model: ModelFolderInfo, id: string, vaes: VaeFile[]): void {
+  const vae = vaes.find((v) => v.id === id);
+  if (!vae) throw badInput(`unknown VAE "${id}": the \`vaes\` query lists the files of SDQL_MODELS_DIR/vae/ (${vaes.map((v) => v.id).join(', ') || 'none'})`);
+  if (vae.error) throw badInput(`VAE "${id}" cannot be used: ${vae.error}`);
+  // An inpainting UNet takes latents, masked-image latents and the mask: 2·latent + 1 channels.
+  const latentChannels = model.unetInChannels % 2 === 1 ? (model.unetInChannels - 1) / 2 : model.unetInChannels;
+  if (vae.latentChannels !== latentChannels || vae.scaleFactor !== model.vaeScaleFactor) {
+    throw badInput(
+      `VAE "${id}" does not fit model ${model.id}: it makes ${vae.latentChannels}-channel latents of 1/${vae.scaleFactor} the image's size, the model takes ${latentChannels}-channel latents of 1/${model.vaeScaleFactor}`,
+    );
+  }
 }
 
 export async function submitGeneration(deps: SubmitDeps, model: ModelFolderInfo, input: SubmitInput, submitter: Submitter): Promise<Generation> {
   const priority = checkPriority(input.priority);
-  const { initImage: init, mask: maskInput, ...params } = input;
+  const { initImage: init, mask: maskInput, vae, ...params } = input;
+  if (vae !== undefined) checkVae(model, vae, (await deps.vaes?.()) ?? []);
   const upscalers = params.hires ? ((await deps.upscalers?.()) ?? []) : [];
   const { request, adapters } = await prepareRequest(model, { ...params, initImage: init?.bytes, mask: maskInput?.bytes }, deps.adapters, upscalers);
   const previewEvery = input.previewEvery ?? 1;

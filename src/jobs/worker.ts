@@ -54,12 +54,22 @@ export interface WorkerDeps {
   /** Where LoRA ids and embeddings are resolved again before a generation runs (files may have changed
    * since it was submitted); without it, the files resolved at submission are used. */
   adapters?: AdapterSource;
+  /** A separate VAE file by id, its graphs converted (undefined when there is no such usable file). */
+  vae?(id: string): Promise<SeparateVae | undefined>;
   /** The file of a model upscaler, by id (undefined when there is none). */
   upscalerPath?(id: string): Promise<string | undefined>;
   /** How often to look for work when no event says there is some. */
   pollMs?: number;
   /** How often to renew the lease on the running generation (queue.ts heartbeatInterval). */
   heartbeatMs: number;
+}
+
+/** A separate VAE file as a generation runs with it. */
+export interface SeparateVae {
+  fileName: string;
+  sha256: string;
+  vaeEncoder: string;
+  vaeDecoder: string;
 }
 
 export class GenerationWorker {
@@ -164,14 +174,21 @@ export class GenerationWorker {
           this.deps.events.publish('generation', generation.id, { ...statusEvent(generation.id, 'RUNNING', null, events.progress.step, events.progress.totalSteps), conversion }),
         )
       : model;
-    const result = await this.deps.engine.run(runnable, request, {
+    const vae = stored.vae === undefined ? undefined : await this.separateVae(stored.vae);
+    const result = await this.deps.engine.run(vae ? withVae(runnable, vae) : runnable, request, {
       signal,
       onStep: (p) => events.push(p.step, p.totalSteps, previewOf(p, request, model.family, previewEvery, generation.id)),
       previews: { every: previewEvery, decoder },
     });
     await events.flushed();
-    await this.finish(generation, model, request, await adapters, stored, result.images, await hash, [...warnings, ...(result.warnings ?? [])]);
+    await this.finish(generation, model, request, await adapters, stored, result.images, await hash, [...warnings, ...(result.warnings ?? [])], vae);
     return result.timings;
+  }
+
+  private async separateVae(id: string): Promise<SeparateVae> {
+    const vae = await this.deps.vae?.(id);
+    if (!vae) throw new DiffusionError('MODEL_INVALID', `VAE ${id} is no longer a usable file of the vae folder`);
+    return vae;
   }
 
   /** Runs an UPSCALE row: its image through the engine thread, a progress event per tile, one result image. */
@@ -256,13 +273,14 @@ export class GenerationWorker {
     results: { seed: number; image: RgbImage }[],
     modelHash: string | null,
     warnings: string[],
+    vae?: SeparateVae,
   ): Promise<void> {
     await this.record(generation, { modelHash: modelHash?.slice(0, 10) ?? null, warnings }, async (save) => {
       const rows: Prisma.ImageCreateManyInput[] = [];
       for (const [index, { seed, image }] of results.entries()) {
         const extra = request.inpaint && inpaintInfotext(request.inpaint);
         const variationSeed = request.variationSeed === undefined ? undefined : request.variationSeed + index;
-        const infotext = formatInfotext({ ...request, ...adapters, seed, variationSeed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id, extra });
+        const infotext = formatInfotext({ ...request, ...adapters, seed, variationSeed, schedulerConfig: model.schedulerConfig, modelHash: modelHash?.slice(0, 10), modelName: model.id, vae: vae && { fileName: vae.fileName, hash: vae.sha256.slice(0, 10) }, extra });
         const png = await encodeImageWithInfo(image, 'png', {
           parameters: infotext,
           sdql: JSON.stringify({ ...storedRequestForImage(stored), seed, generationId: generation.id, model: model.id }),
@@ -371,6 +389,12 @@ class GenerationTaken extends Error {
 }
 
 /** The request as an image's `sdql` chunk records it: parameters only, input images by their SHA-256, no internal file paths. */
+/** The model with a separate VAE's graphs instead of its own (an encoder only where the model has one: what it can do was checked at submission). */
+function withVae(model: ModelFolderInfo, vae: SeparateVae): ModelFolderInfo {
+  const paths = { ...model.paths, vaeDecoder: vae.vaeDecoder, ...(model.paths.vaeEncoder && { vaeEncoder: vae.vaeEncoder }) };
+  return { ...model, paths, vaeSha256: vae.sha256 };
+}
+
 function storedRequestForImage(stored: StoredRequest): Omit<StoredRequest, 'initImage' | 'mask' | 'adapters'> & { initImage?: { sha256: string }; mask?: { sha256: string } } {
   const { initImage, mask, adapters: _adapters, ...rest } = stored;
   return { ...rest, ...(initImage && { initImage: { sha256: initImage.sha256 } }), ...(mask && { mask: { sha256: mask.sha256 } }) };

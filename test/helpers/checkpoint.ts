@@ -2,6 +2,10 @@
 // build from it: an fp16 copy, and a copy carrying EMA weights and schedule buffers beside the model.
 import { join } from 'node:path';
 import { writeSafetensors } from '../../src/diffusion/fixtures/adapters.ts';
+import { Net } from '../../src/diffusion/fixtures/net.ts';
+import { vaeLdmKey } from '../../src/diffusion/convert/ldm-keys.ts';
+import { buildVaeDecoder, buildVaeEncoder } from '../../src/diffusion/convert/vae.ts';
+import { inspectVaeFile } from '../../src/diffusion/convert/vae-file.ts';
 import { readSafetensorsFloat32, readSafetensorsHeader } from '../../src/diffusion/safetensors.ts';
 import { referenceDir } from './reference.ts';
 
@@ -50,4 +54,28 @@ export async function emaCopy(source: string, target: string): Promise<void> {
     'cond_stage_model.transformer.text_model.embeddings.position_ids': { shape: [1, 77], data: Float32Array.from({ length: 77 }, (_, i) => i) },
   });
   await writeSafetensors(target, out, header.metadata);
+}
+
+/**
+ * The VAE of checkpoint `source` as a separate VAE file: in the LDM layout without `first_stage_model.`
+ * (`ldm`) or under diffusers' AutoencoderKL names (`diffusers`), each weight through `change`.
+ */
+export async function vaeFileOf(source: string, target: string, layout: 'ldm' | 'diffusers', change: (name: string, data: Float32Array) => Float32Array = (_n, d) => d): Promise<void> {
+  const { tensors } = await readAll(source);
+  const prefix = 'first_stage_model.';
+  const { arch } = await inspectVaeFile(source);
+  // The diffusers names are those the graph builders ask for, each from the LDM key vaeLdmKey gives.
+  const names: string[] = [];
+  const recorder = { get: (name: string, shape: number[]) => (names.push(name), new Float32Array(shape.reduce((a, b) => a * b, 1))) };
+  buildVaeEncoder(new Net(recorder, 'fp32'), arch);
+  buildVaeDecoder(new Net(recorder, 'fp32'), arch);
+  const renamed: [string, string][] =
+    layout === 'ldm'
+      ? [...tensors.keys()].filter((k) => k.startsWith(prefix)).map((k) => [k.slice(prefix.length), k])
+      : names.map((n) => [n, vaeLdmKey(n, arch.blockOutChannels.length)]);
+  const out = Object.fromEntries(renamed.map(([name, key]) => {
+    const t = tensors.get(key)!;
+    return [name, { shape: t.shape, data: change(name, t.data) }];
+  }));
+  await writeSafetensors(target, out);
 }

@@ -80,6 +80,8 @@ export type GenerateInput = {
   strength?: number | null | undefined;
   /** SDXL's target size conditioning (diffusers' `target_size`), 1–4096 each side. Default: the image's size. Refiner-style models (5 time ids) take an aesthetic score instead: 6 for the prompt, 2.5 for the negative prompt (diffusers' defaults). SDXL models only (BAD_USER_INPUT on others). */
   targetSize?: SizeInput | null | undefined;
+  /** An `id` of `vaes`: a separate VAE file that decodes (and, for img2img and inpainting, encodes) the images instead of the model's own. Unknown, unusable, or making latents of another shape than the model's: BAD_USER_INPUT. Default: the model's own. */
+  vae?: string | null | undefined;
   /** AUTOMATIC1111's variation seed ("Variation seed"), 0–4294967295: image i starts from its seed's noise turned towards the noise of variationSeed + i by AUTOMATIC1111's slerp. Default: a random one when `variationStrength` is above 0, recorded in the image's infotext. */
   variationSeed?: number | null | undefined;
   /** How far towards the variation seed's noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0. */

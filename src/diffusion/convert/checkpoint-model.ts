@@ -126,7 +126,7 @@ export async function convertedModel(
   if (!(await exists(join(dir, 'model_index.json')))) {
     let pending = running.get(dir);
     if (!pending) {
-      pending = convertInThread({ file: model.checkpoint.file, yaml: model.checkpoint.yaml, vocabDir: model.paths.tokenizer || undefined, outDir: dir }, onProgress).finally(() => running.delete(dir));
+      pending = convertInThread({ kind: 'checkpoint', file: model.checkpoint.file, yaml: model.checkpoint.yaml, vocabDir: model.paths.tokenizer || undefined, outDir: dir }, onProgress).finally(() => running.delete(dir));
       running.set(dir, pending);
     }
     await pending;
@@ -134,6 +134,20 @@ export async function convertedModel(
   const folder = await inspectModelFolder(dir);
   if (folder.error) throw new Error(`the conversion of ${model.id} in ${dir} is unusable: ${folder.error}`);
   return { ...folder, id: model.id, name: model.name, format: 'CHECKPOINT', checkpoint: model.checkpoint, family: model.family, supported: model.supported };
+}
+
+/** The VAE graphs of a separate VAE file (vae-file.ts) whose SHA-256 is `sha256`, converted once into `cacheRoot` like checkpoints. */
+export async function convertedVae(file: string, sha256: string, cacheRoot: string): Promise<{ vaeEncoder: string; vaeDecoder: string }> {
+  const dir = join(cacheRoot, sha256);
+  const paths = { vaeEncoder: join(dir, 'vae_encoder', 'model.onnx'), vaeDecoder: join(dir, 'vae_decoder', 'model.onnx') };
+  if (await exists(paths.vaeDecoder)) return paths;
+  let pending = running.get(dir);
+  if (!pending) {
+    pending = convertInThread({ kind: 'vae', file, outDir: dir }).finally(() => running.delete(dir));
+    running.set(dir, pending);
+  }
+  await pending;
+  return paths;
 }
 
 /** Converts into a temporary folder beside `job.outDir` on a worker thread, then renames it into place. */
@@ -154,7 +168,7 @@ async function convertInThread(job: ConvertJob, onProgress?: (progress: Conversi
     });
     await rename(temp, job.outDir).catch(async (error: unknown) => {
       // Another process converted the same file meanwhile: its folder is as good.
-      if (!(await exists(join(job.outDir, 'model_index.json')))) throw error;
+      if (!(await exists(join(job.outDir, job.kind === 'vae' ? 'vae_decoder' : 'model_index.json')))) throw error;
       await rm(temp, { recursive: true, force: true });
     });
     return job.outDir;

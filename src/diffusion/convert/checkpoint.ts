@@ -228,7 +228,7 @@ export class CheckpointSource implements ParamSource {
   bytesRead = 0;
 
   constructor(
-    private readonly info: CheckpointInfo,
+    private readonly info: Pick<CheckpointInfo, 'path' | 'header'>,
     private readonly locate: (name: string) => LdmRef,
     private readonly onRead?: (bytesRead: number) => void,
   ) {
