@@ -61,14 +61,18 @@ export async function readLdmConfig(yamlPath: string): Promise<Json | undefined>
   return parsed as Json;
 }
 
-/** Reads the header of `path` and works out its architecture; `config` is its LDM yaml when there is one. */
-export async function inspectCheckpoint(path: string, config?: Json): Promise<CheckpointInfo> {
-  let header: SafetensorsHeader;
+/** The safetensors header of `path`; a CheckpointError when it is none. */
+export async function readCheckpointHeader(path: string): Promise<SafetensorsHeader> {
   try {
-    header = await readSafetensorsHeader(path);
+    return await readSafetensorsHeader(path);
   } catch (error) {
     throw new CheckpointError(`not a safetensors file: ${(error as Error).message}`);
   }
+}
+
+/** Reads the header of `path` and works out its architecture; `config` is its LDM yaml when there is one. */
+export async function inspectCheckpoint(path: string, config?: Json): Promise<CheckpointInfo> {
+  const header = await readCheckpointHeader(path);
   const keys = Object.keys(header.tensors);
   const shape = (key: string): number[] => {
     const info = header.tensors[key];
@@ -118,7 +122,7 @@ export async function inspectCheckpoint(path: string, config?: Json): Promise<Ch
 }
 
 /** The largest n such that `${prefix}${n}.` starts some key, plus one (0 when none). */
-function countIndexed(keys: string[], prefix: string): number {
+export function countIndexed(keys: string[], prefix: string): number {
   let count = 0;
   for (const k of keys) {
     if (!k.startsWith(prefix)) continue;

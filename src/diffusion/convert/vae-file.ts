@@ -4,9 +4,9 @@
 // layout is told from the tensors' names; all three give the same encoder and decoder graphs.
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readSafetensorsHeader, type SafetensorsHeader } from '../safetensors.ts';
+import type { SafetensorsHeader } from '../safetensors.ts';
 import { SD_VAE, type VaeArch } from './architecture.ts';
-import { CheckpointError, CheckpointSource } from './checkpoint.ts';
+import { CheckpointError, CheckpointSource, countIndexed, readCheckpointHeader } from './checkpoint.ts';
 import { VAE_PREFIX, vaeLdmKey, type LdmRef } from './ldm-keys.ts';
 import { writeGraph } from './convert.ts';
 import { buildVaeDecoder, buildVaeEncoder } from './vae.ts';
@@ -45,21 +45,9 @@ export function vaeFileLocator(layout: VaeLayout, levels: number): (name: string
   }
 }
 
-/** The largest n such that a key starts with `${prefix}${n}.`, plus one. */
-function countIndexed(keys: string[], prefix: string): number {
-  let count = 0;
-  for (const k of keys) if (k.startsWith(prefix)) count = Math.max(count, Number(k.slice(prefix.length).split('.')[0]) + 1 || 0);
-  return count;
-}
-
 /** Reads the header of the VAE file `path`: its layout and architecture. Throws a CheckpointError that says what is wrong. */
 export async function inspectVaeFile(path: string): Promise<VaeFileInfo> {
-  let header: SafetensorsHeader;
-  try {
-    header = await readSafetensorsHeader(path);
-  } catch (error) {
-    throw new CheckpointError(`not a safetensors file: ${(error as Error).message}`);
-  }
+  const header = await readCheckpointHeader(path);
   const keys = Object.keys(header.tensors);
   const layout = layoutOf((key) => key in header.tensors);
   const diffusers = layout.startsWith('diffusers');
