@@ -20,7 +20,7 @@ export type ErrorCode =
   | 'UNAUTHENTICATED'
   /** The token lacks the scope the field needs. */
   | 'FORBIDDEN'
-  /** The owner has SDQL_MAX_QUEUED generations queued already. */
+  /** The owner has SDQL_MAX_QUEUED generations and upscales queued already. */
   | 'QUOTA_EXCEEDED'
   | 'INTERNAL_SERVER_ERROR';
 

@@ -450,7 +450,7 @@ builder.mutationFields((t) => ({
     type: 'Generation',
     description:
       'Validates a request, queues it and returns at once (status QUEUED); follow it with `generationProgress`. Needs the GENERATE scope; ' +
-      'QUOTA_EXCEEDED when its owner has SDQL_MAX_QUEUED generations queued already (nothing is stored).',
+      'QUOTA_EXCEEDED when its owner has SDQL_MAX_QUEUED generations and upscales queued already (nothing is stored).',
     authScopes: (_r, { input }) => ((input.priority ?? 0) > 0 ? { admin: true } : { generate: true }),
     args: { input: t.arg({ type: GenerateInput, required: true, description: 'The request; BAD_USER_INPUT names the first field out of range.' }) },
     resolve: async (_query, _r, { input }, ctx) => {

@@ -253,7 +253,7 @@ test('SDQL_MAX_QUEUED: beyond it generate is QUOTA_EXCEEDED and stores nothing',
   ]) {
     const refused = await api.gql(GENERATE, { input }, tokens.bob);
     assert.equal(code(refused), 'QUOTA_EXCEEDED', JSON.stringify(refused.errors));
-    assert.match(refused.errors![0].message, /"bob" has 3 generations queued.*SDQL_MAX_QUEUED/);
+    assert.match(refused.errors![0].message, /"bob" has 3 generations and upscales queued.*SDQL_MAX_QUEUED/);
   }
   assert.equal(await api.server.app.db.prisma.generation.count(), stored, 'nothing stored');
   assert.equal(files(), filesBefore, 'no input file left');
