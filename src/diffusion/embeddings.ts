@@ -127,13 +127,14 @@ export function embeddingTokens(token: string, count: number): string[] {
  * tokenizer: `encoder` 'second' is SDXL's second text encoder, which takes an SDXL embedding's `clip_g`;
  * 'first' takes `clip_l` on SDXL (`sdxl`) and the only vectors of others. Returns the tokens each
  * multi-vector trigger word expands to, and warnings for embeddings left out (made for another
- * family, or vectors of another width than the model's).
+ * family, or vectors of another width than the model's); the second encoder's pass leaves those to
+ * the first's unless `warn` (a refiner's text_encoder_2, the only one).
  */
 export async function addEmbeddings(
   editor: ModelEditor,
   tokenizer: ClipTokenizer,
   embeddings: readonly Embedding[],
-  encoder: { sdxl: boolean; second?: boolean } = { sdxl: false },
+  encoder: { sdxl: boolean; second?: boolean; warn?: boolean } = { sdxl: false },
 ): Promise<{ expansions: Map<string, string[]>; warnings: string[] }> {
   const expansions = new Map<string, string[]>();
   const warnings: string[] = [];
@@ -145,7 +146,7 @@ export async function addEmbeddings(
   const added: { id: number; values: Float32Array }[] = [];
   for (const embedding of embeddings) {
     // One warning per embedding: the first encoder's pass says why one is left out.
-    const warn = (message: string) => encoder.second || warnings.push(message);
+    const warn = (message: string) => (encoder.second && !encoder.warn) || warnings.push(message);
     if (encoder.sdxl !== (embedding.second !== undefined)) {
       warn(`embedding "${embedding.token}" is ${encoder.sdxl ? 'not an SDXL embedding (clip_l and clip_g)' : 'an SDXL embedding (clip_l/clip_g)'}, and the model is ${encoder.sdxl ? 'SDXL' : 'not'}: not applied`);
       continue;

@@ -9,14 +9,15 @@ import { inspectOnnx, type OnnxSummary } from './onnx/inspect.ts';
 export type ModelFamily = 'SD1' | 'SD2' | 'SDXL' | 'UNKNOWN';
 
 export interface ModelPaths {
+  /** The text encoder; an SDXL refiner's only one is text_encoder_2 (see SdxlConfig.textEncoder2Only). */
   textEncoder: string;
   unet: string;
   vaeDecoder: string;
   vaeEncoder?: string;
-  /** The folder with vocab.json and merges.txt. */
+  /** The folder with vocab.json and merges.txt (tokenizer_2 with text_encoder_2 alone). */
   tokenizer: string;
   schedulerConfig: string;
-  /** SDXL's second text encoder (CLIPTextModelWithProjection) and its tokenizer. */
+  /** SDXL's second text encoder (CLIPTextModelWithProjection) and its tokenizer, beside the first. */
   textEncoder2?: string;
   tokenizer2?: string;
 }
@@ -28,6 +29,9 @@ export interface SdxlConfig {
   /** The UNet's time_ids per image: 6 (original size, crop top-left, target size) or 5 for refiner-style
    * models (original size, crop top-left, aesthetic score: diffusers' requires_aesthetics_score). */
   timeIds: 5 | 6;
+  /** Set for refiners (stable-diffusion-xl-refiner-1.0): no text_encoder, and the UNet attends to
+   * text_encoder_2's states alone, which `paths.textEncoder` names (diffusers' text_encoder=None). */
+  textEncoder2Only?: true;
 }
 
 export interface ModelFolderInfo {
@@ -149,7 +153,7 @@ function familyOf(crossAttentionDim: number | undefined, hasTextEncoder2: boolea
 }
 
 /** SDXL's extra conditioning as the folder's UNet and model_index.json tell it; problems for a UNet without it. */
-function sdxlConfig(modelIndex: Json, unetInputs: OnnxSummary['inputs'], unetMissing: boolean, problems: string[]): SdxlConfig {
+function sdxlConfig(modelIndex: Json, unetInputs: OnnxSummary['inputs'], unetMissing: boolean, textEncoder2Only: boolean, problems: string[]): SdxlConfig {
   const timeIds = unetInputs.find((i) => i.name === 'time_ids');
   if (!unetMissing && (!timeIds || !unetInputs.some((i) => i.name === 'text_embeds'))) {
     problems.push('unet/model.onnx has no text_embeds and time_ids inputs, which an SDXL UNet takes');
@@ -158,7 +162,7 @@ function sdxlConfig(modelIndex: Json, unetInputs: OnnxSummary['inputs'], unetMis
   // The graph's width decides; a dynamic one leaves it to the config, as diffusers reads it.
   const timeIdCount = typeof declared === 'number' ? declared : modelIndex.requires_aesthetics_score === true ? 5 : 6;
   if (timeIdCount !== 5 && timeIdCount !== 6) problems.push(`unet/model.onnx takes ${timeIdCount} time ids; SDXL UNets take 6 (or 5 with an aesthetic score)`);
-  return { forceZerosForEmptyPrompt: modelIndex.force_zeros_for_empty_prompt !== false, timeIds: timeIdCount === 5 ? 5 : 6 };
+  return { forceZerosForEmptyPrompt: modelIndex.force_zeros_for_empty_prompt !== false, timeIds: timeIdCount === 5 ? 5 : 6, ...(textEncoder2Only && { textEncoder2Only }) };
 }
 
 /** Describes the model folder `dir`. Never throws for a broken folder: `error` says what is wrong. */
@@ -176,13 +180,22 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
   const modelIndex = await readJsonObject(join(dir, 'model_index.json'), problems, 'model_index.json');
   if (!(await exists(join(dir, 'model_index.json')))) problems.push('model_index.json is missing');
   const hasTextEncoder2 = (Array.isArray(modelIndex?.text_encoder_2) && modelIndex.text_encoder_2[0] !== null) || (await exists(join(dir, 'text_encoder_2')));
-  if (hasTextEncoder2) Object.assign(paths, { textEncoder2: join(dir, 'text_encoder_2', 'model.onnx'), tokenizer2: join(dir, 'tokenizer_2') });
+  const unetConfig = (await readJsonObject(join(dir, 'unet', 'config.json'), problems, 'unet/config.json')) ?? {};
+  // A refiner has no text_encoder: model_index.json says so, or its UNet attends to text_encoder_2's width.
+  const textEncoder2Only =
+    hasTextEncoder2 &&
+    !(await exists(join(dir, 'text_encoder'))) &&
+    ((Array.isArray(modelIndex?.text_encoder) && modelIndex.text_encoder[0] === null) ||
+      positive(unetConfig.cross_attention_dim) === positive((await readJsonObject(join(dir, 'text_encoder_2', 'config.json'), problems, 'text_encoder_2/config.json'))?.hidden_size));
+  const encoders = textEncoder2Only ? ['text_encoder_2'] : ['text_encoder', ...(hasTextEncoder2 ? ['text_encoder_2'] : [])];
+  if (textEncoder2Only) Object.assign(paths, { textEncoder: join(dir, 'text_encoder_2', 'model.onnx'), tokenizer: join(dir, 'tokenizer_2') });
+  else if (hasTextEncoder2) Object.assign(paths, { textEncoder2: join(dir, 'text_encoder_2', 'model.onnx'), tokenizer2: join(dir, 'tokenizer_2') });
+  const first = textEncoder2Only ? [] : ['text_encoder/model.onnx', 'tokenizer/vocab.json', 'tokenizer/merges.txt'];
   const required = [
-    'text_encoder/model.onnx',
+    ...first.slice(0, 1),
     'unet/model.onnx',
     'vae_decoder/model.onnx',
-    'tokenizer/vocab.json',
-    'tokenizer/merges.txt',
+    ...first.slice(1),
     'scheduler/scheduler_config.json',
     ...(hasTextEncoder2 ? ['text_encoder_2/model.onnx', 'tokenizer_2/vocab.json', 'tokenizer_2/merges.txt'] : []),
   ];
@@ -191,15 +204,14 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
   if (missing.length) problems.push(`missing ${missing.join(', ')}`);
 
   const schedulerConfig = (await readJsonObject(paths.schedulerConfig, problems, 'scheduler/scheduler_config.json')) ?? {};
-  const unetConfig = (await readJsonObject(join(dir, 'unet', 'config.json'), problems, 'unet/config.json')) ?? {};
-  const textEncoderConfig = (await readJsonObject(join(dir, 'text_encoder', 'config.json'), problems, 'text_encoder/config.json')) ?? {};
+  const textEncoderConfig = (await readJsonObject(join(dir, encoders[0], 'config.json'), problems, `${encoders[0]}/config.json`)) ?? {};
   const vaeConfig =
     (await readJsonObject(join(dir, 'vae_decoder', 'config.json'), problems, 'vae_decoder/config.json')) ??
     (await readJsonObject(join(dir, 'vae_encoder', 'config.json'), problems, 'vae_encoder/config.json')) ??
     {};
 
   const hasVaeEncoder = await exists(join(dir, 'vae_encoder', 'model.onnx'));
-  const submodels = ['text_encoder/model.onnx', ...(hasTextEncoder2 ? ['text_encoder_2/model.onnx'] : []), 'unet/model.onnx', 'vae_decoder/model.onnx', ...(hasVaeEncoder ? ['vae_encoder/model.onnx'] : [])];
+  const submodels = [...encoders.map((e) => `${e}/model.onnx`), 'unet/model.onnx', 'vae_decoder/model.onnx', ...(hasVaeEncoder ? ['vae_encoder/model.onnx'] : [])];
   const summaries = new Map<string, OnnxSummary | undefined>();
   for (const rel of submodels) {
     if (!missing.includes(rel)) summaries.set(rel, await inspectSubmodel(dir, rel, problems));
@@ -223,7 +235,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
   const textEncoderLayers = positive(textEncoderConfig.num_hidden_layers);
   const attentionHeads = positive(Array.isArray(unetConfig.attention_head_dim) ? unetConfig.attention_head_dim[0] : unetConfig.attention_head_dim);
   const family = familyOf(crossAttentionDim, hasTextEncoder2);
-  const sdxl = family === 'SDXL' ? sdxlConfig(modelIndex ?? {}, unetInputs, missing.includes('unet/model.onnx'), problems) : undefined;
+  const sdxl = family === 'SDXL' ? sdxlConfig(modelIndex ?? {}, unetInputs, missing.includes('unet/model.onnx'), textEncoder2Only, problems) : undefined;
   const error = problems.length ? problems.join('; ') : undefined;
   const id = basename(dir);
   return {

@@ -305,6 +305,7 @@ interface EncoderPass {
  * SDXL: each text encoder reads its own prompt (`prompt2` for the second, else the prompt) with its
  * own tokenizer, chunked and weighted on its own as AUTOMATIC1111's two embedders do; their states
  * are concatenated per token, and the pooled embedding is the second encoder's of the first chunk.
+ * A refiner's text_encoder_2 alone gives both.
  */
 export async function encodeConditioning(model: StableDiffusionModel, request: GenerateRequest, planSteps: number, doGuidance: boolean): Promise<Conditioning> {
   const syntax = request.promptSyntax;
@@ -335,6 +336,9 @@ export async function encodeConditioning(model: StableDiffusionModel, request: G
       { ...prepare(model.tokenizer, request.prompt, request.negativePrompt), encode: (ids) => model.encodeTokensXL(0, ids) },
       { ...prepare(second.tokenizer, request.prompt2 || request.prompt, request.negativePrompt2 || request.negativePrompt), encode: (ids) => model.encodeTokensXL(1, ids) },
     ];
+  } else if (sdxl) {
+    // A refiner's text_encoder_2 reads the prompt, as in diffusers, whose prompts zip with its one encoder.
+    passes = [{ ...prepare(model.tokenizer, request.prompt, request.negativePrompt), encode: (ids) => model.encodeTokensXL(0, ids) }];
   } else {
     // AUTOMATIC1111 leaves SD 2.x's text encoder as it is: it already ends at the penultimate layer.
     const clipSkip = model.info.family === 'SD2' ? 1 : request.clipSkip;

@@ -44,6 +44,12 @@ export function resolveSdxl(info: Pick<ModelFolderInfo, 'id' | 'family' | 'sdxl'
     if (!ok) throw badInput(message);
   };
   check(info.sdxl !== undefined, `${given.join(', ')} ${given.length > 1 ? 'apply' : 'applies'} only to SDXL models, and model ${info.id} is ${info.family}`);
+  const texts2 = (['prompt2', 'negativePrompt2'] as const).filter((key) => params[key]);
+  // diffusers' refiner pipelines give its one encoder the prompt: these would change nothing.
+  check(
+    !info.sdxl?.textEncoder2Only || texts2.length === 0,
+    `${texts2.join(', ')} ${texts2.length > 1 ? 'are' : 'is'} for the second of two text encoders, and model ${info.id} is a refiner with text_encoder_2 alone, which reads the prompt and negativePrompt: leave ${texts2.length > 1 ? 'them' : 'it'} out`,
+  );
   const resolved: SdxlParams = {};
   // Their text is checked with the prompt's (request.ts); empty is the same as left out.
   for (const key of ['prompt2', 'negativePrompt2'] as const) if (params[key]) resolved[key] = params[key];

@@ -70,10 +70,12 @@ export class StableDiffusionModel {
       const exposeInMemory = async (editor: ModelEditor) => {
         hiddenStates = await exposeHiddenStates(editor).then((states) => ({ states }), (error: unknown) => ({ error }));
       };
+      // A refiner's only text encoder is text_encoder_2: it takes the LoRAs' lora_te2_ modules and the embeddings' clip_g.
+      const textEncoder = info.sdxl?.textEncoder2Only ? adaptation?.textEncoder2(paths.textEncoder, tokenizer, { only: true }) : adaptation?.textEncoder(paths.textEncoder, tokenizer, exposeInMemory);
       const model = new StableDiffusionModel(
         info,
         tokenizer,
-        await load('text_encoder', paths.textEncoder, await adaptation?.textEncoder(paths.textEncoder, tokenizer, exposeInMemory)),
+        await load('text_encoder', paths.textEncoder, await textEncoder),
         await load('unet', paths.unet, await adaptation?.unet(paths.unet)),
         await load('vae_decoder', paths.vaeDecoder),
         paths.vaeEncoder ? await load('vae_encoder', paths.vaeEncoder) : undefined,
@@ -118,14 +120,16 @@ export class StableDiffusionModel {
 
   /**
    * SDXL's prompt embeddings of one chunk from text encoder `encoder` (0 or 1): hidden_states[-2] (the
-   * penultimate layer's output, before the final LayerNorm), and for the second its projected pooled
-   * output (`text_embeds`), as diffusers' StableDiffusionXLPipeline.encode_prompt takes them.
+   * penultimate layer's output, before the final LayerNorm), and for text_encoder_2 (the second, or a
+   * refiner's only one) its projected pooled output (`text_embeds`), as diffusers'
+   * StableDiffusionXLPipeline.encode_prompt takes them.
    */
   async encodeTokensXL(encoder: 0 | 1, ids: Int32Array): Promise<{ hidden: OutputTensor; pooled?: Float32Array }> {
     const session = encoder === 0 ? this.textEncoder : this.second?.textEncoder;
     if (!session) throw invalidModel(`model ${this.info.id} has no second text encoder`);
     const name = penultimateOutput(session, this.info.id);
-    const out = await session.run({ input_ids: { data: ids, dims: [1, ids.length] } }, encoder === 1 ? [name, 'text_embeds'] : [name]);
+    const pooled = encoder === 1 || this.info.sdxl?.textEncoder2Only;
+    const out = await session.run({ input_ids: { data: ids, dims: [1, ids.length] } }, pooled ? [name, 'text_embeds'] : [name]);
     return { hidden: out[name], pooled: out.text_embeds?.data };
   }
 
@@ -198,17 +202,19 @@ export class StableDiffusionModel {
     return all.filter((entry): entry is readonly [Submodel, OnnxModel] => entry[1] !== undefined).map(([name, model]) => ({ name, model }));
   }
 
-  /** What SDXL adds: a second text encoder with projected pooled output, and a UNet that takes it and the time ids. */
+  /** What SDXL adds: text_encoder_2 with projected pooled output (beside the first, or alone in a
+   * refiner), and a UNet that takes it and the time ids. */
   private checkXL(): void {
     const id = this.info.id;
-    const second = this.second?.textEncoder;
+    const encoders = this.info.sdxl?.textEncoder2Only ? [this.textEncoder] : [this.textEncoder, this.second?.textEncoder];
+    const second = encoders.at(-1);
     if (!second) throw invalidModel(`model ${id}: SDXL needs text_encoder_2 and tokenizer_2`);
     if (!second.outputNames.includes('text_embeds')) throw invalidModel(`model ${id}: text_encoder_2 has no text_embeds output (CLIPTextModelWithProjection's pooled projection)`);
     for (const name of ['text_embeds', 'time_ids']) if (!this.unet.hasInput(name)) throw invalidModel(`model ${id}: the SDXL UNet has no input "${name}"`);
-    const widths = [penultimateOutput(this.textEncoder, id), penultimateOutput(second, id)].map((name, i) => [this.textEncoder, second][i].outputShape(name)[2]);
+    const widths = encoders.map((encoder) => encoder!.outputShape(penultimateOutput(encoder!, id))[2]);
     const context = this.unet.inputShape('encoder_hidden_states')[2];
-    if (typeof context === 'number' && widths.every((w) => typeof w === 'number') && context !== (widths[0] as number) + (widths[1] as number)) {
-      throw invalidModel(`model ${id}: the text encoders give ${widths.join(' + ')}-wide embeddings but the UNet expects ${context}`);
+    if (typeof context === 'number' && widths.every((w) => typeof w === 'number') && context !== widths.reduce((a, b) => (a as number) + (b as number), 0)) {
+      throw invalidModel(`model ${id}: the text ${widths.length > 1 ? 'encoders give' : 'encoder gives'} ${widths.join(' + ')}-wide embeddings but the UNet expects ${context}`);
     }
   }
 

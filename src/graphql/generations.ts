@@ -103,9 +103,9 @@ const GenerateInput = builder.inputType('GenerateInput', {
     prompt: t.string({ required: true, description: 'Read as `promptSyntax` says; its `<lora:name:weight>` tags apply LoRAs, and the names of embeddings (see `embeddings`) apply them.' }),
     negativePrompt: t.string({ description: 'What to steer away from. Default: empty (diffusers\' unconditional prompt).' }),
     promptSyntax: t.field({ type: PromptSyntax, description: `Default ${DEFAULTS.promptSyntax}.` }),
-    prompt2: t.string({ description: `The prompt of SDXL's second text encoder (diffusers' \`prompt_2\`), read as \`promptSyntax\` says. Default: the prompt. ${SDXL_ONLY}` }),
+    prompt2: t.string({ description: `The prompt of SDXL's second text encoder (diffusers' \`prompt_2\`), read as \`promptSyntax\` says. Default: the prompt. ${SDXL_ONLY} BAD_USER_INPUT on refiners too (text_encoder_2 alone, which reads the prompt).` }),
     negativePrompt2: t.string({
-      description: `The negative prompt of SDXL's second text encoder (diffusers' \`negative_prompt_2\`). Default: the negative prompt. With both negative prompts empty, SDXL models whose model_index.json has force_zeros_for_empty_prompt (the default) take zeros as the unconditional embeddings, as diffusers and AUTOMATIC1111 do. ${SDXL_ONLY}`,
+      description: `The negative prompt of SDXL's second text encoder (diffusers' \`negative_prompt_2\`). Default: the negative prompt. With both negative prompts empty, SDXL models whose model_index.json has force_zeros_for_empty_prompt (the default) take zeros as the unconditional embeddings, as diffusers and AUTOMATIC1111 do. ${SDXL_ONLY} BAD_USER_INPUT on refiners too (text_encoder_2 alone, which reads the prompt).`,
     }),
     originalSize: t.field({ type: SizeInput, description: `SDXL's size conditioning (diffusers' \`original_size\`): the size the model is told the training image had, 1–4096 each side. Default: the image's size (each pass's, with hires). ${SDXL_ONLY}` }),
     cropTopLeft: t.field({ type: CropInput, description: `SDXL's crop conditioning (diffusers' \`crops_coords_top_left\`), 0–4096 each. Default (0, 0): uncropped. ${SDXL_ONLY}` }),

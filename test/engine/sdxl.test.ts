@@ -1,7 +1,8 @@
 // SDXL on the reference tiny-sdxl (../shared/reference/sdxl): what the UNet is conditioned on —
 // both text encoders' penultimate states joined per token, the pooled embedding, the time ids —
 // checked against the submodels run directly, with AUTOMATIC1111's prompt syntax on both encoders,
-// the second prompt, SDXL embeddings (clip_l/clip_g) and the size conditioning.
+// the second prompt, SDXL embeddings (clip_l/clip_g) and the size conditioning; a refiner made from it
+// (text_encoder_2 alone, 5 time ids with the aesthetic score) as diffusers runs one.
 import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,9 @@ import { encodeConditioning, type Conditioning } from '../../src/diffusion/pipel
 import { latentsToRgb } from '../../src/diffusion/preview.ts';
 import { applyEmphasis } from '../../src/diffusion/prompt/emphasis.ts';
 import { resolveRequest, type GenerateParams } from '../../src/diffusion/request.ts';
-import { timeIds } from '../../src/diffusion/sdxl.ts';
+import { sdxlUnetInputs, timeIds } from '../../src/diffusion/sdxl.ts';
+import { createSdxlRefinerPipeline } from '../../src/diffusion/fixtures/sdxl-refiner.ts';
+import { createKohyaSdxlLora } from '../../src/diffusion/fixtures/adapters.ts';
 import { StableDiffusionModel } from '../../src/diffusion/stable-diffusion.ts';
 import { diffusionError } from './helpers.ts';
 import { maxAbsDiff } from '../helpers/numeric.ts';
@@ -78,6 +81,24 @@ function concat(parts: Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
   parts.reduce((offset, p) => (out.set(p, offset), offset + p.length), 0);
   return out;
+}
+
+/** Row `id` of a text encoder's token-embedding table. */
+async function tokenRow(path: string, id: number, dim: number): Promise<Float32Array> {
+  const editor = await ModelEditor.open(path);
+  // The reference export names its modules under the wrapper's `te.`.
+  return (await editor.read(editor.weights.get('te.text_model.embeddings.token_embedding')!)).slice(id * dim, (id + 1) * dim);
+}
+
+/** An SDXL embedding `sdqlsteed` in `dir`: `clipL` as its clip_l, the row of "horse" of text_encoder_2 as its clip_g. */
+async function writeSteed(dir: string, clipL: Float32Array): Promise<string> {
+  mkdirSync(dir);
+  const file = join(dir, 'sdqlsteed.safetensors');
+  await writeSafetensors(file, {
+    clip_l: { shape: [1, WIDTHS[0]], data: clipL },
+    clip_g: { shape: [1, WIDTHS[1]], data: await tokenRow(info.paths.textEncoder2!, tokens('horse')[0], WIDTHS[1]) },
+  });
+  return file;
 }
 
 async function conditioning(params: Partial<GenerateParams>, m = model, i = m.info): Promise<Conditioning> {
@@ -170,19 +191,8 @@ describe('conditioning', () => {
 
 describe('an SDXL embedding', () => {
   test('its clip_l vectors go to the first encoder and its clip_g vectors to the second: rows of "horse" make its trigger word read as "horse"', async () => {
-    const row = async (path: string, id: number, dim: number) => {
-      const editor = await ModelEditor.open(path);
-      // The reference export names its modules under the wrapper's `te.`.
-      return (await editor.read(editor.weights.get('te.text_model.embeddings.token_embedding')!)).slice(id * dim, (id + 1) * dim);
-    };
-    const [horse] = tokens('horse');
     const dir = join(scratch, 'embeddings');
-    mkdirSync(dir);
-    const file = join(dir, 'sdqlsteed.safetensors');
-    await writeSafetensors(file, {
-      clip_l: { shape: [1, WIDTHS[0]], data: await row(info.paths.textEncoder, horse, WIDTHS[0]) },
-      clip_g: { shape: [1, WIDTHS[1]], data: await row(info.paths.textEncoder2!, horse, WIDTHS[1]) },
-    });
+    const file = await writeSteed(dir, await tokenRow(info.paths.textEncoder, tokens('horse')[0], WIDTHS[0]));
     const embeddings = [{ token: 'sdqlsteed', path: file }];
     const adapted = await StableDiffusionModel.load(info, { intraOpNumThreads: 1 }, { loras: [], embeddings });
     try {
@@ -273,5 +283,118 @@ describe('the hires fix and variation seeds on SDXL', () => {
     assert.ok(diff < 1e-4, `off by ${diff}`);
     const half = maxAbsDiff((await image({ seed: 3, variationSeed: 5, variationStrength: 0.5 })).data, varied.data);
     assert.ok(half > 1e-3, `strength 0.5 is the same image (${half})`);
+  });
+});
+
+describe('a refiner: text_encoder_2 alone, as stable-diffusion-xl-refiner-1.0', () => {
+  let refiner: StableDiffusionModel;
+  before(async () => {
+    await createSdxlRefinerPipeline(set.modelDir('tiny-sdxl'), join(scratch, 'tiny-refiner'));
+    refiner = await StableDiffusionModel.load(await inspectModelFolder(join(scratch, 'tiny-refiner')), { intraOpNumThreads: 1 });
+  });
+  after(() => refiner?.release());
+
+  test('is SDXL and supported, its one text encoder text_encoder_2; an SDXL base without text_encoder is not', async () => {
+    const { info: r } = refiner;
+    assert.deepEqual([r.family, r.supported, r.error, r.crossAttentionDim], ['SDXL', true, undefined, WIDTHS[1]]);
+    assert.deepEqual(r.sdxl, { forceZerosForEmptyPrompt: false, timeIds: 5, textEncoder2Only: true });
+    assert.deepEqual([r.paths.textEncoder, r.paths.tokenizer, r.paths.textEncoder2], [join(r.dir, 'text_encoder_2', 'model.onnx'), join(r.dir, 'tokenizer_2'), undefined]);
+    const broken = join(scratch, 'no-te1');
+    cpSync(set.modelDir('tiny-sdxl'), broken, { recursive: true });
+    rmSync(join(broken, 'text_encoder'), { recursive: true });
+    const missing = await inspectModelFolder(broken);
+    assert.deepEqual([missing.family, missing.supported, missing.error], ['SDXL', false, 'missing text_encoder/model.onnx']);
+  });
+
+  test("the conditioning is diffusers' with text_encoder=None: text_encoder_2's penultimate states and pooled output, the empty negative prompt encoded, aesthetic scores 6 and 2.5 in the time ids", async () => {
+    const c0 = set.cases[0];
+    const request = await resolveRequest(refiner.info, { prompt: c0.case.prompt, steps: 4, width: 64, height: 96 });
+    const c = await encodeConditioning(refiner, request, request.steps, true);
+    // The base model's text_encoder_2 is the same file: run directly, it gives the expected values.
+    const [prompt, empty] = [await encodeIds(1, c0.prompt_ids_2!), await encodeIds(1, chunk(1, []))];
+    assert.deepEqual([c.sequenceLength, c.hiddenSize], [ROWS, WIDTHS[1]]);
+    assert.deepEqual(c.positive, [prompt.hidden]);
+    assert.deepEqual(c.negative, [empty.hidden]);
+    const unet = sdxlUnetInputs(refiner.info.sdxl!, request, c.pooledAt!(0), 1, true);
+    assert.deepEqual(unet.text_embeds, { data: concat([empty.pooled!, prompt.pooled!]), dims: [2, 32] });
+    assert.deepEqual(unet.time_ids, { data: Float32Array.of(96, 64, 0, 0, 2.5, 96, 64, 0, 0, 6), dims: [2, 5] });
+  });
+
+  test('A1111 weights and prompt editing act on its one encoder; prompt2 is refused', async () => {
+    const c = await conditioning({ prompt: 'a (cat:1.5) [photo]' }, refiner);
+    const [a, cat, photo] = [tokens('a '), tokens('cat'), tokens(' photo')];
+    const ids = [...a, ...cat, ...photo];
+    const weights = [1, ...a.map(() => 1), ...cat.map(() => 1.5), ...photo.map(() => 1 / 1.1), ...new Array(ROWS - 1 - ids.length).fill(1)];
+    const raw = await encodeIds(1, chunk(1, ids));
+    assert.deepEqual(c.positive, [applyEmphasis(raw.hidden, weights, WIDTHS[1])]);
+    assert.ok(maxAbsDiff(c.positive[0], raw.hidden) > 1e-3, 'the weights change the states');
+    assert.deepEqual(c.pooledAt!(0).data.subarray(32), raw.pooled);
+
+    const edited = await conditioning({ prompt: '[a cat:a dog:2]', steps: 4 }, refiner);
+    const [catStates, dog] = [await encodeIds(1, chunk(1, tokens('a cat'))), await encodeIds(1, chunk(1, tokens('a dog')))];
+    assert.deepEqual([edited.at(0).subarray(ROWS * WIDTHS[1]), edited.at(3).subarray(ROWS * WIDTHS[1])], [catStates.hidden, dog.hidden]);
+    assert.deepEqual(edited.pooledAt!(3).data.subarray(32), dog.pooled);
+
+    await assert.rejects(
+      resolveRequest(refiner.info, { prompt: 'a', prompt2: 'b', negativePrompt2: 'c' }),
+      diffusionError('BAD_USER_INPUT', /prompt2, negativePrompt2 are for the second of two text encoders, and model tiny-refiner is a refiner with text_encoder_2 alone, which reads the prompt and negativePrompt: leave them out/),
+    );
+  });
+
+  test('txt2img and img2img run through the engine', async () => {
+    const { info: r } = refiner;
+    const image = async (params: Partial<GenerateParams>) => {
+      const request = await resolveRequest(r, { prompt: 'a cat', steps: 4, scheduler: 'EULER', seed: 3, width: 64, height: 64, ...params });
+      return (await engine.run(r, request)).images[0].image;
+    };
+    const txt2img = await image({});
+    assert.deepEqual([txt2img.width, txt2img.height], [64, 64]);
+    // Its typical use: a low-strength img2img of a base model's image.
+    const base = await encodeImage((await engine.run(info, await resolveRequest(info, { prompt: 'a cat', steps: 2, scheduler: 'EULER', seed: 3, width: 64, height: 64 }))).images[0].image, 'png');
+    const refined = await image({ initImage: base, strength: 0.3 });
+    assert.deepEqual([refined.width, refined.height], [64, 64]);
+    assert.ok(maxAbsDiff(refined.data, txt2img.data) > 1e-2, 'img2img gave the txt2img image');
+    assert.ok(maxAbsDiff((await image({ initImage: base, strength: 0.3, prompt: 'a dog' })).data, refined.data) > 1e-3, 'the prompt changes nothing');
+  });
+
+  test("an SDXL embedding's clip_g applies (its clip_l has no encoder); an SD 1.x embedding is left out with a warning", async () => {
+    const dir = join(scratch, 'refiner-embeddings');
+    const file = await writeSteed(dir, new Float32Array(WIDTHS[0]).fill(3));
+    const embeddings = [{ token: 'sdqlsteed', path: file }];
+    const adapted = await StableDiffusionModel.load(refiner.info, { intraOpNumThreads: 1 }, { loras: [], embeddings });
+    try {
+      assert.deepEqual(adapted.warnings, []);
+      const withEmbedding = await conditioning({ prompt: 'a photo of sdqlsteed', embeddings }, adapted);
+      const withWord = await conditioning({ prompt: 'a photo of horse' }, refiner);
+      const diff = maxAbsDiff(withEmbedding.positive[0], withWord.positive[0]);
+      assert.ok(diff < 1e-5, `the states differ by ${diff}`);
+    } finally {
+      await adapted.release();
+    }
+    const sd1 = join(dir, 'sd1.safetensors');
+    await writeSafetensors(sd1, { emb_params: { shape: [1, WIDTHS[1]], data: new Float32Array(WIDTHS[1]) } });
+    const other = await StableDiffusionModel.load(refiner.info, { intraOpNumThreads: 1 }, { loras: [], embeddings: [{ token: 'sd1', path: sd1 }] });
+    await other.release();
+    assert.deepEqual(other.warnings, ['embedding "sd1" is not an SDXL embedding (clip_l and clip_g), and the model is SDXL: not applied']);
+  });
+
+  test("a kohya SDXL LoRA: its lora_te2_ modules merge into text_encoder_2, its lora_te1_ modules and the UNet's that do not fit are reported", async () => {
+    const file = join(scratch, 'kohya-sdxl.safetensors');
+    const modules = await createKohyaSdxlLora(set.modelDir('tiny-sdxl'), file, 3);
+    const adapted = await StableDiffusionModel.load(refiner.info, { intraOpNumThreads: 1 }, { loras: [{ name: 'xl', path: file, weight: 1 }], embeddings: [] });
+    try {
+      const te1 = modules.filter((m) => m.component === 'text_encoder').length;
+      assert.deepEqual(adapted.warnings.map((w) => w.replace(/ \(.*\)$/, '')), [
+        `LoRA "xl": ${te1} of ${modules.length} modules match no layer of model tiny-refiner`,
+        `LoRA "xl": 1 of ${modules.length} modules have other shapes than model tiny-refiner's layers`,
+      ]);
+      assert.match(adapted.warnings[0], /\(lora_te1_/);
+      assert.match(adapted.warnings[1], /\(lora_unet_input_blocks_8_1_transformer_blocks_1_attn2_to_k\)/);
+      const ids = Int32Array.from(chunk(1, tokens('a cat')));
+      const [before, after] = [await refiner.encodeTokensXL(0, ids), await adapted.encodeTokensXL(0, ids)];
+      assert.ok(maxAbsDiff(before.hidden.data, after.hidden.data) > 1e-3, 'the LoRA leaves text_encoder_2 as it was');
+    } finally {
+      await adapted.release();
+    }
   });
 });

@@ -46,7 +46,7 @@ export type GenerateInput = {
   modelId: string;
   /** What to steer away from. Default: empty (diffusers' unconditional prompt). */
   negativePrompt?: string | null | undefined;
-  /** The negative prompt of SDXL's second text encoder (diffusers' `negative_prompt_2`). Default: the negative prompt. With both negative prompts empty, SDXL models whose model_index.json has force_zeros_for_empty_prompt (the default) take zeros as the unconditional embeddings, as diffusers and AUTOMATIC1111 do. SDXL models only (BAD_USER_INPUT on others). */
+  /** The negative prompt of SDXL's second text encoder (diffusers' `negative_prompt_2`). Default: the negative prompt. With both negative prompts empty, SDXL models whose model_index.json has force_zeros_for_empty_prompt (the default) take zeros as the unconditional embeddings, as diffusers and AUTOMATIC1111 do. SDXL models only (BAD_USER_INPUT on others). BAD_USER_INPUT on refiners too (text_encoder_2 alone, which reads the prompt). */
   negativePrompt2?: string | null | undefined;
   /** Images, 1–16, denoised as one batch. Default 1. */
   numImages?: number | null | undefined;
@@ -62,7 +62,7 @@ export type GenerateInput = {
   priority?: number | null | undefined;
   /** Read as `promptSyntax` says; its `<lora:name:weight>` tags apply LoRAs, and the names of embeddings (see `embeddings`) apply them. */
   prompt: string;
-  /** The prompt of SDXL's second text encoder (diffusers' `prompt_2`), read as `promptSyntax` says. Default: the prompt. SDXL models only (BAD_USER_INPUT on others). */
+  /** The prompt of SDXL's second text encoder (diffusers' `prompt_2`), read as `promptSyntax` says. Default: the prompt. SDXL models only (BAD_USER_INPUT on others). BAD_USER_INPUT on refiners too (text_encoder_2 alone, which reads the prompt). */
   prompt2?: string | null | undefined;
   /** Default A1111. */
   promptSyntax?: PromptSyntax | null | undefined;

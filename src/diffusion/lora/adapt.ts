@@ -187,12 +187,18 @@ export class Adaptation {
 
   /** SDXL's second text encoder with the LoRAs' `lora_te2_` modules merged (at the text encoder's
    * weight) and the embeddings' `clip_g` vectors added (to it and to `tokenizer`), or undefined when
-   * neither changes it. Its trigger words expand as on the first encoder: both get the same tokens. */
-  async textEncoder2(path: string, tokenizer: ClipTokenizer): Promise<ModelBuffer | undefined> {
-    if (!this.using('text_encoder_2').length && !this.embeddings.some((e) => e.second)) return undefined;
+   * neither changes it. Its trigger words expand as on the first encoder: both get the same tokens.
+   * `only`: it is the model's only text encoder (a refiner), which tells the expansions and warnings. */
+  async textEncoder2(path: string, tokenizer: ClipTokenizer, { only = false } = {}): Promise<ModelBuffer | undefined> {
+    // Alone, it also says why embeddings that are not SDXL's are left out.
+    if (!this.using('text_encoder_2').length && !(only ? this.embeddings.length : this.embeddings.some((e) => e.second))) return undefined;
     const editor = await ModelEditor.open(path);
     await this.merge(editor, 'text_encoder_2');
-    await addEmbeddings(editor, tokenizer, this.embeddings, { sdxl: true, second: true });
+    const { expansions, warnings } = await addEmbeddings(editor, tokenizer, this.embeddings, { sdxl: true, second: true, warn: only });
+    if (only) {
+      this.expansionMap = expansions;
+      this.warningList.push(...warnings);
+    }
     return editor.changed ? editor.toBuffer() : undefined;
   }
 
@@ -216,8 +222,9 @@ export class Adaptation {
     for (const { file, report: { unmatched, misfit } } of this.loras) {
       const name = `LoRA "${file.name}"`;
       const total = file.modules.length;
-      // A second text encoder's modules are for SDXL models; other models have none to merge them into.
-      const other = this.info.family === 'SDXL' ? [] : file.modules.filter((m) => m.component === 'text_encoder_2').map((m) => m.key);
+      // A second text encoder's modules are for SDXL models, and a refiner has no first text encoder.
+      const absent = this.info.family !== 'SDXL' ? 'text_encoder_2' : this.info.sdxl?.textEncoder2Only ? 'text_encoder' : undefined;
+      const other = file.modules.filter((m) => m.component === absent).map((m) => m.key);
       const missing = [...unmatched, ...other];
       if (missing.length) warnings.push(`${name}: ${missing.length} of ${total} modules match no layer of model ${this.info.id} (${list(missing)})`);
       if (misfit.length) warnings.push(`${name}: ${misfit.length} of ${total} modules have other shapes than model ${this.info.id}'s layers (${list(misfit)})`);
