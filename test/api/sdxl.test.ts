@@ -1,22 +1,31 @@
 // SDXL through the API on the reference tiny-sdxl (../shared/reference/sdxl): listed as SDXL and
 // supported; the SDXL fields checked at submission (nothing stored for a bad one) and recorded as
 // they ran; img2img and inpainting, with the pixels outside the mask the init image's own; an SDXL
-// embedding applied by its trigger word; previews on every step.
+// embedding applied by its trigger word; a kohya SDXL LoRA by its <lora:> tag, served as the engine
+// merges it; AUTOMATIC1111's prompt syntax; previews on every step.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createHash } from 'node:crypto';
 import sharp from 'sharp';
+import { Engine } from '../../src/diffusion/engine.ts';
+import { createKohyaSdxlLora } from '../../src/diffusion/fixtures/adapters.ts';
 import { createFixturePipeline } from '../../src/diffusion/fixtures/index.ts';
+import { quantize } from '../../src/diffusion/image.ts';
+import { inspectModelFolder } from '../../src/diffusion/model-folder.ts';
+import { resolveRequest } from '../../src/diffusion/request.ts';
 import { createSdxlInpaintingPipeline } from '../../src/diffusion/fixtures/sdxl-inpainting.ts';
+import { createSdxlRefinerPipeline } from '../../src/diffusion/fixtures/sdxl-refiner.ts';
 import { collectSse, startTestServer, waitForStatus, type TestServer } from '../helpers/api.ts';
 import { noise } from '../engine/helpers.ts';
 import { loadReference } from '../helpers/reference.ts';
 import { writeSafetensors } from '../lora/helpers.ts';
 
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id } }`;
-const GENERATION = `query($id: ID!) { generation(id: $id) { status error warnings embeddings width height images { url infotext } } }`;
+const GENERATION = `query($id: ID!) { generation(id: $id) { status error warnings embeddings loras { name weight unetWeight } width height images { url infotext } } }`;
+const BASE = { modelId: 'tiny-sdxl', prompt: 'a red door', steps: 3, seed: 7, previewEvery: 0 };
 
 let api: TestServer;
 let modelsDir: string;
@@ -25,7 +34,10 @@ before(async () => {
   modelsDir = mkdtempSync(join(tmpdir(), 'sdql-sdxl-models-'));
   symlinkSync(loadReference('sdxl').modelDir('tiny-sdxl'), join(modelsDir, 'tiny-sdxl'), 'dir');
   await createSdxlInpaintingPipeline(loadReference('sdxl').modelDir('tiny-sdxl'), join(modelsDir, 'tiny-sdxl-inpainting'));
+  await createSdxlRefinerPipeline(loadReference('sdxl').modelDir('tiny-sdxl'), join(modelsDir, 'tiny-sdxl-refiner'));
   await createFixturePipeline(join(modelsDir, 'demo'));
+  mkdirSync(join(modelsDir, 'loras'));
+  await createKohyaSdxlLora(loadReference('sdxl').modelDir('tiny-sdxl'), join(modelsDir, 'loras', 'xlstyle.safetensors'), 5);
   mkdirSync(join(modelsDir, 'embeddings'));
   // Random vectors of the two widths, as an SDXL embedding file holds them.
   const values = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed) * 0.5);
@@ -41,7 +53,7 @@ const dataUrl = (bytes: Buffer) => `data:image/png;base64,${bytes.toString('base
 
 /** Runs a request on tiny-sdxl to the end: its first image's RGB pixels and the generation. */
 async function run(input: Record<string, unknown>): Promise<{ pixels: Buffer; generation: any }> {
-  const { generate } = await api.data<any>(GENERATE, { input: { modelId: 'tiny-sdxl', prompt: 'a red door', steps: 3, seed: 7, previewEvery: 0, ...input } });
+  const { generate } = await api.data<any>(GENERATE, { input: { ...BASE, ...input } });
   await waitForStatus(api.server.url, generate.id, ['SUCCEEDED', 'FAILED']);
   const { generation } = await api.data<any>(GENERATION, { id: generate.id });
   assert.equal(generation.status, 'SUCCEEDED', generation.error);
@@ -54,6 +66,7 @@ describe('SDXL models', () => {
     const { models } = await api.data<any>(`{ models { name family supported error } }`);
     assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl'), { name: 'tiny-sdxl', family: 'SDXL', supported: true, error: null });
     assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl-inpainting'), { name: 'tiny-sdxl-inpainting', family: 'SDXL', supported: true, error: null });
+    assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl-refiner'), { name: 'tiny-sdxl-refiner', family: 'SDXL', supported: true, error: null });
     // An inpainting model takes a mask, as on SD 1.x.
     const refused = await api.gql(GENERATE, { input: { modelId: 'tiny-sdxl-inpainting', prompt: 'a cat', steps: 2 } });
     assert.match(refused.errors?.[0].message ?? '', /model tiny-sdxl-inpainting is an inpainting model: it needs an initImage and a mask/);
@@ -68,6 +81,7 @@ describe('SDXL models', () => {
       [{ cropTopLeft: { top: -8, left: 0 } }, /cropTopLeft\.top must be a whole number of pixels from 0 to 4096, got -8/],
       [{ negativePrompt2: 'a\u0000b' }, /negativePrompt2 holds a NUL character/],
       [{ prompt2: 'x'.repeat(10_001) }, /prompt2 is 10001 characters; the limit is 10000/],
+      [{ modelId: 'tiny-sdxl-refiner', prompt2: 'a dog' }, /prompt2 is for the second of two text encoders, and model tiny-sdxl-refiner is a refiner with text_encoder_2 alone/],
     ];
     for (const [input, message] of cases) {
       const result = await api.gql(GENERATE, { input: { modelId: 'tiny-sdxl', prompt: 'a cat', steps: 2, ...input } });
@@ -104,6 +118,10 @@ describe('generating on SDXL', () => {
     const initPng = await sharp(init, { raw: { width, height, channels: 3 } }).png().toBuffer();
     const img2img = await run({ initImage: { dataUrl: dataUrl(initPng) }, strength: 0.6 });
     assert.deepEqual([img2img.generation.width, img2img.generation.height], [width, height]);
+    // A refiner's typical use: a low-strength img2img.
+    const refined = await run({ modelId: 'tiny-sdxl-refiner', initImage: { dataUrl: dataUrl(initPng) }, strength: 0.3, steps: 10 });
+    assert.deepEqual([refined.generation.width, refined.generation.height, refined.generation.warnings], [width, height, []]);
+    assert.notDeepEqual(refined.pixels, img2img.pixels);
 
     const mask = Buffer.alloc(width * height);
     const inBox = (x: number, y: number) => x >= 16 && x < 48 && y >= 16 && y < 40;
@@ -129,5 +147,43 @@ describe('generating on SDXL', () => {
     assert.deepEqual(embeddings, [{ name: 'sdqlstyle', vectors: 1, dim: 96, error: null }]);
     const without = await run({ prompt: 'a sdqlstile door' });
     assert.notDeepEqual(withEmbedding.pixels, without.pixels);
+  });
+
+  test('a kohya SDXL LoRA applies by its <lora:> tag, is recorded as on SD 1.x, and gives the image the engine gives with it merged', async () => {
+    const plain = await run({});
+    const tagged = await run({ prompt: 'a red door <lora:xlstyle:0.8>' });
+    assert.notDeepEqual(tagged.pixels, plain.pixels, 'the LoRA changes nothing');
+    assert.deepEqual([tagged.generation.warnings, tagged.generation.loras], [[], [{ name: 'xlstyle', weight: 0.8, unetWeight: 0.8 }]]);
+    const bytes = readFileSync(join(modelsDir, 'loras', 'xlstyle.safetensors'));
+    // AUTOMATIC1111's LoRA hash: of the tensor data after the safetensors header.
+    const hash = createHash('sha256').update(bytes.subarray(8 + Number(bytes.readBigUInt64LE(0)))).digest('hex').slice(0, 12);
+    const infotext: string = tagged.generation.images[0].infotext;
+    assert.equal(infotext.split('\n')[0], 'a red door <lora:xlstyle:0.8>');
+    assert.ok(infotext.includes(`Lora hashes: "xlstyle: ${hash}"`), infotext);
+    assert.doesNotMatch(plain.generation.images[0].infotext, /<lora:|Lora hashes/);
+
+    // The engine, given the file and the weight directly, merges it into both text encoders and the UNet.
+    const info = await inspectModelFolder(join(modelsDir, 'tiny-sdxl'));
+    const engine = new Engine();
+    try {
+      const loras = [{ name: 'xlstyle', path: join(modelsDir, 'loras', 'xlstyle.safetensors'), weight: 0.8 }];
+      const direct = await engine.run(info, await resolveRequest(info, { ...BASE, prompt: 'a red door <lora:xlstyle:0.8>', loras }));
+      assert.deepEqual(Buffer.from(quantize(direct.images[0].image)), tagged.pixels);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("AUTOMATIC1111's prompt syntax: a weight changes the image and weight 1 does not; prompt editing switches texts mid-way", async () => {
+    const [plain, weighted, unit] = [await run({}), await run({ prompt: 'a (red:1.5) door' }), await run({ prompt: 'a (red:1.0) door' })];
+    assert.notDeepEqual(weighted.pixels, plain.pixels, 'the weight changes nothing');
+    assert.deepEqual(unit.pixels, plain.pixels);
+    // Euler, 4 steps: the edit's texts each take 2 steps, at noise levels where the prompt shows.
+    const editing = { scheduler: 'EULER', steps: 4 };
+    const [red, blue] = [await run(editing), await run({ ...editing, prompt: 'a blue door' })];
+    const edited = await run({ ...editing, prompt: 'a [red:blue:0.5] door' });
+    assert.equal(edited.generation.images[0].infotext.split('\n')[0], 'a [red:blue:0.5] door');
+    assert.notDeepEqual(edited.pixels, red.pixels, 'the edit never took the second text');
+    assert.notDeepEqual(edited.pixels, blue.pixels, 'the edit never took the first text');
   });
 });
