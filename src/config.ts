@@ -216,7 +216,7 @@ export const CONFIG_OPTIONS: readonly OptionSpec[] = [
     flag: 'batch-memory-mb',
     default: '',
     defaultLabel: 'three quarters of the free memory',
-    description: 'Megabytes the UNet\'s activations may take in one call: a batch that needs more runs in sub-batches, of one image at least. Each image takes about 2.1 × 8 × (width/8 × height/8)² × 4 bytes per guidance pass: 1 GiB at 512×512, 5.3 GiB at 768×768. Unset: three quarters of the memory free when a request starts, its model loaded.',
+    description: 'Megabytes the UNet\'s activations may take in one call: a batch that needs more runs in sub-batches, of one image at least. Each image takes about 2.1 × heads × tokens² × 4 bytes per guidance pass for its UNet\'s largest attention: SD 1.x 1 GiB at 512×512, 5.3 GiB at 768×768; SDXL 1.3 GiB at 1024×1024. Unset: three quarters of the memory free when a request starts, its model loaded.',
     parse: (raw, name) => (raw.trim() ? positiveNumber(raw, name) * 1024 * 1024 : null),
   }),
   option({

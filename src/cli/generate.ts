@@ -46,7 +46,8 @@ Options:
   --guidance-rescale <x>    0 to 1 (default 0)
   --prompt-syntax <s>       A1111 (weights, long prompts, [edits], <lora:name:w> tags) or PLAIN (default ${DEFAULTS.promptSyntax})
   --eta <x>                 DDIM's eta (default 0)
-  --size <W>x<H>            image size (default: the model's native size, or the init image's)
+  --size <W>x<H>            image size, at most the model's pixel limit: 768x768 for SD 1.x and 2.x,
+                            1024x1024 for SDXL (default: the model's native size, or the init image's)
   --num-images <n>          1 to 16 (default 1)
   --init <image>            PNG, JPEG or WebP init image: img2img
   --strength <x>            img2img strength in (0, 1] (default ${DEFAULTS.strength}; ${INPAINT_DEFAULTS.strength} with --mask)

@@ -2,7 +2,7 @@
 // second pass at the hires size with the same seeds. This module checks the settings and upscales;
 // pipeline.ts runs the two passes.
 import { badInput } from './errors.ts';
-import { LIMITS } from './limits.ts';
+import { LIMITS, pixelLimitRefusal, type PixelLimitModel } from './limits.ts';
 
 /** The hires settings as a caller writes them: `scale` or `width`/`height` (one of them keeps the aspect ratio). */
 export interface HiresParams {
@@ -53,7 +53,7 @@ export function a1111UpscalerName(upscaler: string): string {
  */
 export function resolveHires(
   params: HiresParams,
-  base: { width: number; height: number; steps: number; factor: number; canEncode: boolean },
+  base: { width: number; height: number; steps: number; factor: number; canEncode: boolean; model: PixelLimitModel },
   isUpscaler: (id: string) => boolean,
 ): HiresRequest {
   const check = (ok: boolean, message: string) => {
@@ -84,7 +84,8 @@ export function resolveHires(
   for (const [name, side] of [['width', width], ['height', height]] as const) {
     check(side >= Math.max(base.factor, LIMITS.minSide) && side <= LIMITS.maxSide, `the ${name} ${side} is not from ${Math.max(base.factor, LIMITS.minSide)} to ${LIMITS.maxSide} pixels`);
   }
-  check(width * height <= LIMITS.maxPixels, `${width}×${height} is more than ${LIMITS.maxPixels} pixels: lower scale or the size`);
+  const beyond = pixelLimitRefusal(base.model, width, height);
+  check(beyond === undefined, `${beyond}: lower scale or the size`);
   const steps = params.steps ?? base.steps;
   check(Number.isInteger(steps) && steps >= LIMITS.minSteps && steps <= LIMITS.maxSteps, `steps must be an integer from ${LIMITS.minSteps} to ${LIMITS.maxSteps}, got ${steps}`);
   const strength = params.strength ?? HIRES_DEFAULTS.strength;

@@ -25,7 +25,7 @@ export { embeddingShortHash, loraShortHash, sha256File } from './a1111-hashes.ts
 export { INPAINT_AREAS, INPAINT_DEFAULTS, INPAINT_FILLS, INPAINT_LIMITS, inpaintDefaults, inpaintInfotext } from './inpaint.ts';
 export type { InpaintArea, InpaintFill, InpaintRequest, Outpaint } from './inpaint.ts';
 export { A1111_SAMPLERS, a1111Selection, formatInfotext, parseInfotext, parseSettings, schedulerFromA1111, type InfotextParams } from './infotext.ts';
-export { LIMITS } from './limits.ts';
+export { LIMITS, maxPixels } from './limits.ts';
 export { listLoras } from './lora/lora-info.ts';
 export type { LoraFileInfo } from './lora/lora-info.ts';
 export { inspectModelFolder } from './model-folder.ts';

@@ -4,7 +4,7 @@
 // plain 4-channel ones alike. pipeline.ts drives the loop and calls the hooks of an InpaintRun.
 import { badInput, invalidModel } from './errors.ts';
 import { probeImage, quantize, type RgbImage } from './image.ts';
-import { LIMITS, defaultSize } from './limits.ts';
+import { LIMITS, defaultSize, pixelLimitRefusal } from './limits.ts';
 import { blur, crop, decodeMask, decodeRgb, expandBox, extendCanvas, fill, invert, maskBox, overlay, resize, type Box, type Outpaint, type Pixels } from './mask.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import { TorchGenerator } from './random.ts';
@@ -127,7 +127,8 @@ export async function resolveInpaint(
     check(params.mask !== undefined || left + right + top + bottom > 0, 'outpaint adds no pixels: give at least one side more than 0');
     canvas = { width: init.width + left + right, height: init.height + top + bottom };
     check(canvas.width <= LIMITS.maxSide && canvas.height <= LIMITS.maxSide, `outpaint makes the image ${canvas.width}×${canvas.height}; sides are limited to ${LIMITS.maxSide} pixels`);
-    check(canvas.width * canvas.height <= LIMITS.maxPixels, `outpaint makes the image ${canvas.width}×${canvas.height}, more than ${LIMITS.maxPixels} pixels`);
+    const beyond = pixelLimitRefusal(info, canvas.width, canvas.height, `outpaint makes the image ${canvas.width}×${canvas.height}, which`);
+    if (beyond) throw badInput(beyond);
   }
   const size = inpaint.inpaintArea === 'ONLY_MASKED' ? defaultSize(info) : canvas;
   return { inpaint, size };

@@ -34,6 +34,12 @@ export interface SdxlConfig {
   textEncoder2Only?: true;
 }
 
+/** A level of the UNet whose blocks have attention: level i works at the latent size / 2^i. */
+export interface AttentionLevel {
+  level: number;
+  heads: number;
+}
+
 export interface ModelFolderInfo {
   /** The folder name (a checkpoint's: its file name without `.safetensors`). */
   id: string;
@@ -67,8 +73,8 @@ export interface ModelFolderInfo {
   unetInChannels: number;
   /** Width of the text embeddings the UNet attends to, when the folder tells. */
   crossAttentionDim?: number;
-  /** Heads of the UNet's full-resolution attention (diffusers' attention_head_dim, which counts heads for SD 1.x and 2.x), when its config tells: its scores are a UNet call's peak memory. */
-  attentionHeads?: number;
+  /** The UNet's levels with attention and their heads, when its config tells: its scores are a UNet call's peak memory (sub-batch.ts) and what the pixel limit derives from (limits.ts). */
+  attentionLevels?: AttentionLevel[];
   /** Transformer layers of the text encoder (text_encoder/config.json), when the folder tells: clip skip reaches back as far as its embeddings. */
   textEncoderLayers?: number;
   paths: ModelPaths;
@@ -152,6 +158,26 @@ function familyOf(crossAttentionDim: number | undefined, hasTextEncoder2: boolea
   return 'UNKNOWN';
 }
 
+/**
+ * The levels with attention as UNet2DConditionModel builds them: a down block type with attention
+ * (CrossAttnDownBlock2D; DownBlock2D has none) at each level, and its heads from num_attention_heads,
+ * else attention_head_dim (which counts heads in SD's configs): one number for every level, or one per
+ * level. Without down_block_types every level has attention, as SD 1.x/2.x; without heads, undefined.
+ */
+function attentionLevelsOf(unetConfig: Json): AttentionLevel[] | undefined {
+  const heads = unetConfig.num_attention_heads ?? unetConfig.attention_head_dim;
+  const types = Array.isArray(unetConfig.down_block_types) ? unetConfig.down_block_types : undefined;
+  const count = types?.length ?? (Array.isArray(heads) ? heads.length : 1);
+  const levels: AttentionLevel[] = [];
+  for (let level = 0; level < count; level++) {
+    if (types && !(typeof types[level] === 'string' && types[level].includes('Attn'))) continue;
+    const h = positive(Array.isArray(heads) ? heads[level] : heads);
+    if (h === undefined) return undefined;
+    levels.push({ level, heads: h });
+  }
+  return levels.length ? levels : undefined;
+}
+
 /** SDXL's extra conditioning as the folder's UNet and model_index.json tell it; problems for a UNet without it. */
 function sdxlConfig(modelIndex: Json, unetInputs: OnnxSummary['inputs'], unetMissing: boolean, textEncoder2Only: boolean, problems: string[]): SdxlConfig {
   const timeIds = unetInputs.find((i) => i.name === 'time_ids');
@@ -233,7 +259,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
   const latentWidth = positive(sampleSize[1]) ?? positive(sample?.shape[3]);
 
   const textEncoderLayers = positive(textEncoderConfig.num_hidden_layers);
-  const attentionHeads = positive(Array.isArray(unetConfig.attention_head_dim) ? unetConfig.attention_head_dim[0] : unetConfig.attention_head_dim);
+  const attentionLevels = attentionLevelsOf(unetConfig);
   const family = familyOf(crossAttentionDim, hasTextEncoder2);
   const sdxl = family === 'SDXL' ? sdxlConfig(modelIndex ?? {}, unetInputs, missing.includes('unet/model.onnx'), textEncoder2Only, problems) : undefined;
   const error = problems.length ? problems.join('; ') : undefined;
@@ -256,7 +282,7 @@ export async function inspectModelFolder(dir: string): Promise<ModelFolderInfo> 
     sizeBytes: await folderSize(dir),
     unetInChannels,
     crossAttentionDim,
-    ...(attentionHeads !== undefined && { attentionHeads }),
+    ...(attentionLevels && { attentionLevels }),
     ...(textEncoderLayers !== undefined && { textEncoderLayers }),
     paths,
     ...(sdxl && { sdxl }),

@@ -205,7 +205,7 @@ async function denoise(
   const timestepRank = model.unet.inputShape('timestep').length;
   const batch = doGuidance ? 2 * n : n;
   const timestepCond = timeCondDim === undefined ? undefined : { data: guidanceScaleEmbedding(request.guidanceScale, timeCondDim, batch), dims: [batch, timeCondDim] };
-  const perCall = unetSamplesPerCall(batch, latentShape[2], latentShape[3], progress.callbacks.memoryBudgetBytes, info.attentionHeads);
+  const perCall = unetSamplesPerCall(batch, latentShape[2], latentShape[3], progress.callbacks.memoryBudgetBytes, info.attentionLevels);
   for (let i = 0; i < timesteps.length; i++) {
     throwIfAborted(signal);
     const t = timesteps[i];

@@ -6,8 +6,7 @@ import { badInput } from './errors.ts';
 import { probeImage } from './image.ts';
 import { resolveHires, type HiresParams, type HiresRequest } from './hires.ts';
 import { INPAINT_DEFAULTS, resolveInpaint, type InpaintParams, type InpaintRequest } from './inpaint.ts';
-import { LIMITS, defaultSize } from './limits.ts';
-import { unetSampleBytes } from './sub-batch.ts';
+import { LIMITS, defaultSize, pixelLimitRefusal } from './limits.ts';
 import { checkAdapters, type LoraRequest } from './lora/adapt.ts';
 import type { ModelFolderInfo } from './model-folder.ts';
 import { extractLoraTags, type LoraTag } from './prompt/lora-tags.ts';
@@ -176,9 +175,10 @@ export async function resolveRequest(info: ModelFolderInfo, params: GeneratePara
     check(isInt(side) && side >= Math.max(factor, LIMITS.minSide) && side <= LIMITS.maxSide, `${name} must be from ${Math.max(factor, LIMITS.minSide)} to ${LIMITS.maxSide} pixels, got ${side}`);
     check(side % factor === 0, `${name} ${side} is not a multiple of ${factor} (the model's VAE scale factor)`);
   }
-  check(width * height <= LIMITS.maxPixels, `${width}×${height} is more than ${LIMITS.maxPixels} pixels: one image of it needs ${(unetSampleBytes(height / factor, width / factor, info.attentionHeads) / 2 ** 30).toFixed(1)} GiB for the UNet's attention (see the README's limits)`);
+  const beyond = pixelLimitRefusal(info, width, height);
+  if (beyond) throw badInput(beyond);
   check(!(params.hires && params.initImage), 'hires applies only to txt2img: leave out initImage (or hires)');
-  const hires = params.hires && resolveHires(params.hires, { width, height, steps, factor, canEncode: info.canImg2img }, isUpscaler);
+  const hires = params.hires && resolveHires(params.hires, { width, height, steps, factor, canEncode: info.canImg2img, model: info }, isUpscaler);
   for (const passSteps of hires ? [steps, hires.steps] : [steps]) {
     const refusal = stepsRefusal(scheduler as SchedulerName, info.schedulerConfig, passSteps);
     check(refusal === undefined, `scheduler ${scheduler} with model ${info.id}: ${refusal}`);

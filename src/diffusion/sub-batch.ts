@@ -3,10 +3,11 @@
 // sample (tokens: the latent's height × width): 8 GiB at 1024×1024, so 16 images with guidance asked
 // for 256 GiB in one call. Every sample of a batch is computed on its own, so the pieces give the
 // batch's outputs.
+import type { AttentionLevel } from './model-folder.ts';
 import type { OnnxModel, OutputTensor, TensorData } from './onnx-model.ts';
 
-/** Heads of SD 1.x's full-resolution self-attention, for a model whose config does not tell (SD 2.x has 5). */
-const ATTENTION_HEADS = 8;
+/** SD 1.x's attention: 8 heads at every level from full resolution on; for a model whose config does not tell. */
+export const SD1_ATTENTION: readonly AttentionLevel[] = [0, 1, 2].map((level) => ({ level, heads: 8 }));
 /**
  * Peak memory of a UNet call over its attention scores alone: the scores and their softmax are alive
  * at once. Measured on the fixture UNet (8 heads at full latent resolution, as SD 1.x) as the growth of
@@ -17,16 +18,24 @@ const ATTENTION_HEADS = 8;
  */
 const SCORE_COPIES = 2.1;
 
-/** Bytes of activations one sample of a UNet call takes at this latent size (see SCORE_COPIES), with `heads` at full resolution. */
-export function unetSampleBytes(latentHeight: number, latentWidth: number, heads = ATTENTION_HEADS): number {
-  const tokens = latentHeight * latentWidth;
-  return SCORE_COPIES * heads * tokens * tokens * 4;
+/**
+ * Bytes of activations one sample of a UNet call takes at this latent size (see SCORE_COPIES): its
+ * largest attention's, over the levels with attention (each level halves the sides, downsampling
+ * with padding: SDXL has none at full resolution).
+ */
+export function unetSampleBytes(latentHeight: number, latentWidth: number, levels: readonly AttentionLevel[] = SD1_ATTENTION): number {
+  return Math.max(
+    ...levels.map(({ level, heads }) => {
+      const tokens = Math.ceil(latentHeight / 2 ** level) * Math.ceil(latentWidth / 2 ** level);
+      return SCORE_COPIES * heads * tokens * tokens * 4;
+    }),
+  );
 }
 
 /** How many of `batch` samples one UNet call takes within `budgetBytes` (at least one); the whole batch without a budget. */
-export function unetSamplesPerCall(batch: number, latentHeight: number, latentWidth: number, budgetBytes: number | undefined, heads?: number): number {
+export function unetSamplesPerCall(batch: number, latentHeight: number, latentWidth: number, budgetBytes: number | undefined, levels?: readonly AttentionLevel[]): number {
   if (budgetBytes === undefined) return batch;
-  return Math.max(1, Math.min(batch, Math.floor(budgetBytes / unetSampleBytes(latentHeight, latentWidth, heads))));
+  return Math.max(1, Math.min(batch, Math.floor(budgetBytes / unetSampleBytes(latentHeight, latentWidth, levels))));
 }
 
 /**

@@ -66,7 +66,7 @@ const OutpaintInput = builder.inputType('OutpaintInput', {
 });
 
 const HiresInput = builder.inputType('HiresInput', {
-  description: `AUTOMATIC1111's hires fix (txt2img only): a first pass at the request's size, upscaled, then an img2img second pass at the hires size with the same seeds — the images are the hires size. With the \`lanczos\` upscaler it is exactly a txt2img followed by an img2img of its 8-bit image at the hires size. The hires size is at most ${LIMITS.maxPixels} pixels (else BAD_USER_INPUT).`,
+  description: `AUTOMATIC1111's hires fix (txt2img only): a first pass at the request's size, upscaled, then an img2img second pass at the hires size with the same seeds — the images are the hires size. With the \`lanczos\` upscaler it is exactly a txt2img followed by an img2img of its 8-bit image at the hires size. The hires size is at most the model's \`maxPixels\` (else BAD_USER_INPUT).`,
   fields: (t) => ({
     scale: t.float({ description: `Upscale factor, 1–${MAX_HIRES_SCALE}; each side becomes the request's × scale, rounded down to a multiple of the VAE scale factor ("Hires upscale"). Default ${HIRES_DEFAULTS.scale}, unless width or height is given.` }),
     width: t.int({ description: 'The hires width instead of a scale, a multiple of the VAE scale factor ("Hires resize"); alone, the height keeps the aspect ratio.' }),
@@ -97,7 +97,7 @@ const CropInput = builder.inputType('CropInput', {
 const SDXL_ONLY = 'SDXL models only (BAD_USER_INPUT on others).';
 
 const GenerateInput = builder.inputType('GenerateInput', {
-  description: `A generation request. Limits: sides from ${LIMITS.minSide} to ${LIMITS.maxSide} px and multiples of the model's \`vaeScaleFactor\`, at most ${LIMITS.maxPixels} pixels; steps ${LIMITS.minSteps}–${LIMITS.maxSteps}; numImages 1–${LIMITS.maxImages}; prompts up to ${LIMITS.maxPromptChars} characters.`,
+  description: `A generation request. Limits: sides from ${LIMITS.minSide} to ${LIMITS.maxSide} px and multiples of the model's \`vaeScaleFactor\`, at most the model's \`maxPixels\` (width × height); steps ${LIMITS.minSteps}–${LIMITS.maxSteps}; numImages 1–${LIMITS.maxImages}; prompts up to ${LIMITS.maxPromptChars} characters.`,
   fields: (t) => ({
     modelId: t.id({ required: true, description: 'A model of `models` that is `supported`: its `id` or its `name` (the folder name). NOT_FOUND when there is none; MODEL_INVALID when it cannot be used.' }),
     prompt: t.string({ required: true, description: 'Read as `promptSyntax` says; its `<lora:name:weight>` tags apply LoRAs, and the names of embeddings (see `embeddings`) apply them.' }),
@@ -113,7 +113,7 @@ const GenerateInput = builder.inputType('GenerateInput', {
       type: SizeInput,
       description: `SDXL's target size conditioning (diffusers' \`target_size\`), 1–4096 each side. Default: the image's size. Refiner-style models (5 time ids) take an aesthetic score instead: 6 for the prompt, 2.5 for the negative prompt (diffusers' defaults). ${SDXL_ONLY}`,
     }),
-    width: t.int({ description: `Default: the model's native width (its native size scaled down to ${LIMITS.maxPixels} pixels when beyond them, as SDXL's 1024 × 1024 is), or the init image's width rounded down to a multiple of the VAE scale factor.` }),
+    width: t.int({ description: `Default: the model's native width (its native size scaled down to the model's \`maxPixels\` when beyond them), or the init image's width rounded down to a multiple of the VAE scale factor.` }),
     height: t.int({ description: "Default: the model's native height (scaled as width), or the init image's (as width)." }),
     steps: t.int({ description: `Denoising steps, ${LIMITS.minSteps}–${LIMITS.maxSteps}. Default ${DEFAULTS.steps}.` }),
     guidanceScale: t.float({ description: `Classifier-free guidance scale (CFG), 0–${LIMITS.maxGuidanceScale}; 1 or less skips the unconditional pass (turbo models run at 0). An LCM-distilled model (a UNet with a \`timestep_cond\` input) never makes that pass: it takes the scale as its guidance embedding. Default ${DEFAULTS.guidanceScale}.` }),

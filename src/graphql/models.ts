@@ -1,3 +1,4 @@
+import { maxPixels } from '../diffusion/index.ts';
 import { shortHash } from '../registry/index.ts';
 import { builder } from './builder.ts';
 import { notFound } from './errors.ts';
@@ -44,8 +45,17 @@ builder.prismaNode('Model', {
     supported: t.exposeBoolean('supported', { description: 'Whether sdql can generate with it: no `error`, and a supported family.' }),
     error: t.exposeString('error', { nullable: true, description: 'What is wrong with the folder, when something is.' }),
     predictionType: t.exposeString('predictionType', { nullable: true, description: 'What the UNet predicts: epsilon, v_prediction or sample.' }),
-    nativeWidth: t.exposeInt('nativeWidth', { nullable: true, description: 'Default image width: UNet sample size × VAE scale factor.' }),
-    nativeHeight: t.exposeInt('nativeHeight', { nullable: true, description: 'Default image height: UNet sample size × VAE scale factor.' }),
+    nativeWidth: t.exposeInt('nativeWidth', { nullable: true, description: 'Native image width, UNet sample size × VAE scale factor: the default width, scaled down into `maxPixels` when beyond them.' }),
+    nativeHeight: t.exposeInt('nativeHeight', { nullable: true, description: 'Native image height, UNet sample size × VAE scale factor: the default height (scaled as the width).' }),
+    maxPixels: t.int({
+      nullable: true,
+      description:
+        "Most pixels of one image (width × height) with this model, outpainted area and hires size included (else BAD_USER_INPUT): as many as keep its UNet's largest attention within what SD 1.x's takes at 768 × 768, never more than `system.limits.maxPixels`. 768 × 768 for SD 1.x and 2.x, 1024 × 1024 for SDXL (which has no attention at full resolution). Null for a broken folder or one not present.",
+      resolve: (m, _a, ctx) => {
+        const info = ctx.registry.model(m.id);
+        return info && !info.error ? maxPixels(info) : null;
+      },
+    }),
     vaeScaleFactor: t.exposeInt('vaeScaleFactor', { nullable: true, description: 'Pixels per latent; image sides must be multiples of it.' }),
     canImg2img: t.exposeBoolean('canImg2img', { description: 'It has a VAE encoder, so it accepts an init image.' }),
     canInpaint: t.exposeBoolean('canInpaint', { description: 'It has a VAE encoder, so it accepts a `mask` and an `outpaint`: a 9-channel inpainting UNet as diffusers\' inpainting pipeline runs it, a plain one by blending the init image\'s latents back outside the mask at every step. A 9-channel model takes nothing else.' }),

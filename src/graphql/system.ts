@@ -16,7 +16,7 @@ const GenerationLimits = builder.objectRef<typeof LIMITS>('GenerationLimits').im
   fields: (t) => ({
     minSide: t.exposeInt('minSide', { description: "Smallest width or height in pixels (and at least the model's `vaeScaleFactor`, of which both are multiples)." }),
     maxSide: t.exposeInt('maxSide', { description: 'Largest width or height in pixels.' }),
-    maxPixels: t.exposeInt('maxPixels', { description: 'Most pixels of one image (width × height), outpainted area and hires size included.' }),
+    maxPixels: t.exposeInt('maxPixels', { description: "Most pixels of one image (width × height), outpainted area and hires size included, that any model allows: a model's own limit is `Model.maxPixels`, lower for some (SD 1.x: 768 × 768)." }),
     minSteps: t.exposeInt('minSteps', { description: 'Fewest denoising steps.' }),
     maxSteps: t.exposeInt('maxSteps', { description: 'Most denoising steps.' }),
     maxImages: t.exposeInt('maxImages', { description: 'Most images of one request (`numImages`).' }),

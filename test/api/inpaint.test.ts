@@ -233,6 +233,7 @@ describe('bad editing requests are BAD_USER_INPUT naming the field, and store no
       [{ initImage: init, outpaint: { top: 12 } }, /outpaint\.top 12 is not a multiple of 8/],
       [{ initImage: init, outpaint: {} }, /outpaint adds no pixels/],
       [{ initImage: init, outpaint: { right: 2048 } }, /outpaint makes the image 2112×64/],
+      [{ initImage: init, outpaint: { right: 712, bottom: 712 } }, /outpaint makes the image 776×776, which is more than 589824 pixels, model demo's limit: one image of it needs 5\.5 GiB/],
       [{ initImage: init, mask, maskBlur: 65 }, /maskBlur must be an integer from 0 to 64/],
       [{ initImage: init, mask, onlyMaskedPadding: -1 }, /onlyMaskedPadding must be/],
       [{ initImage: init, maskBlur: 2 }, /maskBlur applies only with a mask or an outpaint/],

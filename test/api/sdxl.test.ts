@@ -62,11 +62,14 @@ async function run(input: Record<string, unknown>): Promise<{ pixels: Buffer; ge
 }
 
 describe('SDXL models', () => {
-  test('are listed as SDXL and supported', async () => {
-    const { models } = await api.data<any>(`{ models { name family supported error } }`);
-    assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl'), { name: 'tiny-sdxl', family: 'SDXL', supported: true, error: null });
-    assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl-inpainting'), { name: 'tiny-sdxl-inpainting', family: 'SDXL', supported: true, error: null });
-    assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl-refiner'), { name: 'tiny-sdxl-refiner', family: 'SDXL', supported: true, error: null });
+  test('are listed as SDXL and supported, with a pixel limit of 1024 × 1024 (SD 1.x: 768 × 768)', async () => {
+    const { models, system } = await api.data<any>(`{ models { name family supported error maxPixels } system { limits { maxPixels } } }`);
+    assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl'), { name: 'tiny-sdxl', family: 'SDXL', supported: true, error: null, maxPixels: 1024 * 1024 });
+    assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl-inpainting'), { name: 'tiny-sdxl-inpainting', family: 'SDXL', supported: true, error: null, maxPixels: 1024 * 1024 });
+    assert.deepEqual(models.find((m: any) => m.name === 'tiny-sdxl-refiner'), { name: 'tiny-sdxl-refiner', family: 'SDXL', supported: true, error: null, maxPixels: 1024 * 1024 });
+    // The fixture builder's UNet has 8 heads at full resolution, as SD 1.x.
+    assert.equal(models.find((m: any) => m.name === 'demo').maxPixels, 768 * 768);
+    assert.equal(system.limits.maxPixels, 1024 * 1024);
     // An inpainting model takes a mask, as on SD 1.x.
     const refused = await api.gql(GENERATE, { input: { modelId: 'tiny-sdxl-inpainting', prompt: 'a cat', steps: 2 } });
     assert.match(refused.errors?.[0].message ?? '', /model tiny-sdxl-inpainting is an inpainting model: it needs an initImage and a mask/);
@@ -82,6 +85,9 @@ describe('SDXL models', () => {
       [{ negativePrompt2: 'a\u0000b' }, /negativePrompt2 holds a NUL character/],
       [{ prompt2: 'x'.repeat(10_001) }, /prompt2 is 10001 characters; the limit is 10000/],
       [{ modelId: 'tiny-sdxl-refiner', prompt2: 'a dog' }, /prompt2 is for the second of two text encoders, and model tiny-sdxl-refiner is a refiner with text_encoder_2 alone/],
+      [{ width: 1024, height: 1032 }, /1024×1032 is more than 1048576 pixels, model tiny-sdxl's limit/],
+      [{ width: 512, height: 512, hires: { scale: 2.1 } }, /hires: 1072×1072 is more than 1048576 pixels, model tiny-sdxl's limit/],
+      [{ modelId: 'demo', width: 1024, height: 1024 }, /1024×1024 is more than 589824 pixels, model demo's limit: one image of it needs 16\.8 GiB/],
     ];
     for (const [input, message] of cases) {
       const result = await api.gql(GENERATE, { input: { modelId: 'tiny-sdxl', prompt: 'a cat', steps: 2, ...input } });

@@ -63,7 +63,7 @@ test('describes the reference tiny-sd folder', async () => {
       sizeBytes: sizeOf(dir),
       unetInChannels: 4,
       crossAttentionDim: 32,
-      attentionHeads: 8,
+      attentionLevels: [{ level: 1, heads: 8 }],
       paths: {
         textEncoder: join(dir, 'text_encoder', 'model.onnx'),
         unet: join(dir, 'unet', 'model.onnx'),
@@ -139,17 +139,26 @@ test('the family comes from the text embedding width or a second text encoder, n
   assert.deepEqual(await family(xl), ['SDXL', false]);
 });
 
-test('the full-resolution attention heads come from attention_head_dim: a number, or the first of a list (SD 2.x)', async () => {
-  const heads = (value: unknown) =>
-    copyOf(`heads-${JSON.stringify(value)}`, (dir) =>
+test('the attention levels come from down_block_types and their heads from attention_head_dim: a number, or one per level (SD 2.x, SDXL)', async () => {
+  const unet = (edit: Record<string, unknown>) =>
+    copyOf(`attention-${JSON.stringify(edit)}`, (dir) =>
       editJson(join(dir, 'unet', 'config.json'), (c) => {
-        if (value === undefined) delete c.attention_head_dim;
-        else c.attention_head_dim = value;
+        for (const [key, value] of Object.entries(edit)) {
+          if (value === undefined) delete c[key];
+          else c[key] = value;
+        }
       }),
     );
-  assert.equal((await inspectModelFolder(heads([5, 10, 20, 20]))).attentionHeads, 5);
-  assert.equal((await inspectModelFolder(heads(8))).attentionHeads, 8);
-  assert.equal((await inspectModelFolder(heads(undefined))).attentionHeads, undefined);
+  const sd2 = ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'];
+  const levels = async (edit: Record<string, unknown>) => (await inspectModelFolder(await unet(edit))).attentionLevels;
+  assert.deepEqual(await levels({ down_block_types: sd2, attention_head_dim: [5, 10, 20, 20] }), [{ level: 0, heads: 5 }, { level: 1, heads: 10 }, { level: 2, heads: 20 }]);
+  assert.deepEqual(await levels({ down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'], attention_head_dim: [5, 10, 20] }), [{ level: 1, heads: 10 }, { level: 2, heads: 20 }]);
+  assert.deepEqual(await levels({ attention_head_dim: 8 }), [{ level: 0, heads: 8 }]);
+  // diffusers takes num_attention_heads over attention_head_dim when a config has both.
+  assert.deepEqual(await levels({ num_attention_heads: 4, attention_head_dim: 8 }), [{ level: 0, heads: 4 }]);
+  // Without down_block_types every level has attention, as SD 1.x/2.x.
+  assert.deepEqual(await levels({ down_block_types: undefined, attention_head_dim: [5, 10] }), [{ level: 0, heads: 5 }, { level: 1, heads: 10 }]);
+  assert.equal(await levels({ attention_head_dim: undefined }), undefined);
 });
 
 test('a broken folder is described with what is wrong, never thrown', async () => {

@@ -111,6 +111,7 @@ describe('sdql generate', () => {
     ['an unknown --inpaint-fill', ['--init', 'init.png', '--mask', 'mask.png', '--inpaint-fill', 'paint'], /error: inpaintFill must be one of ORIGINAL, FILL, LATENT_NOISE, LATENT_NOTHING/],
     ['a malformed --size', ['--size', '512'], /--size must look like 512x512, got 512/],
     ['a --size off the VAE grid', ['--size', '100x64'], /error: width 100 is not a multiple of 8/],
+    ["a --size beyond the model's pixel limit", ['--size', '1024x1024'], /error: 1024×1024 is more than 589824 pixels, model \S+'s limit: one image of it needs 16\.8 GiB for the UNet's attention/],
     ['a non-numeric --steps', ['--steps', 'many'], /error: --steps must be a number, got "many"/],
   ] as const) {
     test(`exits non-zero with a message for ${label}`, async () => {

@@ -15,6 +15,7 @@ import { inspectModelFolder, type ModelFolderInfo } from '../../src/diffusion/mo
 import { encodeConditioning, type Conditioning } from '../../src/diffusion/pipeline.ts';
 import { latentsToRgb } from '../../src/diffusion/preview.ts';
 import { applyEmphasis } from '../../src/diffusion/prompt/emphasis.ts';
+import { defaultSize, maxPixels } from '../../src/diffusion/limits.ts';
 import { resolveRequest, type GenerateParams } from '../../src/diffusion/request.ts';
 import { sdxlUnetInputs, timeIds } from '../../src/diffusion/sdxl.ts';
 import { createSdxlRefinerPipeline } from '../../src/diffusion/fixtures/sdxl-refiner.ts';
@@ -117,6 +118,20 @@ describe('the model folder', () => {
     const missing = await inspectModelFolder(broken);
     assert.deepEqual([missing.family, missing.supported], ['SDXL', false]);
     assert.match(missing.error!, /missing text_encoder_2\/model\.onnx/);
+  });
+
+  test("its attention starts at the second level (down_block_types), so its pixel limit is the cap, 1024×1024, SD 1.x's is 768×768", async () => {
+    assert.deepEqual(info.attentionLevels, [{ level: 1, heads: 4 }, { level: 2, heads: 8 }]);
+    assert.equal(maxPixels(info), 1024 * 1024);
+    // Sizes are checked when the request is resolved; nothing is generated here.
+    const big = await resolveRequest(info, { prompt: 'a cat', width: 1024, height: 1024 });
+    assert.deepEqual([big.width, big.height], [1024, 1024]);
+    const hires = await resolveRequest(info, { prompt: 'a cat', width: 512, height: 512, hires: { scale: 2 } });
+    assert.deepEqual([hires.hires?.width, hires.hires?.height], [1024, 1024]);
+    assert.deepEqual(defaultSize({ ...info, nativeWidth: 1024, nativeHeight: 1024 }), { width: 1024, height: 1024 });
+    await assert.rejects(resolveRequest(info, { prompt: 'a cat', width: 1032, height: 1024 }), diffusionError('BAD_USER_INPUT', /1032×1024 is more than 1048576 pixels, model tiny-sdxl's limit: no model goes beyond 1048576 pixels/));
+    const sd = { ...info, id: 'sd15', family: 'SD1' as const, sdxl: undefined, attentionLevels: [{ level: 0, heads: 8 }] };
+    await assert.rejects(resolveRequest(sd, { prompt: 'a cat', width: 1024, height: 1024 }), diffusionError('BAD_USER_INPUT', /1024×1024 is more than 589824 pixels, model sd15's limit: one image of it needs 16\.8 GiB for the UNet's attention/));
   });
 });
 

@@ -49,8 +49,11 @@ describe('sub-batches', () => {
     // SD 1.x at 1024×1024: 17 GiB a sample, which is why 16 images with guidance cannot run in one call.
     assert.ok(unetSampleBytes(128, 128) > 16 * 2 ** 30);
     // A model of 5 full-resolution heads (SD 2.x) takes 5/8 of SD 1.x's 8, and more samples per call.
-    assert.ok(Math.abs(unetSampleBytes(8, 12, 5) - (5 / 8) * SAMPLE_BYTES) < 1);
-    assert.equal(unetSamplesPerCall(6, 8, 12, 4 * SAMPLE_BYTES, 5), 6);
+    const sd2 = [{ level: 0, heads: 5 }, { level: 1, heads: 10 }];
+    assert.ok(Math.abs(unetSampleBytes(8, 12, sd2) - (5 / 8) * SAMPLE_BYTES) < 1);
+    assert.equal(unetSamplesPerCall(6, 8, 12, 4 * SAMPLE_BYTES, sd2), 6);
+    // SDXL has no attention at full resolution: its largest is at half the sides (4 × fewer tokens), with 10 heads.
+    assert.ok(Math.abs(unetSampleBytes(8, 12, [{ level: 1, heads: 10 }, { level: 2, heads: 20 }]) - (10 / 8 / 16) * SAMPLE_BYTES) < 1);
   });
 
   for (const [name, budget] of [

@@ -52,6 +52,7 @@ export async function inspectCheckpointModel(file: string, vocabDir: string | un
       precision: storedPrecision === 'fp32' ? 'fp32' : 'fp16',
       unetInChannels: arch.unet.inChannels,
       crossAttentionDim: arch.unet.crossAttentionDim,
+      attentionLevels: arch.unet.heads.map((heads, level) => ({ level, heads })).filter(({ level }) => arch.unet.attention[level]),
       textEncoderLayers: arch.textEncoder.layers,
       schedulerConfig: { prediction_type: arch.predictionType },
     };
