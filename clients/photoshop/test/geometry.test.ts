@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FALLBACK_LIMITS, fitSize, plan, planOnlyMasked, toGeneration } from '../src/image/geometry.ts';
+import { FALLBACK_LIMITS, fitSize, modelLimits, plan, planOnlyMasked, toGeneration } from '../src/image/geometry.ts';
 import { resize } from '../src/image/resample.ts';
 import { createRgba, crop } from '../src/image/rgba.ts';
 
@@ -18,6 +18,17 @@ test('fitSize keeps the aspect ratio at about the native area, in multiples of 8
   assert.deepEqual(fitSize({ width: 10000, height: 10 }, { width: 1024, height: 1024 }), { width: 2048, height: 64 });
   const big = fitSize({ width: 3000, height: 3000 }, { width: 4096, height: 4096 });
   assert.ok(big.width * big.height <= FALLBACK_LIMITS.maxPixels);
+});
+
+test("a model's own pixel limit and VAE factor replace the server's; a server without them keeps its own", () => {
+  const server = { ...FALLBACK_LIMITS, maxPixels: 1024 * 1024 };
+  assert.deepEqual(modelLimits(server, { vaeScaleFactor: 8, maxPixels: 768 * 768 }), { ...server, maxPixels: 768 * 768 });
+  assert.deepEqual(modelLimits(server, { vaeScaleFactor: 16, maxPixels: null }), { ...server, multiple: 16 });
+  assert.deepEqual(modelLimits(FALLBACK_LIMITS, { vaeScaleFactor: null }), FALLBACK_LIMITS);
+  // An SDXL model plans at its native 1024 × 1024 where SD 1.x's limit would shrink it.
+  const sdxl = { width: 1024, height: 1024 };
+  assert.deepEqual(plan({ canvas: sdxl, selection: null, native: sdxl, context: 32, limits: modelLimits(server, { vaeScaleFactor: 8, maxPixels: 1024 * 1024 }) }).size, sdxl);
+  assert.deepEqual(plan({ canvas: sdxl, selection: null, native: sdxl, context: 32, limits: modelLimits(server, { vaeScaleFactor: 8, maxPixels: 768 * 768 }) }).size, { width: 768, height: 768 });
 });
 
 test('no selection: txt2img over the whole document, whatever its resolution', () => {

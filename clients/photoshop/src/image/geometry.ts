@@ -20,7 +20,7 @@ export interface Sides {
   bottom: number;
 }
 
-/** What the server accepts: its `system.limits`, with the model's VAE factor. */
+/** What the server accepts: its `system.limits`, with the model's VAE factor and pixel limit (modelLimits). */
 export interface Limits {
   minSide: number;
   maxSide: number;
@@ -34,6 +34,11 @@ export interface Limits {
 
 /** For a server without `system.limits` (sdql before it had them): what those servers accepted. */
 export const FALLBACK_LIMITS: Limits = { minSide: 64, maxSide: 2048, maxPixels: 589824, multiple: 8, maxSteps: 150, maxImages: 16 };
+
+/** The limits for `model`: its VAE factor as `multiple`, its own `maxPixels` where the server states one (Model.maxPixels). */
+export function modelLimits(limits: Limits, model: { vaeScaleFactor: number | null; maxPixels?: number | null }): Limits {
+  return { ...limits, multiple: model.vaeScaleFactor ?? limits.multiple, maxPixels: model.maxPixels ?? limits.maxPixels };
+}
 
 export interface Plan {
   /** Where the result goes in the document: the selection with its context, maybe past the canvas. */

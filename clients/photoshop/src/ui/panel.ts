@@ -6,6 +6,7 @@ import {
   PanelDeleteGenerationDocument,
   PanelHistoryDocument,
   PanelLimitsDocument,
+  PanelModelLimitsDocument,
   PanelPromptTokensDocument,
   PanelServerDocument,
   type PanelGenerationFragment,
@@ -18,7 +19,7 @@ import { loadSettings, saveSettings, type Settings } from './settings.ts';
 import { describe, placeAgain, runGeneration, type Editing, type ModelInfo } from './workflow.ts';
 
 interface ServerState {
-  models: PanelServerQuery['models'];
+  models: (PanelServerQuery['models'][number] & { maxPixels?: number | null })[];
   loras: PanelServerQuery['loras'];
   embeddings: PanelServerQuery['embeddings'];
   schedulers: string[];
@@ -157,9 +158,11 @@ export function startPanel(root: HTMLElement, host: Host, storage: Storage = loc
       const fields = new Set(capabilities.generateInput?.inputFields?.map((f) => f.name));
       // A server that does not state its limits gets the ones sdql had before it did.
       const stated = capabilities.system?.fields?.some((f) => f.name === 'limits') ? (await current.request(PanelLimitsDocument, {})).system.limits : null;
+      // A server without Model.maxPixels has one limit for every model: `limits.maxPixels`.
+      const modelPixels = capabilities.model?.fields?.some((f) => f.name === 'maxPixels') ? new Map((await current.request(PanelModelLimitsDocument, {})).models.map((m) => [m.id, m.maxPixels])) : undefined;
       if (api !== current) return;
       server = {
-        models: info.models,
+        models: info.models.map((m) => ({ ...m, maxPixels: modelPixels?.get(m.id) })),
         loras: info.loras,
         embeddings: info.embeddings,
         schedulers: capabilities.schedulers?.enumValues?.map((v) => v.name) ?? [],

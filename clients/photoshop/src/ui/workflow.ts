@@ -13,7 +13,7 @@ import {
   type PanelProgressSubscription,
 } from '../api/generated/graphql.ts';
 import { HostError, unsupportedReason, type Host, type PlacedLayer, type SelectionMask } from '../host/host.ts';
-import { plan, planOnlyMasked, type Limits, type Plan, type Rect } from '../image/geometry.ts';
+import { modelLimits, plan, planOnlyMasked, type Limits, type Plan, type Rect } from '../image/geometry.ts';
 import { pngToRgba, rgbaToPng } from '../image/png.ts';
 import { resize } from '../image/resample.ts';
 import { crop, maskToRgba, type Rgba } from '../image/rgba.ts';
@@ -27,6 +27,8 @@ export interface ModelInfo {
   nativeWidth: number | null;
   nativeHeight: number | null;
   vaeScaleFactor: number | null;
+  /** Its own pixel limit, from a server that states one (`Model.maxPixels`). */
+  maxPixels?: number | null;
 }
 
 /** The editing fields of the server's `GenerateInput` (introspected: older servers lack them). */
@@ -51,7 +53,7 @@ export interface RunOptions {
   settings: Settings;
   model: ModelInfo;
   editing: Editing;
-  /** The server's `system.limits` (or the fallback); the model's `vaeScaleFactor` replaces `multiple`. */
+  /** The server's `system.limits` (or the fallback); the model's `vaeScaleFactor` and `maxPixels` replace them (modelLimits). */
   limits: Limits;
   /** The last generation's seed, for "reuse last". */
   lastSeed: number | null;
@@ -93,7 +95,7 @@ export async function runGeneration(options: RunOptions, callbacks: RunCallbacks
   if (unsupported) throw new HostError(unsupported);
   const selection = await host.selection(document.id);
   const native = { width: model.nativeWidth ?? 512, height: model.nativeHeight ?? 512 };
-  const limits = { ...options.limits, multiple: model.vaeScaleFactor ?? options.limits.multiple };
+  const limits = modelLimits(options.limits, model);
   const planned = { canvas: document, native, context: settings.context, limits };
   const p: Plan = plan({ ...planned, selection: selection?.bounds ?? null });
 

@@ -12,7 +12,7 @@ export type CropInput = {
   top: number;
 };
 
-/** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most 589824 pixels; steps 1–150; numImages 1–16; prompts up to 10000 characters. */
+/** A generation request. Limits: sides from 64 to 2048 px and multiples of the model's `vaeScaleFactor`, at most the model's `maxPixels` (width × height); steps 1–150; numImages 1–16; prompts up to 10000 characters. */
 export type GenerateInput = {
   /** AUTOMATIC1111's "Clip skip", 1–12: the prompts are the text encoder's hidden state this many layers from the end, through its final layer norm (2 is what most anime-style SD 1.x checkpoints expect). Default 1, the last layer. SD 2.x and SDXL models ignore it, as AUTOMATIC1111 does (their prompts already come from the penultimate layer), with a warning on the generation. */
   clipSkip?: number | null | undefined;
@@ -86,7 +86,7 @@ export type GenerateInput = {
   variationSeed?: number | null | undefined;
   /** How far towards the variation seed's noise ("Variation seed strength"), 0–1: 0 gives the `seed` image, 1 the `variationSeed` image (for deterministic schedulers). Default 0. */
   variationStrength?: number | null | undefined;
-  /** Default: the model's native width (its native size scaled down to 589824 pixels when beyond them, as SDXL's 1024 × 1024 is), or the init image's width rounded down to a multiple of the VAE scale factor. */
+  /** Default: the model's native width (its native size scaled down to the model's `maxPixels` when beyond them), or the init image's width rounded down to a multiple of the VAE scale factor. */
   width?: number | null | undefined;
 };
 
@@ -103,7 +103,7 @@ export type GenerationStatus =
   /** Finished; `images` holds the results. */
   | 'SUCCEEDED';
 
-/** AUTOMATIC1111's hires fix (txt2img only): a first pass at the request's size, upscaled, then an img2img second pass at the hires size with the same seeds — the images are the hires size. With the `lanczos` upscaler it is exactly a txt2img followed by an img2img of its 8-bit image at the hires size. The hires size is at most 589824 pixels (else BAD_USER_INPUT). */
+/** AUTOMATIC1111's hires fix (txt2img only): a first pass at the request's size, upscaled, then an img2img second pass at the hires size with the same seeds — the images are the hires size. With the `lanczos` upscaler it is exactly a txt2img followed by an img2img of its 8-bit image at the hires size. The hires size is at most the model's `maxPixels` (else BAD_USER_INPUT). */
 export type HiresInput = {
   /** The hires height instead of a scale (as width); alone, the width keeps the aspect ratio. */
   height?: number | null | undefined;
@@ -276,7 +276,7 @@ export type PanelServerQuery = { system: { version: string }, models: Array<{ id
 export type PanelCapabilitiesQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type PanelCapabilitiesQuery = { generateInput: { inputFields: Array<{ name: string }> | null } | null, system: { fields: Array<{ name: string }> | null } | null, schedulers: { enumValues: Array<{ name: string, description: string | null }> | null } | null };
+export type PanelCapabilitiesQuery = { generateInput: { inputFields: Array<{ name: string }> | null } | null, system: { fields: Array<{ name: string }> | null } | null, model: { fields: Array<{ name: string }> | null } | null, schedulers: { enumValues: Array<{ name: string, description: string | null }> | null } | null };
 
 export type PanelPromptTokensQueryVariables = Exact<{
   modelId: string;
@@ -291,6 +291,11 @@ export type PanelLimitsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
 export type PanelLimitsQuery = { system: { limits: { minSide: number, maxSide: number, maxPixels: number, maxSteps: number, maxImages: number } } };
+
+export type PanelModelLimitsQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type PanelModelLimitsQuery = { models: Array<{ id: string, maxPixels: number | null }> };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String
@@ -520,6 +525,11 @@ export const PanelCapabilitiesDocument = new TypedDocumentString(`
       name
     }
   }
+  model: __type(name: "Model") {
+    fields {
+      name
+    }
+  }
   schedulers: __type(name: "Scheduler") {
     enumValues {
       name
@@ -550,3 +560,11 @@ export const PanelLimitsDocument = new TypedDocumentString(`
   }
 }
     `) as unknown as TypedDocumentString<PanelLimitsQuery, PanelLimitsQueryVariables>;
+export const PanelModelLimitsDocument = new TypedDocumentString(`
+    query PanelModelLimits {
+  models {
+    id
+    maxPixels
+  }
+}
+    `) as unknown as TypedDocumentString<PanelModelLimitsQuery, PanelModelLimitsQueryVariables>;
