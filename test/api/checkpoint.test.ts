@@ -19,7 +19,7 @@ import { assertMatchesPng, caseParams, loadReference, type ReferenceCase } from 
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id } }`;
 const PROGRESS = `subscription($id: ID!) { generationProgress(id: $id) { status step conversion { submodel doneBytes totalBytes } } }`;
 const GENERATION = `query($id: ID!) { generation(id: $id) { status error images { url seed infotext } } }`;
-const MODELS = `{ models { name format family precision supported error shortHash } }`;
+const MODELS = `{ models { name format family precision supported error shortHash maxPixels } }`;
 
 const set = loadReference('checkpoint');
 
@@ -60,11 +60,11 @@ describe('single-file checkpoints through the API', () => {
     rmSync(modelsDir, { recursive: true, force: true });
   });
 
-  test('models lists checkpoints with their format, family, precision and whole-file hash, and what is wrong', async () => {
+  test('models lists checkpoints with their format, family, precision, whole-file hash and pixel limit (from the architecture in their header), and what is wrong', async () => {
     const { models } = await api.data<any>(MODELS);
     const byName = new Map<string, any>(models.map((m: any) => [m.name, m]));
     const sha = createHash('sha256').update(readFileSync(checkpointRef.file)).digest('hex');
-    assert.deepEqual(byName.get('tiny-sd15'), { name: 'tiny-sd15', format: 'CHECKPOINT', family: 'SD1', precision: 'FP32', supported: true, error: null, shortHash: sha.slice(0, 10) });
+    assert.deepEqual(byName.get('tiny-sd15'), { name: 'tiny-sd15', format: 'CHECKPOINT', family: 'SD1', precision: 'FP32', supported: true, error: null, shortHash: sha.slice(0, 10), maxPixels: 768 * 768 });
     assert.equal(byName.get('tiny-fp16').precision, 'FP16');
     assert.equal(byName.get('demo').format, 'ONNX');
     for (const name of ['twin', 'twin.safetensors']) {
@@ -72,6 +72,7 @@ describe('single-file checkpoints through the API', () => {
       assert.match(byName.get(name).error, /twin is taken by both the folder twin\/ and the checkpoint twin\.safetensors/);
     }
     assert.match(byName.get('not-a-model').error, /not a Stable Diffusion checkpoint/);
+    assert.equal(byName.get('not-a-model').maxPixels, null);
   });
 
   test('the first generation converts the checkpoint, with progress on its stream, into the cache once', async () => {
