@@ -4,14 +4,17 @@
 //   cache counts, model-cache.ts);
 // - onnxruntime's memory pattern on and off per submodel: peak RSS and run time at 512 × 512;
 // - the VAE decoder at 1024 × 1024 whole and in tiles (vae-tiles.ts): peak RSS and time;
-// - a request of 2 images with guidance at 512 × 512 with and without sub-batching (sub-batch.ts).
+// - a request of 2 images with guidance at 512 × 512 with and without sub-batching (sub-batch.ts);
+// - the largest request the limits allow (limits.ts: 768 × 768, 16 images, guidance, 1 step) through
+//   the Engine with its defaults (sub-batches from the free memory, the VAE in tiles): that it
+//   completes, its peak RSS and time.
 //
 // The model is a fixture at SD 1.5's widths where its memory peaks: the UNet's full-resolution
 // level (320 channels, 8 heads over every latent) and the VAE's last level (128 channels, with a
 // mid-block attention over every latent). `--model sd15` measures SD 1.5's architecture with random
 // weights instead (about 4 GB built once into bench/out/; its sessions take minutes each on a small CPU).
 //
-//   npm run bench -- memory [--model fixture|sd15]
+//   npm run bench -- memory [--model fixture|sd15] [--parts sessions,vae,batch,largest]
 import { execFile } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -20,6 +23,7 @@ import { promisify } from 'node:util';
 import { Engine, type EngineOptions } from '../src/diffusion/engine.ts';
 import { SD15 } from '../src/diffusion/convert/architecture.ts';
 import type { FixtureOptions } from '../src/diffusion/fixtures/index.ts';
+import { LIMITS } from '../src/diffusion/limits.ts';
 import { inspectModelFolder } from '../src/diffusion/model-folder.ts';
 import { OnnxModel, type TensorData } from '../src/diffusion/onnx-model.ts';
 import { resolveRequest, type GenerateParams } from '../src/diffusion/request.ts';
@@ -31,6 +35,7 @@ const FIXTURE: FixtureOptions = { unetChannels: [320, 640], sampleSize: 64, vaeC
 const FIXTURE_DIR = join(dirname(fileURLToPath(import.meta.url)), 'out', 'memory-fixture');
 const MiB = 2 ** 20;
 const RUNS = 3;
+const PARTS = ['sessions', 'vae', 'batch', 'largest'];
 
 /** The models `--model` names: their folder, and their build (which returns its time when it built). */
 const MODELS: Record<string, { dir: string; build: (dir: string) => Promise<number | undefined> }> = {
@@ -105,13 +110,15 @@ export async function benchMemory(options: BenchOptions): Promise<BenchRow[]> {
   const name = options.model ?? 'fixture';
   const model = MODELS[name];
   if (!model) throw new Error(`--model must be one of ${Object.keys(MODELS).join(', ')}`);
+  const parts = (options.parts ?? PARTS.join(',')).split(',');
+  if (!parts.every((part) => PARTS.includes(part))) throw new Error(`--parts: comma-separated, of ${PARTS.join(', ')}`);
   const modelDir = model.dir;
   const buildMs = await model.build(modelDir);
   const info = await inspectModelFolder(modelDir);
   const rows: BenchRow[] = [{ metric: 'model', value: name === 'sd15' ? 'SD 1.5 architecture, random weights' : 'fixture at SD 1.5 widths (320/640)' }];
   if (buildMs !== undefined) rows.push({ metric: 'model build (cached in bench/out/)', value: buildMs / 1000, unit: 's' });
 
-  for (const submodel of ['textEncoder', 'unet', 'vaeDecoder', 'vaeEncoder'] as const) {
+  for (const submodel of parts.includes('sessions') ? (['textEncoder', 'unet', 'vaeDecoder', 'vaeEncoder'] as const) : []) {
     process.stderr.write(`  ${submodel}: memory pattern on and off…\n`);
     const fileBytes = await folderBytes(dirname(info.paths[submodel]!));
     const [on, off] = [await measure({ modelDir, kind: 'session', submodel, memPattern: true, side: 512, runs: RUNS }), await measure({ modelDir, kind: 'session', submodel, memPattern: false, side: 512, runs: RUNS })];
@@ -125,7 +132,7 @@ export async function benchMemory(options: BenchOptions): Promise<BenchRow[]> {
     );
   }
 
-  for (const side of [768, 1024]) {
+  for (const side of parts.includes('vae') ? [768, 1024] : []) {
     process.stderr.write(`  VAE decoder at ${side}², whole and in tiles…\n`);
     const vae = { modelDir, kind: 'session', submodel: 'vaeDecoder', memPattern: true, side, runs: 1 } as const;
     const whole = await measure(vae);
@@ -136,14 +143,24 @@ export async function benchMemory(options: BenchOptions): Promise<BenchRow[]> {
     );
   }
 
-  process.stderr.write('  2 images with guidance at 512², with and without sub-batches…\n');
-  const batch = { prompt: 'two cats', width: 512, height: 512, steps: 2, seed: 3, numImages: 2 };
-  const oneCall = await measure({ modelDir, kind: 'generate', params: batch, options: { batchMemoryBytes: Number.MAX_SAFE_INTEGER } });
-  const perSample = await measure({ modelDir, kind: 'generate', params: batch, options: { batchMemoryBytes: 1 } });
-  rows.push(
-    { metric: '512² ×2 with guidance: peak RSS, one UNet call', value: mib(oneCall.maxRss), unit: 'MiB', note: `${(oneCall.runMs[0] / 1000).toFixed(2)} s a step` },
-    { metric: '512² ×2 with guidance: peak RSS, sub-batches of 1', value: mib(perSample.maxRss), unit: 'MiB', note: `${(perSample.runMs[0] / 1000).toFixed(2)} s a step; peak ratio ${(perSample.maxRss / oneCall.maxRss).toFixed(3)}` },
-  );
+  if (parts.includes('batch')) {
+    process.stderr.write('  2 images with guidance at 512², with and without sub-batches…\n');
+    const batch = { prompt: 'two cats', width: 512, height: 512, steps: 2, seed: 3, numImages: 2 };
+    const oneCall = await measure({ modelDir, kind: 'generate', params: batch, options: { batchMemoryBytes: Number.MAX_SAFE_INTEGER } });
+    const perSample = await measure({ modelDir, kind: 'generate', params: batch, options: { batchMemoryBytes: 1 } });
+    rows.push(
+      { metric: '512² ×2 with guidance: peak RSS, one UNet call', value: mib(oneCall.maxRss), unit: 'MiB', note: `${(oneCall.runMs[0] / 1000).toFixed(2)} s a step` },
+      { metric: '512² ×2 with guidance: peak RSS, sub-batches of 1', value: mib(perSample.maxRss), unit: 'MiB', note: `${(perSample.runMs[0] / 1000).toFixed(2)} s a step; peak ratio ${(perSample.maxRss / oneCall.maxRss).toFixed(3)}` },
+    );
+  }
+
+  if (parts.includes('largest')) {
+    const side = Math.sqrt(LIMITS.maxPixels);
+    const label = `${side}² ×${LIMITS.maxImages} with guidance, 1 step`;
+    process.stderr.write(`  the largest request within the limits (${label}), the engine's defaults…\n`);
+    const largest = await measure({ modelDir, kind: 'generate', params: { prompt: 'many cats', width: side, height: side, steps: 1, seed: 3, numImages: LIMITS.maxImages }, options: {} });
+    rows.push({ metric: `${label}: peak RSS`, value: mib(largest.maxRss), unit: 'MiB', note: `completed; UNet step ${(largest.runMs[0] / 1000).toFixed(0)} s, VAE ${(largest.runMs[1] / 1000).toFixed(0)} s` });
+  }
   return rows;
 }
 
