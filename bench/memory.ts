@@ -5,9 +5,9 @@
 // - onnxruntime's memory pattern on and off per submodel: peak RSS and run time at 512 × 512;
 // - the VAE decoder at 1024 × 1024 whole and in tiles (vae-tiles.ts): peak RSS and time;
 // - a request of 2 images with guidance at 512 × 512 with and without sub-batching (sub-batch.ts);
-// - the largest request the limits allow (limits.ts: 768 × 768, 16 images, guidance, 1 step) through
-//   the Engine with its defaults (sub-batches from the free memory, the VAE in tiles): that it
-//   completes, its peak RSS and time.
+// - the largest request the limits allow the model (limits.ts: its maxPixels as a square, 768 × 768
+//   on SD 1.x; 16 images; guidance; 1 step) through the Engine with its defaults (sub-batches from
+//   the free memory, the VAE in tiles above its threshold): that it completes, its peak RSS and time.
 //
 // The model is a fixture at SD 1.5's widths where its memory peaks: the UNet's full-resolution
 // level (320 channels, 8 heads over every latent) and the VAE's last level (128 channels, with a
@@ -23,7 +23,7 @@ import { promisify } from 'node:util';
 import { Engine, type EngineOptions } from '../src/diffusion/engine.ts';
 import { SD15 } from '../src/diffusion/convert/architecture.ts';
 import type { FixtureOptions } from '../src/diffusion/fixtures/index.ts';
-import { LIMITS } from '../src/diffusion/limits.ts';
+import { LIMITS, maxPixels } from '../src/diffusion/limits.ts';
 import { inspectModelFolder } from '../src/diffusion/model-folder.ts';
 import { OnnxModel, type TensorData } from '../src/diffusion/onnx-model.ts';
 import { resolveRequest, type GenerateParams } from '../src/diffusion/request.ts';
@@ -155,7 +155,7 @@ export async function benchMemory(options: BenchOptions): Promise<BenchRow[]> {
   }
 
   if (parts.includes('largest')) {
-    const side = Math.sqrt(LIMITS.maxPixels);
+    const side = Math.sqrt(maxPixels(info));
     const label = `${side}² ×${LIMITS.maxImages} with guidance, 1 step`;
     process.stderr.write(`  the largest request within the limits (${label}), the engine's defaults…\n`);
     const largest = await measure({ modelDir, kind: 'generate', params: { prompt: 'many cats', width: side, height: side, steps: 1, seed: 3, numImages: LIMITS.maxImages }, options: {} });
