@@ -1,9 +1,10 @@
 // Post-training int8 quantisation of a UNet graph (issue 11 part 5), for bench/int8.ts: the weights
-// of every MatMul and Conv with a constant weight are quantised per output channel to symmetric int8,
-// and each such node becomes onnxruntime's dynamic form: DynamicQuantizeLinear on the activation (a
-// uint8 scale and zero point per call, so no calibration), MatMulInteger/ConvInteger, then a Cast
-// and a Mul by activation scale × channel scale (and the Conv's bias added back). onnxruntime fuses
-// the MatMul chain into DynamicQuantizeMatMul (u8×s8 kernels, VNNI where the CPU has it).
+// of every MatMul and Conv with a constant weight are quantised per output channel to symmetric int8.
+// A MatMul becomes onnxruntime's dynamic form: DynamicQuantizeLinear on the activation (a uint8 scale
+// and zero point per call, so no calibration), MatMulInteger, then a Cast and a Mul by activation
+// scale × column scale, which onnxruntime fuses into DynamicQuantizeMatMul (u8×s8 kernels, VNNI where
+// the CPU has it). A Conv takes the same dynamic form (ConvInteger, its bias added back) or the QDQ
+// form with calibrated ranges (ConvFormat).
 // Written here rather than with onnxruntime's Python quantiser: sdql reads and writes ONNX in
 // TypeScript (src/diffusion/onnx/) and the bench must run without Python.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -11,8 +12,6 @@ import { dirname, join } from 'node:path';
 import { inlineExternalData, loadTensorBytes, moveToExternalData } from '../../src/diffusion/onnx/external-data.ts';
 import { OnnxModel, type TensorData } from '../../src/diffusion/onnx-model.ts';
 import { DataType, attr, bytesToFloat32, decodeModel, encodeModel, makeNode, makeTensor, type ModelProto, type NodeProto, type TensorProto } from '../../src/diffusion/onnx/proto.ts';
-
-export type QuantizedOp = 'MatMul' | 'Conv';
 
 export interface QuantizeReport {
   matMuls: number;
@@ -65,7 +64,6 @@ function weightOf(node: NodeProto, inits: Map<string, TensorProto>, ops: readonl
 export type ConvFormat = 'dynamic' | 'qdq';
 
 export interface QuantizeOptions {
-  ops?: readonly QuantizedOp[];
   convFormat?: ConvFormat;
   /** 'qdq': the [min, max] of every quantised Conv's input and output (convActivations names them). */
   ranges?: ReadonlyMap<string, readonly [number, number]>;
@@ -88,7 +86,7 @@ function uint8Params([min, max]: readonly [number, number]): { scale: number; ze
 
 /** Quantises `model` in place (see the header); float weights are read from `modelDir` when stored externally. */
 export async function quantizeGraph(model: ModelProto, modelDir: string, options: QuantizeOptions = {}): Promise<QuantizeReport> {
-  const { ops = ['MatMul', 'Conv'], convFormat = 'dynamic', ranges } = options;
+  const { convFormat = 'dynamic', ranges } = options;
   const g = model.graph;
   const inits = new Map(g.initializer.map((t) => [t.name, t]));
   const report: QuantizeReport = { matMuls: 0, convs: 0, floatBytes: 0, int8Bytes: 0 };
@@ -131,7 +129,7 @@ export async function quantizeGraph(model: ModelProto, modelDir: string, options
   };
 
   for (const node of g.node) {
-    const w = weightOf(node, inits, ops);
+    const w = weightOf(node, inits, ['MatMul', 'Conv']);
     if (!w) {
       nodes.push(node);
       continue;
