@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { PipelineArch, UNetArch } from '../../src/diffusion/convert/architecture.ts';
 import { buildRandomPipeline, buildRandomUNet } from '../../src/diffusion/convert/random.ts';
 import { createFixturePipeline, type FixtureOptions } from '../../src/diffusion/fixtures/index.ts';
+import type { Precision } from '../../src/diffusion/fixtures/net.ts';
 
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -35,4 +36,6 @@ export const cachedFixture = (dir: string, options: FixtureOptions) => cachedBui
 export const cachedRandomPipeline = (dir: string, arch: PipelineArch) => cachedBuild(dir, { pipeline: arch }, (d) => buildRandomPipeline(d, arch));
 
 /** A UNet alone (`dir/model.onnx` and its external data) of a real architecture with random weights (see cachedBuild). */
-export const cachedRandomUNet = (dir: string, arch: UNetArch) => cachedBuild(dir, { unet: arch }, (d) => buildRandomUNet(d, arch));
+export const cachedRandomUNet = (dir: string, arch: UNetArch, precision: Precision = 'fp32') =>
+  // fp32's recipe as before, so that UNets built before precision was a choice still count.
+  cachedBuild(dir, precision === 'fp32' ? { unet: arch } : { unet: arch, precision }, (d) => buildRandomUNet(d, arch, { precision }));

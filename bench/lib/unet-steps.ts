@@ -1,9 +1,10 @@
-// Child process of bench/sdxl.ts: loads one SDXL-architecture UNet file as the engine does (a session
-// from the file's path, onnxruntime reading the external data itself), then runs it once to warm up
-// (unless `warmUp` is 0) and `runs` times on each latent size, batch 2 (classifier-free guidance) in
-// sub-batches of `perCall` samples, as the engine splits a batch (sub-batch.ts). Reports the load
-// time, the resident memory after the load and the peak before any run (what loading alone needed),
-// the run times and the peak over everything. A fresh process, so that these peaks are the UNet's own.
+// Child process of bench/sdxl.ts: loads one SDXL-architecture UNet file as the engine does (a
+// session from the file's path, onnxruntime reading the external data itself, on the given
+// providers), then runs it once to warm up (unless `warmUp` is 0) and `runs` times on each latent
+// size, batch 2 (classifier-free guidance) in sub-batches of `perCall` samples, as the engine
+// splits a batch (sub-batch.ts). Reports the load time, the resident memory after the load and the
+// peak before any run (what loading alone needed), the run times and the peak over everything. A
+// fresh process, so that these peaks are the UNet's own.
 import { OnnxModel, type TensorData } from '../../src/diffusion/onnx-model.ts';
 import { runInSubBatches } from '../../src/diffusion/sub-batch.ts';
 
@@ -17,7 +18,7 @@ export interface UNetStepsReport {
   peak: number;
 }
 
-const [path, sidesArg, runsArg, perCallArg, warmUpArg] = process.argv.slice(2);
+const [path, sidesArg, runsArg, perCallArg, warmUpArg, providersArg = 'cpu'] = process.argv.slice(2);
 const BATCH = 2;
 const perCall = Number(perCallArg);
 const warmUp = Number(warmUpArg);
@@ -25,8 +26,10 @@ const peakRss = () => process.resourceUsage().maxRSS * 1024;
 const filled = (dims: number[]): TensorData => ({ data: new Float32Array(dims.reduce((a, b) => a * b)).map((_, i) => Math.sin(i * 0.37)), dims });
 
 const started = performance.now();
-const model = await OnnxModel.load(path);
+const model = await OnnxModel.load(path, { executionProviders: providersArg.split(',') });
 const report: UNetStepsReport = { loadMs: performance.now() - started, rssAfterLoad: process.memoryUsage.rss(), peakAfterLoad: peakRss(), warmUpMs: {}, runMs: {}, peak: 0 };
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
+process.stderr.write(`  loaded in ${(report.loadMs / 1000).toFixed(1)} s: RSS ${mib(report.rssAfterLoad)} MiB, peak ${mib(report.peakAfterLoad)} MiB\n`);
 const hidden = Number(model.inputShape('encoder_hidden_states').at(-1));
 const pooled = Number(model.inputShape('text_embeds').at(-1));
 for (const side of sidesArg.split(',').map(Number)) {
@@ -44,8 +47,8 @@ for (const side of sidesArg.split(',').map(Number)) {
     const t = performance.now();
     await runInSubBatches(model, feeds, BATCH, perCall);
     times.push(performance.now() - t);
-    // On stderr as it goes: a run stopped by a time limit still shows its calls.
-    process.stderr.write(`  ${side}×${side}: call ${i + 1} ${(times[i] / 1000).toFixed(1)} s, peak RSS ${(peakRss() / 2 ** 20).toFixed(0)} MiB\n`);
+    // On stderr as it goes (the load above too): a run stopped by a time limit still shows them.
+    process.stderr.write(`  ${side}×${side}: call ${i + 1} ${(times[i] / 1000).toFixed(1)} s, peak RSS ${mib(peakRss())} MiB\n`);
   }
   report.warmUpMs[side] = warmUp ? times[0] : undefined;
   report.runMs[side] = times.slice(warmUp);

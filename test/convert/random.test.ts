@@ -15,7 +15,7 @@ import { buildRandomPipeline, buildRandomUNet, writeRandomCheckpoint } from '../
 import { inspectModelFolder } from '../../src/diffusion/model-folder.ts';
 import { OnnxModel } from '../../src/diffusion/onnx-model.ts';
 import { loadTensorBytes } from '../../src/diffusion/onnx/external-data.ts';
-import { decodeModel } from '../../src/diffusion/onnx/proto.ts';
+import { DataType, decodeModel } from '../../src/diffusion/onnx/proto.ts';
 import { checkpointRef } from '../helpers/checkpoint.ts';
 
 const SUBMODELS = ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder'];
@@ -116,27 +116,52 @@ describe('random-weight models and checkpoints', () => {
     assert.equal(folder.error, undefined);
   });
 
+  const xlUnet = { ...tinySd2.unet, addition: { timeEmbedDim: 8, projectionInputDim: 16 + 6 * 8 } };
+  /** The UNet's output on fixed inputs with SDXL's micro-conditioning `timeIds`. */
+  const runXl = (unet: OnnxModel, timeIds: number[]) =>
+    unet.run({
+      sample: { data: new Float32Array(4 * 8 * 8).map((_, i) => Math.sin(i)), dims: [1, 4, 8, 8] },
+      timestep: { data: Float32Array.of(10), dims: [1] },
+      encoder_hidden_states: { data: new Float32Array(77 * 32).fill(0.2), dims: [1, 77, 32] },
+      text_embeds: { data: new Float32Array(16).fill(0.3), dims: [1, 16] },
+      time_ids: { data: Float32Array.from(timeIds), dims: [1, 6] },
+    }).then((out) => out.out_sample.data);
+
   test("a UNet with SDXL's text_time addition embedding takes text_embeds and time_ids, and they change its output", async () => {
     const dir = join(work, 'xl-unet');
-    await buildRandomUNet(dir, { ...tinySd2.unet, addition: { timeEmbedDim: 8, projectionInputDim: 16 + 6 * 8 } }, 3);
+    await buildRandomUNet(dir, xlUnet, { seed: 3 });
     const unet = await OnnxModel.load(join(dir, 'model.onnx'));
     try {
-      const run = async (timeIds: number[]) =>
-        (
-          await unet.run({
-            sample: { data: new Float32Array(4 * 8 * 8).fill(0.1), dims: [1, 4, 8, 8] },
-            timestep: { data: Float32Array.of(10), dims: [1] },
-            encoder_hidden_states: { data: new Float32Array(77 * 32).fill(0.2), dims: [1, 77, 32] },
-            text_embeds: { data: new Float32Array(16).fill(0.3), dims: [1, 16] },
-            time_ids: { data: Float32Array.from(timeIds), dims: [1, 6] },
-          })
-        ).out_sample.data;
-      const a = await run([64, 64, 0, 0, 64, 64]);
-      const b = await run([32, 32, 0, 0, 64, 64]);
+      const a = await runXl(unet, [64, 64, 0, 0, 64, 64]);
+      const b = await runXl(unet, [32, 32, 0, 0, 64, 64]);
       assert.ok(a.every(Number.isFinite));
       assert.ok(a.some((v, i) => v !== b[i]), 'time_ids reach the output');
     } finally {
       await unet.release();
+    }
+  });
+
+  test('an fp16 UNet alone is float16 in its weights, inputs and outputs, as Optimum exports it, and computes what the fp32 one does', async () => {
+    const dir = join(work, 'xl-unet-fp16');
+    await buildRandomUNet(dir, xlUnet, { seed: 3, precision: 'fp16' });
+    await buildRandomUNet(join(work, 'xl-unet-fp32'), xlUnet, { seed: 3 });
+    const model = decodeModel(readFileSync(join(dir, 'model.onnx')));
+    for (const v of [...model.graph.input, ...model.graph.output]) assert.equal(v.type?.tensorType?.elemType, DataType.FLOAT16, v.name);
+    // All but the timestep projections' frequencies, which stay float32 as diffusers computes them.
+    const float32 = new Set(model.graph.initializer.filter((t) => t.dataType === DataType.FLOAT).map((t) => t.name));
+    const users = model.graph.node.filter((n) => n.input.some((i) => float32.has(i))).map((n) => n.name);
+    assert.deepEqual(users, ['/time_proj/Mul', '/add_time_proj/Mul']);
+    assert.ok(model.graph.initializer.filter((t) => t.dataType === DataType.FLOAT16).length > 50, 'the weights are float16');
+    const [fp16, fp32] = [await OnnxModel.load(join(dir, 'model.onnx')), await OnnxModel.load(join(work, 'xl-unet-fp32', 'model.onnx'))];
+    try {
+      const timeIds = [64, 64, 0, 0, 64, 64];
+      const [half, full] = [await runXl(fp16, timeIds), await runXl(fp32, timeIds)];
+      const scale = Math.max(...full.map(Math.abs));
+      const worst = Math.max(...full.map((v, i) => Math.abs(v - half[i])));
+      // Weights rounded to 11 significant bits and float16 activations: off by a few thousandths of the output's range.
+      assert.ok(worst <= 0.02 * scale, `off by ${worst} for outputs up to ${scale}`);
+    } finally {
+      await Promise.all([fp16.release(), fp32.release()]);
     }
   });
 

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
 import { ModelCache } from '../../src/diffusion/model-cache.ts';
+import { OnnxModel } from '../../src/diffusion/onnx-model.ts';
+import { FixtureDir } from './helpers.ts';
 
 class FakeModel {
   releases = 0;
@@ -130,5 +134,35 @@ describe('ModelCache', () => {
     assert.ok(big >= 90 * mib, `counted ${big / mib} MiB for 96 MiB made resident`);
     await cache.use('small', 500 * mib, async () => new FakeModel('small'), async () => undefined);
     assert.ok(cache.usedBytes - big < 16 * mib, `counted ${(cache.usedBytes - big) / mib} MiB for a load that allocates nothing`);
+  });
+
+  test("a measuring cache charges an fp16 UNet what onnxruntime holds for it, its float32 widening included, not the files' bytes", async (t) => {
+    const mib = 2 ** 20;
+    const fixtures = await FixtureDir.create();
+    try {
+      const folder = await fixtures.model('fp16', { precision: 'fp16', unetChannels: [128, 256], externalData: 'model.onnx_data' });
+      const unetDir = join(folder.dir, 'unet');
+      let fileBytes = 0;
+      for (const name of await readdir(unetDir)) if (name.startsWith('model.onnx')) fileBytes += (await stat(join(unetDir, name))).size;
+      const cache = new ModelCache<OnnxModel>(2 ** 40, true);
+      const before = process.memoryUsage.rss();
+      await cache.use('unet', 1, () => OnnxModel.load(join(unetDir, 'model.onnx')), async (unet) => {
+        const grown = process.memoryUsage.rss() - before;
+        const charged = cache.usedBytes;
+        assert.ok(Math.abs(charged - grown) < 8 * mib, `charged ${charged / mib} MiB for a load that grew the process by ${grown / mib} MiB`);
+        // The CPU provider computes in float32: the session holds float32 copies of the float16 weights.
+        assert.ok(charged >= 2 * fileBytes, `charged ${charged / mib} MiB for ${fileBytes / mib} MiB of float16 files`);
+        // All of it was resident once loaded: a call adds its activations, not the weights read late.
+        const side = 8;
+        const filled = (dims: number[]) => ({ data: new Float32Array(dims.reduce((a, b) => a * b)).map((_, i) => Math.sin(i)), dims });
+        await unet.run({ sample: filled([2, 4, side, side]), timestep: { data: Float32Array.of(500, 500), dims: [2] }, encoder_hidden_states: filled([2, 77, 32]) });
+        const afterCall = process.memoryUsage.rss() - before;
+        t.diagnostic(`files ${(fileBytes / mib).toFixed(1)} MiB, charged ${(charged / mib).toFixed(1)} MiB, grown ${(grown / mib).toFixed(1)} MiB, after a call ${(afterCall / mib).toFixed(1)} MiB`);
+        assert.ok(afterCall - charged < 16 * mib, `${afterCall / mib} MiB resident after a call; ${charged / mib} MiB charged`);
+      });
+      await cache.clear();
+    } finally {
+      await fixtures.remove();
+    }
   });
 });

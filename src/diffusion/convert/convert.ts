@@ -10,7 +10,7 @@ import { closeSync, openSync } from 'node:fs';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeModel, type ModelProto } from '../onnx/proto.ts';
-import { ExternalDataSink, Net, type ParamSource } from '../fixtures/net.ts';
+import { ExternalDataSink, Net, type ParamSource, type Precision } from '../fixtures/net.ts';
 import type { PipelineArch } from './architecture.ts';
 import { CheckpointSource, inspectCheckpoint, ldmLocators, readLdmConfig, type CheckpointInfo } from './checkpoint.ts';
 import { buildClipTextModel } from './text-encoder.ts';
@@ -36,17 +36,19 @@ const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 /**
  * Writes one graph into `dir/model.onnx`, built by `build` from `source`; its weights stream to
  * `model.onnx_data` as they are read when `external` (a graph of gigabytes), else stay inline.
+ * Conversions write fp32 (above); `precision` fp16 is for random-weight models that stand in for
+ * Optimum's fp16 exports.
  */
-export async function writeGraph(dir: string, source: ParamSource, external: boolean, build: (net: Net) => ModelProto): Promise<void> {
+export async function writeGraph(dir: string, source: ParamSource, external: boolean, build: (net: Net) => ModelProto, precision: Precision = 'fp32'): Promise<void> {
   await mkdir(dir, { recursive: true });
   if (!external) {
-    await writeFile(join(dir, 'model.onnx'), encodeModel(build(new Net(source, 'fp32'))));
+    await writeFile(join(dir, 'model.onnx'), encodeModel(build(new Net(source, precision))));
     return;
   }
   const fd = openSync(join(dir, EXTERNAL_DATA_FILE), 'w');
   let model: ModelProto;
   try {
-    model = build(new Net(source, 'fp32', new ExternalDataSink(fd, EXTERNAL_DATA_FILE)));
+    model = build(new Net(source, precision, new ExternalDataSink(fd, EXTERNAL_DATA_FILE)));
   } finally {
     closeSync(fd);
   }

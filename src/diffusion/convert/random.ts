@@ -5,7 +5,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { ExternalDataSink, Net, type Init, type ParamSource } from '../fixtures/net.ts';
+import { ExternalDataSink, Net, type Init, type ParamSource, type Precision } from '../fixtures/net.ts';
 import { writeFixtureTokenizer } from '../fixtures/index.ts';
 import type { ModelProto } from '../onnx/proto.ts';
 import { float32ToFloat16 } from '../onnx/float16.ts';
@@ -76,9 +76,12 @@ export async function buildRandomPipeline(dir: string, arch: PipelineArch, optio
   else await writeFixtureTokenizer(join(dir, 'tokenizer'));
 }
 
-/** A UNet alone (e.g. SDXL_UNET): `dir/model.onnx` with its weights in `dir/model.onnx_data`. */
-export async function buildRandomUNet(dir: string, unet: UNetArch, seed = 0): Promise<void> {
-  await writeGraph(dir, new UniformSource(submodelSeed(seed, 1)), true, (net) => buildUNet2DCondition(net, unet));
+/**
+ * A UNet alone (e.g. SDXL_UNET): `dir/model.onnx` with its weights in `dir/model.onnx_data`; fp16 as
+ * Optimum's fp16 export has it (float16 weights, inputs and outputs), the same draws rounded.
+ */
+export async function buildRandomUNet(dir: string, unet: UNetArch, options: { seed?: number; precision?: Precision } = {}): Promise<void> {
+  await writeGraph(dir, new UniformSource(submodelSeed(options.seed ?? 0, 1)), true, (net) => buildUNet2DCondition(net, unet), options.precision);
 }
 
 /** Records the (LDM key, shape) of every parameter a build asks for, in order, and gives zeros. */
