@@ -1,6 +1,7 @@
 // SDXL-size UNet (issue 13 part 4, issue 11 part 4): SDXL base's UNet architecture with random
 // weights (2.6 G parameters: 10 GB in fp32, built once into bench/out/sdxl-unet/; 5 GB in fp16 as
-// Optimum's fp16 export has it, into bench/out/sdxl-unet-fp16/), loaded as the engine loads a submodel. Prints the load time, the resident memory after the load and its peak during the load
+// Optimum's fp16 export has it, into bench/out/sdxl-unet-fp16/), loaded as the engine loads a
+// submodel. Prints the load time, the resident memory after the load and its peak during the load
 // against the files' bytes (one copy of the weights or two), and the UNet's time per call at batch 2
 // (one image with classifier-free guidance) for each latent side, with the peak over the runs: once as
 // one call of batch 2 and once in sub-batches of 1 (what the engine does when the memory is short,
